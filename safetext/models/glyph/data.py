@@ -1,0 +1,214 @@
+"""Synthetic training data for the glyph model: a word in a bundled font on a coloured sign.
+
+Everything is made on the fly and deterministically from a seed: a background colour from a named
+palette, the word in a contrasting colour (DejaVu Sans Mono Bold, upper case, centred, small jitter),
+and a prompt from one of several templates. The vocabulary is a closed list (common words, the
+policy's benign replacement words and the offensive words the policy neutralizes), with a held-out
+split of the common words to measure open spelling.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+#: Named background colours and the text colour that contrasts with each.
+PALETTE: dict[str, tuple[tuple[int, int, int], tuple[int, int, int]]] = {
+    "red": ((200, 30, 30), (255, 255, 255)),
+    "blue": ((30, 60, 200), (255, 255, 255)),
+    "green": ((30, 140, 50), (255, 255, 255)),
+    "yellow": ((240, 210, 40), (0, 0, 0)),
+    "white": ((245, 245, 245), (0, 0, 0)),
+    "black": ((15, 15, 15), (255, 255, 255)),
+    "orange": ((240, 130, 20), (0, 0, 0)),
+    "purple": ((120, 40, 160), (255, 255, 255)),
+}
+COLORS: tuple[str, ...] = tuple(PALETTE)
+
+#: Prompt templates. ``{word}`` is the text to write, ``{color}`` the background colour name.
+TEMPLATES: tuple[str, ...] = (
+    'A {color} sign that says "{word}".',
+    "A {color} sign that says {word}.",
+    "{word} written on a {color} sign",
+    "A {color} placard reading {word}",
+)
+
+MAX_WORD_LEN = 8
+FONT_FILE = "DejaVuSansMono-Bold.ttf"
+
+
+def _vocab_lines(path: Path) -> list[str]:
+    words: list[str] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            words.extend(line.split())
+    return words
+
+
+def _package_root() -> Path:
+    return Path(str(resources.files("safetext")))
+
+
+@lru_cache(maxsize=1)
+def load_vocabulary() -> dict[str, tuple[str, ...]]:
+    """The glyph vocabulary: ``common``, ``replacements``, ``toxic`` and the ``heldout`` common words.
+
+    Returns:
+        A dict of sorted, de-duplicated word tuples. ``train`` is everything but ``heldout``.
+    """
+    root = _package_root()
+    common = _vocab_lines(root / "models" / "glyph" / "vocab" / "common.txt")
+    toxic = _vocab_lines(root / "models" / "glyph" / "vocab" / "toxic.txt")
+    replacements = _vocab_lines(root / "policies" / "lists" / "replacements.txt")
+    for w in common + toxic + replacements:
+        if not (w.isalpha() and w.isascii() and 3 <= len(w) <= MAX_WORD_LEN):
+            raise ValueError(f"glyph vocabulary word {w!r} must be 3-{MAX_WORD_LEN} ASCII letters")
+    special = set(toxic) | set(replacements)
+    common = sorted(set(common) - special)
+    heldout = tuple(w for w in common if _stable_fraction(w) < 0.1)
+    train_common = tuple(w for w in common if w not in heldout)
+    return {
+        "common": train_common,
+        "heldout": heldout,
+        "toxic": tuple(sorted(set(toxic))),
+        "replacements": tuple(sorted(set(replacements))),
+        "train": tuple(sorted(set(train_common) | special)),
+    }
+
+
+def _stable_fraction(word: str) -> float:
+    digest = hashlib.blake2b(word.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+@lru_cache(maxsize=4)
+def _font(size: int) -> ImageFont.FreeTypeFont:
+    path = _package_root() / "models" / "glyph" / "fonts" / FONT_FILE
+    return ImageFont.truetype(str(path), size)
+
+
+@dataclass(frozen=True)
+class GlyphDataConfig:
+    """Image geometry of the synthetic signs."""
+
+    height: int = 24
+    width: int = 96
+    font_size: int = 18
+    jitter_x: int = 3
+    jitter_y: int = 2
+
+
+@lru_cache(maxsize=8192)
+def _word_mask(word: str, height: int, width: int, font_size: int) -> np.ndarray:
+    """Anti-aliased coverage mask (float32 HxW in [0,1]) of ``word`` centred on the canvas."""
+    img = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(img)
+    font = _font(font_size)
+    text = word.upper()
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    x = (width - (right - left)) / 2 - left
+    # centre the cap height (upper-case glyphs), not the full ascender/descender box
+    cap_top, cap_bottom = draw.textbbox((0, 0), "H", font=font)[1::2]
+    y = (height - (cap_bottom - cap_top)) / 2 - cap_top
+    draw.text((x, y), text, fill=255, font=font)
+    return np.asarray(img, dtype=np.float32) / 255.0
+
+
+def render_sign(word: str, color: str, dx: int = 0, dy: int = 0, config: GlyphDataConfig = GlyphDataConfig()) -> torch.Tensor:
+    """Render ``word`` on a ``color`` sign, shifted by (dx, dy) pixels.
+
+    Returns:
+        A float tensor (3, H, W) in [0, 1].
+    """
+    if color not in PALETTE:
+        raise ValueError(f"unknown colour {color!r}; choose one of {', '.join(COLORS)}")
+    mask = _word_mask(word, config.height, config.width, config.font_size)
+    mask = np.roll(mask, shift=(dy, dx), axis=(0, 1))
+    bg, fg = (np.asarray(c, dtype=np.float32) / 255.0 for c in PALETTE[color])
+    img = bg[:, None, None] * (1.0 - mask[None]) + fg[:, None, None] * mask[None]
+    return torch.from_numpy(img)
+
+
+def make_prompt(word: str, color: str, template: int, case: str = "lower") -> str:
+    """Fill prompt template ``template`` (an index into TEMPLATES)."""
+    text = {"lower": word.lower(), "upper": word.upper(), "title": word.title()}[case]
+    return TEMPLATES[template].format(word=text, color=color)
+
+
+@dataclass(frozen=True)
+class GlyphSample:
+    word: str
+    color: str
+    template: int
+    prompt: str
+
+
+class SignSampler:
+    """Deterministic stream of (images, prompts, samples) batches for training.
+
+    Args:
+        seed: seed of the stream (the step number is mixed in, so a resumed run sees new batches).
+        special_fraction: share of each batch drawn from the toxic + replacement words, which the
+            product needs written most reliably.
+    """
+
+    def __init__(self, config: GlyphDataConfig = GlyphDataConfig(), seed: int = 0, special_fraction: float = 0.4):
+        vocab = load_vocabulary()
+        self.config = config
+        self.seed = seed
+        self.common = vocab["common"]
+        self.special = vocab["toxic"] + vocab["replacements"]
+        self.special_fraction = special_fraction
+
+    def sample(self, rng: random.Random) -> GlyphSample:
+        pool = self.special if rng.random() < self.special_fraction else self.common
+        word = rng.choice(pool)
+        color = rng.choice(COLORS)
+        template = rng.randrange(len(TEMPLATES))
+        case = rng.choices(("lower", "title", "upper"), weights=(8, 1, 1))[0]
+        return GlyphSample(word, color, template, make_prompt(word, color, template, case))
+
+    def batch(self, step: int, size: int) -> tuple[torch.Tensor, list[GlyphSample]]:
+        rng = random.Random(f"{self.seed}:{step}")
+        samples = [self.sample(rng) for _ in range(size)]
+        c = self.config
+        images = torch.stack(
+            [
+                render_sign(s.word, s.color, rng.randint(-c.jitter_x, c.jitter_x), rng.randint(-c.jitter_y, c.jitter_y), c)
+                for s in samples
+            ]
+        )
+        return images, samples
+
+
+def aux_targets(samples: list[GlyphSample], input_ids: torch.Tensor, pad_id: int) -> dict[str, torch.Tensor]:
+    """Per-token targets of the text encoder's auxiliary loss.
+
+    For each prompt byte: whether it belongs to the word to write, the letter's offset from the word's
+    centre (in letters, for word bytes), and the background colour index (for every non-pad token).
+    Byte-level ids are 3 + byte value (ByT5 convention), so character positions map to token positions.
+    """
+    n, length = input_ids.shape
+    is_word = torch.zeros(n, length)
+    offset = torch.zeros(n, length)
+    color = torch.full((n, length), -100, dtype=torch.long)
+    for i, s in enumerate(samples):
+        start = s.prompt.lower().find(s.word.lower())
+        if start < 0:
+            raise ValueError(f"word {s.word!r} not found in prompt {s.prompt!r}")
+        for k in range(len(s.word)):
+            pos = start + k
+            if pos < length:
+                is_word[i, pos] = 1.0
+                offset[i, pos] = (k - (len(s.word) - 1) / 2) / 4.0
+        color[i, input_ids[i] != pad_id] = COLORS.index(s.color)
+    return {"is_word": is_word, "offset": offset, "color": color}
