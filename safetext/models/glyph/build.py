@@ -125,7 +125,7 @@ def load_glyph_pipeline(path: str | Path | None = None, torch_dtype: torch.dtype
             f"no glyph pipeline at {directory} (model_index.json missing); train one with "
             "`safetext train-glyph` or pass the directory written by save_pretrained"
         )
-    pipe = GlyphPipeline.from_pretrained(str(directory), torch_dtype=torch_dtype, local_files_only=True)
+    pipe = GlyphPipeline.from_pretrained(str(directory), dtype=torch_dtype, local_files_only=True)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
