@@ -9,6 +9,8 @@ import sys
 
 #: Modules that contribute subcommands through ``register(subparsers)``.
 COMMAND_MODULES = (
+    "safetext.generate_cli",
+    "safetext.policy.cli",
     "safetext.models.glyph.cli",
 )
 

@@ -1,0 +1,353 @@
+"""The scan engine: a compiled, immutable :class:`Policy` that turns a prompt into a :class:`Verdict`.
+
+One scan = normalize (with an index map) -> find rendered-text spans -> run the backends in order ->
+drop allow-listed hits -> apply per-category thresholds and actions -> replace neutralized spans.
+A ``Policy`` holds only read-only data after construction, so one instance serves many threads.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping, Sequence
+
+from safetext.errors import BackendError, PolicyError
+from safetext.policy.backends import BackendContext, Detection, ScanDocument, create_backend
+from safetext.policy.lexicon import Lexicon, TermSource, build_lexicon, normalized_forms, read_word_list
+from safetext.policy.normalize import normalize_chars, tokenize
+from safetext.policy.rendered import find_rendered_spans, overlaps
+from safetext.policy.replacement import Replacer
+from safetext.policy.schema import NormalizationConfig, PolicyConfig, Rule
+from safetext.policy.verdict import Action, Finding, Verdict
+
+logger = logging.getLogger("safetext.policy")
+
+#: Folder of the shipped policies and word lists (``safetext/policies``).
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "policies"
+
+
+class LocatedPolicyError(PolicyError):
+    """A :class:`PolicyError` about one field of the policy; ``loc`` is its path (``("lists", 0, "path")``)."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+        self.detail = message
+
+
+def resolve_policy_path(path: str, base_dir: Path) -> Path:
+    """A path from a policy file: relative to the policy's folder first, then to the shipped folder."""
+    candidate = Path(path).expanduser()
+    if candidate.is_absolute():
+        return candidate
+    local = base_dir / candidate
+    if local.exists():
+        return local
+    shipped = SHIPPED_DIR / candidate
+    return shipped if shipped.exists() else local
+
+
+@lru_cache(maxsize=32)
+def _cached_lexicon(sources: tuple[TermSource, ...], config: NormalizationConfig, allow_list: bool) -> Lexicon:
+    return build_lexicon(sources, config, plurals=not allow_list, exact_runs=allow_list)
+
+
+def _located(loc: tuple[str | int, ...], func: Any, *args: Any) -> Any:
+    """Call ``func``; a PolicyError it raises is re-raised with the policy field ``loc`` it concerns."""
+    try:
+        return func(*args)
+    except LocatedPolicyError:
+        raise
+    except PolicyError as exc:
+        raise LocatedPolicyError(loc, str(exc)) from exc
+
+
+class Policy:
+    """A compiled policy: immutable, thread-safe, ready to :meth:`scan`.
+
+    Args:
+        config: the validated policy.
+        base_dir: folder that relative list paths start from (the policy file's folder); paths not
+            found there are looked up in the shipped ``safetext/policies`` folder.
+        source: where the policy came from (file path or ``"<dict>"``), for messages.
+
+    Raises:
+        PolicyError: a list file is missing or a replacement word is itself flagged.
+        BackendError: a backend is unknown or cannot be loaded.
+
+    Example:
+        >>> from safetext.policy import load_policy
+        >>> verdict = load_policy("default").scan('A sign that says "shit".')
+        >>> verdict.action.value, verdict.findings[0].text
+        ('neutralize', 'shit')
+    """
+
+    __slots__ = ("config", "base_dir", "source", "lexicon", "_allow", "_backends", "_replacer", "_rules", "_prompt_scope")
+
+    def __init__(self, config: PolicyConfig, *, base_dir: str | Path | None = None, source: str = "<config>") -> None:
+        if not isinstance(config, PolicyConfig):
+            raise PolicyError(f"Policy() expects a PolicyConfig, got {type(config).__name__}; use load_policy() for files")
+        base = Path(base_dir) if base_dir is not None else SHIPPED_DIR
+        norm_config = config.normalization
+        sources = []
+        for index, entry in enumerate(config.lists):
+            loc = ("lists", index)
+            terms = _located(loc + ("path",), read_word_list, resolve_policy_path(entry.path, base))
+            excluded: frozenset[str] = frozenset()
+            for ex_index, ex_path in enumerate(entry.exclude):
+                ex_terms = _located(loc + ("exclude", ex_index), read_word_list, resolve_policy_path(ex_path, base))
+                excluded |= normalized_forms(ex_terms, norm_config)
+            rule = config.rule_for(entry.category, "spans") or config.rule_for(entry.category, "prompt")
+            if rule is None:  # only reachable with an unvalidated PolicyConfig (model_construct)
+                raise LocatedPolicyError(loc + ("category",), f"no rule handles category '{entry.category}'; add one")
+            sources.append(TermSource(terms, entry.category, rule.id, entry.path, excluded, entry.inside_words))
+        for rule in config.rules:
+            if rule.terms:
+                sources.append(TermSource(rule.terms, rule.category, rule.id))
+        lexicon = _cached_lexicon(tuple(sources), norm_config, False)
+        allow_terms = list(config.allow.terms)
+        for index, path in enumerate(config.allow.lists):
+            allow_terms.extend(_located(("allow", "lists", index), read_word_list, resolve_policy_path(path, base)))
+        allow = _cached_lexicon((TermSource(tuple(allow_terms), "allow", ""),), norm_config, True)
+        words = _located(("replacement", "path"), read_word_list, resolve_policy_path(config.replacement.path, base))
+        replacer = _located(("replacement",), Replacer, config.replacement, words)
+        context = BackendContext(lexicon, norm_config, base, config.name)
+        backends = []
+        for index, spec in enumerate(config.backends):
+            try:
+                backends.append(create_backend(spec.name, spec.params, context))
+            except BackendError as exc:
+                exc.loc = ("backends", index, "name")  # type: ignore[attr-defined]
+                raise
+        object.__setattr__(self, "config", config)
+        object.__setattr__(self, "base_dir", base)
+        object.__setattr__(self, "source", source)
+        object.__setattr__(self, "lexicon", lexicon)
+        object.__setattr__(self, "_allow", allow)
+        object.__setattr__(self, "_backends", tuple(backends))
+        object.__setattr__(self, "_replacer", replacer)
+        object.__setattr__(self, "_rules", MappingProxyType({rule.id: rule for rule in config.rules}))
+        object.__setattr__(self, "_prompt_scope", any(rule.scope == "prompt" for rule in config.rules))
+        self._check_replacements_are_clean()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"Policy is immutable; build a new one from a changed PolicyConfig instead of setting '{name}'")
+
+    def __repr__(self) -> str:
+        return f"Policy(name={self.name!r}, source={self.source!r}, terms={len(self.lexicon)})"
+
+    @property
+    def name(self) -> str:
+        """The policy's ``name``."""
+        return self.config.name
+
+    @property
+    def backends(self) -> tuple[str, ...]:
+        """Names of the backends, in the order they run."""
+        return tuple(backend.name for backend in self._backends)
+
+    def _check_replacements_are_clean(self) -> None:
+        config = self.config.normalization
+        for word in self._replacer.every_configured_word():
+            norm = normalize_chars(word, config)
+            if self.lexicon.find(norm, tokenize(norm, config)):
+                raise LocatedPolicyError(
+                    ("replacement",),
+                    f"replacement word '{word}' is itself flagged by the policy; choose a benign word",
+                )
+
+    # ------------------------------------------------------------------ scanning
+    def scan(self, text: str, slot: str = "prompt") -> Verdict:
+        """Scan one prompt.
+
+        Args:
+            text: the prompt (``str``; empty or blank prompts are allowed with no findings).
+            slot: the pipeline argument it belongs to (``prompt``, ``prompt_2``, ``negative_prompt`` ...),
+                recorded in every finding.
+
+        Returns:
+            The frozen :class:`Verdict`: ``action`` is the most severe finding action (``allow`` when
+            nothing is found), ``sanitized_prompt`` has every neutralized span replaced.
+
+        Raises:
+            PolicyError: ``text`` is not a ``str``, is longer than ``max_prompt_chars``, or holds lone
+                UTF-16 surrogates (invalid Unicode).
+        """
+        self._check_input(text, slot)
+        config = self.config
+        if not text.strip():
+            return Verdict(action=Action.ALLOW, prompt=text, sanitized_prompt=text, policy=config.name)
+        norm_config = config.normalization
+        norm = normalize_chars(text, norm_config)
+        tokens = tokenize(norm, norm_config)
+        rendered_config = config.rendered_text
+        rendered = find_rendered_spans(text, rendered_config.max_words) if rendered_config.enabled else ()
+        document = ScanDocument(text, norm, tokens, rendered, self._prompt_scope)
+        keys = self._allow.token_keys(tokens)
+        allowed = [norm.span(m.start, m.end) for m in self._allow.find(norm, tokens, keys)]
+        findings = self._decide(document, allowed, slot)
+        sanitized = _apply_replacements(text, findings)
+        action = max((f.action for f in findings), key=lambda a: a.severity, default=Action.ALLOW)
+        verdict = Verdict(
+            action=action,
+            prompt=text,
+            sanitized_prompt=sanitized,
+            findings=tuple(findings),
+            rendered_spans=rendered,
+            policy=config.name,
+        )
+        if findings and logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "policy.scan policy=%s slot=%s action=%s rules=%s",
+                config.name, slot, action.value, ",".join(sorted({f.rule_id for f in findings})),
+            )
+        return verdict
+
+    def _check_input(self, text: Any, slot: Any) -> None:
+        if not isinstance(slot, str) or not slot:
+            raise PolicyError(f"scan() slot must be a non-empty string such as 'prompt', got {slot!r}")
+        if not isinstance(text, str):
+            hint = " decode it first: text.decode('utf-8')" if isinstance(text, (bytes, bytearray)) else " pass the prompt text"
+            raise PolicyError(f"scan() expects str for slot '{slot}', got {type(text).__name__};{hint}")
+        limit = self.config.max_prompt_chars
+        if len(text) > limit:
+            raise PolicyError(
+                f"prompt for slot '{slot}' has {len(text)} characters, over the policy limit max_prompt_chars={limit}; "
+                "shorten the prompt or raise max_prompt_chars in the policy"
+            )
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise PolicyError(
+                f"prompt for slot '{slot}' is not valid Unicode: lone surrogate {text[exc.start]!r} at offset "
+                f"{exc.start}; decode the input with errors='replace' or fix its encoding"
+            ) from exc
+
+    def _candidate_rules(self, detection: Detection) -> list[Rule]:
+        config = self.config
+        rules: list[Rule] = []
+        if detection.rule_id is not None:
+            owner = self._rules.get(detection.rule_id)
+            if owner is not None:
+                rules.append(owner)
+            if self._prompt_scope:
+                prompt_rule = config.rule_for(detection.category, "prompt")
+                if prompt_rule is not None and prompt_rule is not owner:
+                    rules.append(prompt_rule)
+            return rules
+        rule = config.rule_for(detection.category, detection.scope)
+        return [rule] if rule is not None else []
+
+    def _action_for(self, rule: Rule, rendered: bool) -> Action:
+        if rendered:
+            return rule.action
+        return rule.outside_rendered or self.config.outside_rendered or rule.action
+
+    def _decide(self, document: ScanDocument, allowed: list[tuple[int, int]], slot: str) -> list[Finding]:
+        text = document.text
+        rendered_spans = document.rendered_spans
+        check_rendered = self.config.rendered_text.enabled
+        taken: list[tuple[int, int]] = []
+        prompt_rules_seen: set[str] = set()
+        findings: list[Finding] = []
+        for backend in self._backends:
+            for detection in backend.detect(document):
+                score = detection.score
+                if not 0.0 <= score <= 1.0 or score != score:
+                    raise BackendError(
+                        f"backend '{backend.name}' returned score {score!r} outside [0, 1] for "
+                        f"{text[detection.start:detection.end]!r}; fix the backend"
+                    )
+                start, end = detection.start, detection.end
+                if any(a <= start and end <= b for a, b in allowed):
+                    continue
+                whole_prompt = detection.scope == "prompt"
+                if not whole_prompt and any(s < end and start < e for s, e in taken):
+                    continue  # first backend (and leftmost-longest match) wins
+                rendered = (not whole_prompt) and (not check_rendered or overlaps(start, end, rendered_spans))
+                best: tuple[Rule, Action] | None = None
+                for rule in self._candidate_rules(detection):
+                    if score < rule.threshold:
+                        continue
+                    action = self._action_for(rule, rendered)
+                    if best is None or action.severity > best[1].severity:
+                        best = (rule, action)
+                if best is None or best[1] is Action.ALLOW:
+                    continue
+                rule, action = best
+                if whole_prompt:
+                    if rule.id in prompt_rules_seen:
+                        continue
+                    prompt_rules_seen.add(rule.id)
+                else:
+                    taken.append((start, end))
+                original = text[start:end]
+                replacement = None
+                if action is Action.NEUTRALIZE:
+                    replacement = self._replacer.choose(detection.normalized, detection.base or detection.normalized, original)
+                findings.append(
+                    Finding(
+                        rule_id=rule.id, category=detection.category, text=original, start=start, end=end,
+                        normalized=detection.normalized, normalizations=detection.normalizations, score=score,
+                        backend=detection.backend, action=action, rendered=rendered, replacement=replacement, slot=slot,
+                    )
+                )
+        findings.sort(key=lambda f: (f.start, f.end))
+        return findings
+
+    # ------------------------------------------------------------------ requests with several prompts
+    @staticmethod
+    def merge_verdicts(verdicts: Mapping[str, Verdict] | Sequence[Verdict]) -> Verdict:
+        """Combine the verdicts of one request's prompt slots into one.
+
+        Args:
+            verdicts: ``{slot: verdict}``, or a sequence read as slots ``prompt``, ``prompt_2``, ...
+
+        Returns:
+            A verdict whose action is the most severe one, with every finding (each carries its
+            slot), the first slot's prompt/sanitized prompt/rendered spans, and
+            ``details["sanitized_prompts"] = {slot: sanitized prompt}``.
+
+        Raises:
+            PolicyError: no verdicts, or an item is not a Verdict.
+        """
+        if isinstance(verdicts, Mapping):
+            items = list(verdicts.items())
+        else:
+            items = [("prompt" if i == 0 else f"prompt_{i + 1}", v) for i, v in enumerate(verdicts)]
+        if not items:
+            raise PolicyError("merge_verdicts() needs at least one verdict; scan each prompt slot first")
+        for slot, verdict in items:
+            if not isinstance(verdict, Verdict):
+                raise PolicyError(f"merge_verdicts(): slot '{slot}' holds {type(verdict).__name__}, not a Verdict")
+        first = items[0][1]
+        findings = tuple(f for _, v in items for f in v.findings)
+        notes = tuple(dict.fromkeys(n for _, v in items for n in v.notes))
+        action = max((v.action for _, v in items), key=lambda a: a.severity)
+        return Verdict(
+            action=action,
+            prompt=first.prompt,
+            sanitized_prompt=first.sanitized_prompt,
+            findings=findings,
+            rendered_spans=first.rendered_spans,
+            policy=first.policy,
+            notes=notes,
+            details={"sanitized_prompts": {slot: v.sanitized_prompt for slot, v in items}},
+        )
+
+
+def _apply_replacements(text: str, findings: Sequence[Finding]) -> str:
+    pieces: list[str] = []
+    cursor = 0
+    for finding in findings:
+        if finding.replacement is None or finding.start < cursor:
+            continue
+        pieces.append(text[cursor : finding.start])
+        pieces.append(finding.replacement)
+        cursor = finding.end
+    if not pieces:
+        return text
+    pieces.append(text[cursor:])
+    return "".join(pieces)

@@ -1,0 +1,301 @@
+"""Word lists compiled for whole-word, evasion-aware matching.
+
+A :class:`Lexicon` holds terms (single words or phrases) normalized with the SAME pipeline as the
+prompts, so ``2g1c`` in a list and ``2g1c`` in a prompt meet in the middle whatever steps are on.
+Matching is token-exact: a term matches whole words only, which is why ``Scunthorpe``, ``cockpit``
+and ``therapist`` never hit ``cunt``, ``cock`` or ``rapist``. Repeated letters are compared as run
+lengths (``fuuuck`` has at least the runs of ``fuck``; ``niger`` lacks the double ``g`` of the slur).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from safetext.errors import PolicyError
+from safetext.policy.confusables import REPEATS
+from safetext.policy.normalize import NormalizedText, Token, normalize_chars, run_lengths, tokenize
+from safetext.policy.schema import NormalizationConfig
+
+_PLURAL_ES_ENDINGS = ("s", "x", "z", "ch", "sh")
+
+
+@dataclass(frozen=True)
+class Term:
+    """One entry of a lexicon.
+
+    Attributes:
+        form: normalized words joined by spaces, as matched (``"fucks"``).
+        base: the entry as listed, normalized (``"fuck"`` for the generated plural ``"fucks"``).
+        keys: per word, the lookup key (letters with repeats collapsed when ``repeats`` is on).
+        runs: per word, the run lengths the prompt word must at least have.
+        category: rule category (profanity, sexual, slur, insult, hate, custom, allow).
+        rule_id: id of the policy rule that owns the term ("" for allow-lists).
+    """
+
+    form: str
+    base: str
+    keys: tuple[str, ...]
+    runs: tuple[tuple[int, ...], ...]
+    category: str
+    rule_id: str
+
+
+@dataclass(frozen=True)
+class Match:
+    """A lexicon hit in normalized-character coordinates (``start``/``end`` index ``NormalizedText.text``)."""
+
+    term: Term
+    start: int
+    end: int
+    mask: int
+    wildcard: bool = False
+
+
+@dataclass(frozen=True)
+class TermSource:
+    """Terms of one category handed to :func:`build_lexicon` (from a list file or inline)."""
+
+    terms: tuple[str, ...]
+    category: str
+    rule_id: str
+    origin: str = "inline"
+    exclude: frozenset[str] = field(default_factory=frozenset)
+    inside_words: bool = False
+
+
+@lru_cache(maxsize=64)
+def _read_list_cached(path: str, mtime_ns: int) -> tuple[str, ...]:
+    del mtime_ns  # part of the cache key only: an edited file is read again
+    entries = []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            entry = line.strip()
+            if entry and not entry.startswith("#"):
+                entries.append(entry)
+    return tuple(entries)
+
+
+def read_word_list(path: str | Path) -> tuple[str, ...]:
+    """Entries of a list file: one per line, blank lines and ``#`` comments skipped.
+
+    Args:
+        path: the list file (UTF-8).
+
+    Raises:
+        PolicyError: the file is missing or not UTF-8.
+    """
+    target = Path(path)
+    try:
+        return _read_list_cached(str(target.resolve()), target.stat().st_mtime_ns)
+    except FileNotFoundError as exc:
+        raise PolicyError(f"word list '{target}' does not exist; fix the path (relative to the policy file)") from exc
+    except UnicodeDecodeError as exc:
+        raise PolicyError(f"word list '{target}' is not UTF-8 text ({exc.reason}); re-save it as UTF-8") from exc
+
+
+def _word_keys(tokens: Sequence[Token], repeats: bool) -> tuple[tuple[str, ...], tuple[tuple[int, ...], ...]]:
+    keys, runs = [], []
+    for token in tokens:
+        if repeats:
+            key, counts = run_lengths(token.text)
+        else:
+            key, counts = token.text, ()
+        keys.append(key)
+        runs.append(counts)
+    return tuple(keys), tuple(runs)
+
+
+def _plural_forms(word: str) -> tuple[str, ...]:
+    if len(word) < 3 or not word.isalpha():
+        return ()
+    if word.endswith(_PLURAL_ES_ENDINGS):
+        return (word + "es",)
+    return (word + "s",)
+
+
+class Lexicon:
+    """Terms indexed for matching token sequences.
+
+    Build with :func:`build_lexicon`; read-only afterwards (safe to share between threads).
+    """
+
+    def __init__(
+        self,
+        terms: Iterable[Term],
+        symbols: Iterable[Term],
+        repeats: bool,
+        exact_runs: bool = False,
+        stems: Iterable[Term] = (),
+    ) -> None:
+        by_first: dict[str, list[Term]] = {}
+        by_length: dict[int, list[Term]] = {}
+        for term in terms:
+            by_first.setdefault(term.keys[0], []).append(term)
+            if len(term.keys) == 1:
+                by_length.setdefault(len(term.form), []).append(term)
+        self._by_first = {key: tuple(sorted(group, key=lambda t: -len(t.keys))) for key, group in by_first.items()}
+        self._by_length = {length: tuple(group) for length, group in by_length.items()}
+        self._symbols = tuple(symbols)
+        self._stems = tuple(stems)
+        self._repeats = repeats
+        self._exact_runs = exact_runs
+        self.size = sum(len(group) for group in self._by_first.values()) + len(self._symbols) + len(self._stems)
+
+    def token_keys(self, tokens: Sequence[Token]) -> list[tuple[str, tuple[int, ...]]]:
+        """Lookup key and run lengths of each token (computed once per scan, shared by lexicons)."""
+        if self._repeats:
+            return [run_lengths(token.text) for token in tokens]
+        return [(token.text, ()) for token in tokens]
+
+    def find(
+        self,
+        norm: NormalizedText,
+        tokens: Sequence[Token],
+        keys: Sequence[tuple[str, tuple[int, ...]]] | None = None,
+    ) -> list[Match]:
+        """Leftmost-longest, non-overlapping matches of the lexicon in ``tokens``.
+
+        Args:
+            norm: the normalized prompt the tokens come from.
+            tokens: output of :func:`~safetext.policy.normalize.tokenize`.
+            keys: :meth:`token_keys` of ``tokens`` when already computed.
+
+        Returns:
+            Matches in text order.
+        """
+        keys = self.token_keys(tokens) if keys is None else keys
+        matches: list[Match] = []
+        count = len(tokens)
+        i = 0
+        while i < count:
+            token = tokens[i]
+            if token.wildcard:
+                # allow-lists (exact runs) never guess: "p*ss" must not be allowed as "pass"
+                hit = None if self._exact_runs else self._match_wildcard(token)
+                found = None if hit is None else (hit, i + 1)
+            else:
+                found = self._match_at(tokens, keys, i)
+            if found is None:
+                stem = self._match_stem(token) if self._stems else None
+                if stem is not None:
+                    matches.append(stem)
+                i += 1
+                continue
+            matches.append(found[0])
+            i = found[1]
+        for term in self._symbols:
+            at = norm.text.find(term.form)
+            while at >= 0:
+                matches.append(Match(term, at, at + len(term.form), norm.mask(at, at + len(term.form))))
+                at = norm.text.find(term.form, at + len(term.form))
+        if self._symbols:
+            matches.sort(key=lambda m: m.start)
+        return matches
+
+    def _match_at(self, tokens: Sequence[Token], keys: Sequence[tuple[str, tuple[int, ...]]], i: int) -> tuple[Match, int] | None:
+        candidates = self._by_first.get(keys[i][0])
+        if not candidates:
+            return None
+        for term in candidates:
+            size = len(term.keys)
+            if i + size > len(tokens):
+                continue
+            mask = 0
+            for k in range(size):
+                token = tokens[i + k]
+                key, runs = keys[i + k]
+                if token.wildcard or key != term.keys[k]:
+                    break
+                if self._repeats:
+                    wanted = term.runs[k]
+                    if runs != wanted:
+                        if self._exact_runs or any(have < need for have, need in zip(runs, wanted)):
+                            break
+                        mask |= REPEATS
+                mask |= token.mask
+            else:
+                return Match(term, tokens[i].start, tokens[i + size - 1].end, mask), i + size
+        return None
+
+    def _match_stem(self, token: Token) -> Match | None:
+        word = token.text
+        for term in self._stems:
+            if term.form in word:
+                found = Term(word, term.form, (word,), (), term.category, term.rule_id)
+                return Match(found, token.start, token.end, token.mask)
+        return None
+
+    def _match_wildcard(self, token: Token) -> Match | None:
+        word = token.text
+        for term in self._by_length.get(len(word), ()):
+            form = term.form
+            if all(w == f or (w == "*" and f.isalpha()) for w, f in zip(word, form)):
+                return Match(term, token.start, token.end, token.mask, wildcard=True)
+        return None
+
+    def __len__(self) -> int:
+        return self.size
+
+
+def build_lexicon(
+    sources: Sequence[TermSource], config: NormalizationConfig, *, plurals: bool = True, exact_runs: bool = False
+) -> Lexicon:
+    """Normalize and index terms.
+
+    Args:
+        sources: term groups in priority order: when a term is in several groups the LATER one decides
+            its category and rule.
+        config: the policy's normalization (terms go through the same steps as prompts).
+        plurals: also match the plural of single words and of the last word of phrases
+            (``bitch`` -> ``bitches``) unless the plural is listed itself.
+        exact_runs: letter runs must match exactly (allow-lists: ``Niger`` must not allow ``nigger``).
+
+    Returns:
+        The compiled :class:`Lexicon`.
+    """
+    listed: dict[tuple[str, ...], Term] = {}
+    generated: dict[tuple[str, ...], Term] = {}
+    symbols: dict[str, Term] = {}
+    stems: dict[str, Term] = {}
+    for source in sources:
+        for entry in source.terms:
+            if source.inside_words:
+                stem = "".join(t.text for t in tokenize(normalize_chars(entry, config), config))
+                if stem and stem not in source.exclude:
+                    stems[stem] = Term(stem, stem, (stem,), (), source.category, source.rule_id)
+                continue
+            norm = normalize_chars(entry, config)
+            tokens = tokenize(norm, config)
+            if not tokens:
+                form = norm.text.strip()
+                if form and form not in source.exclude:
+                    symbols[form] = Term(form, form, (), (), source.category, source.rule_id)
+                continue
+            words = tuple(token.text for token in tokens)
+            form = " ".join(words)
+            if form in source.exclude or any(token.wildcard for token in tokens):
+                continue
+            keys, runs = _word_keys(tokens, config.repeats)
+            listed[words] = Term(form, form, keys, runs, source.category, source.rule_id)
+            if plurals:
+                for plural in _plural_forms(words[-1]):
+                    variant = words[:-1] + (plural,)
+                    p_keys, p_runs = _word_keys(
+                        tokenize(normalize_chars(" ".join(variant), config), config), config.repeats
+                    )
+                    generated[variant] = Term(" ".join(variant), form, p_keys, p_runs, source.category, source.rule_id)
+    merged = {**{k: v for k, v in generated.items() if k not in listed}, **listed}
+    return Lexicon(merged.values(), symbols.values(), config.repeats, exact_runs, stems.values())
+
+
+def normalized_forms(entries: Iterable[str], config: NormalizationConfig) -> frozenset[str]:
+    """Normalized forms of list entries (used for ``exclude`` lists)."""
+    forms = set()
+    for entry in entries:
+        norm = normalize_chars(entry, config)
+        tokens = tokenize(norm, config)
+        forms.add(" ".join(t.text for t in tokens) if tokens else norm.text.strip())
+    return frozenset(forms)

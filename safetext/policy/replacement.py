@@ -1,0 +1,101 @@
+"""Choose the benign word that replaces a neutralized span.
+
+The sanitized prompt keeps its sentence; only the offending span changes, and the replacement keeps
+the span's case style (``FUCK`` -> ``LOVE``, ``Shit`` -> ``Star``) and, in ``auto`` mode, its length
+as closely as the benign list allows, so the layout of the rendered text is preserved. The choice
+is deterministic per matched term (a BLAKE2b hash, never Python's salted ``hash()``), so the same
+word gets the same replacement in every slot of a request and in every process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Sequence
+
+from safetext.errors import PolicyError
+from safetext.policy.schema import ReplacementConfig
+
+
+def _stable_index(key: str, modulo: int) -> int:
+    digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % modulo
+
+
+def match_case(replacement: str, original: str) -> str:
+    """Give ``replacement`` the case style of ``original`` (UPPER, Title or as is).
+
+    Example:
+        >>> match_case("love", "FUCK"), match_case("love", "Fuck"), match_case("love", "fuck")
+        ('LOVE', 'Love', 'love')
+    """
+    letters = [c for c in original if c.isalpha()]
+    if not letters:
+        return replacement
+    if len(letters) > 1 and all(c.isupper() for c in letters):
+        return replacement.upper()
+    if letters[0].isupper():
+        return replacement[:1].upper() + replacement[1:]
+    return replacement
+
+
+class Replacer:
+    """Pick replacements according to a policy's ``replacement:`` section.
+
+    Args:
+        config: the replacement settings.
+        words: the benign words for ``auto`` mode (``replacements.txt``).
+
+    Raises:
+        PolicyError: the benign word list is empty.
+    """
+
+    def __init__(self, config: ReplacementConfig, words: Sequence[str]) -> None:
+        self.config = config
+        cleaned = tuple(dict.fromkeys(w.strip() for w in words if w.strip()))
+        if not cleaned:
+            raise PolicyError(f"replacement list '{config.path}' has no words; add benign words, one per line")
+        self.words = cleaned
+        by_length: dict[int, list[str]] = {}
+        for word in cleaned:
+            by_length.setdefault(len(word), []).append(word)
+        self._by_length = {length: tuple(group) for length, group in by_length.items()}
+        self._lengths = tuple(sorted(by_length))
+        self._mapping = {key.lower(): value for key, value in config.mapping.items()}
+
+    def auto(self, key: str, length: int) -> str:
+        """A benign word of the length closest to ``length`` (ties -> the shorter), chosen by ``key``.
+
+        Args:
+            key: what makes the choice deterministic (the matched term).
+            length: length of the span being replaced.
+        """
+        best = min(self._lengths, key=lambda n: (abs(n - length), n))
+        group = self._by_length[best]
+        return group[_stable_index(key, len(group))]
+
+    def choose(self, term: str, base: str, original: str) -> str:
+        """The replacement for one neutralized span.
+
+        Args:
+            term: the matched form (``"fucks"``).
+            base: the listed term it came from (``"fuck"``), also tried in ``mapping`` mode.
+            original: the span as written in the prompt (sets length and case style).
+
+        Returns:
+            The replacement text, case-matched when ``preserve_case`` is on.
+        """
+        config = self.config
+        if config.mode == "fixed" and config.word:
+            word = config.word
+        else:
+            word = None
+            if config.mode == "mapping":
+                word = self._mapping.get(term) or self._mapping.get(base)
+            if not word:
+                word = self.auto(term, len(original))
+        return match_case(word, original) if config.preserve_case else word
+
+    def every_configured_word(self) -> tuple[str, ...]:
+        """Every word this replacer can output (checked against the policy so it never flags itself)."""
+        fixed = (self.config.word,) if self.config.word else ()
+        return fixed + tuple(self._mapping.values()) + self.words
