@@ -12,6 +12,7 @@ COMMAND_MODULES = (
     "safetext.generate_cli",
     "safetext.policy.cli",
     "safetext.models.glyph.cli",
+    "safetext.lora.cli",
 )
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DiffusionPipeline, ImagePipelineOutput, UNet2DConditionModel
+from diffusers.loaders import StableDiffusionLoraLoaderMixin
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 from transformers import ByT5Tokenizer, T5EncoderModel
@@ -47,7 +48,7 @@ def denoiser_output(out: torch.Tensor) -> torch.Tensor:
     return F.pixel_shuffle(out, SPACE_TO_DEPTH)
 
 
-class GlyphPipeline(DiffusionPipeline):
+class GlyphPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
     """Text-to-image pipeline that writes the word named in the prompt on a coloured sign.
 
     Args:
