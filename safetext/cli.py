@@ -13,6 +13,10 @@ COMMAND_MODULES = (
     "safetext.policy.cli",
     "safetext.models.glyph.cli",
     "safetext.lora.cli",
+    "safetext.bench.cli",
+    "safetext.service.cli",
+    "safetext.localize.cli",
+    "safetext.edit.cli",
 )
 
 

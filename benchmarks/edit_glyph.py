@@ -1,0 +1,148 @@
+"""Edit the written word of glyph images with the localized layer map.
+
+    python benchmarks/edit_glyph.py [--model DIR] [--layer-map MAP] [--edits 50] [--steps 20]
+
+For ``--edits`` prompt pairs (glyph common words, seed 2000: not the localization's pairs) it runs
+``edit_text(pipe, source_prompt, source_word, target_word, seed=...)`` and OCRs the original and the
+edited image. An edit succeeds when the edited image reads as the target word and its SSIM to the
+original is >= 0.85. Acceptance (issue 4): >= 80% of edits succeed.
+
+The layer map defaults to ``benchmarks/results/glyph_layer_map.yaml`` (written by
+``localize_glyph.py``) when it exists, else the model's shipped preset. Writes ``edit_glyph.json`` /
+``.md`` and ``edit_glyph.png`` (side-by-side examples) to ``--results``; ``--check`` exits 1 when the
+acceptance is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SSIM_MIN = 0.85
+SUCCESS_MIN = 0.80
+GRID_ROWS = 8
+
+
+def example_grid(pictures: list, path: Path) -> None:
+    """Stack side-by-side pictures vertically into one PNG."""
+    from PIL import Image
+
+    width = max(picture.width for picture in pictures)
+    canvas = Image.new("RGB", (width, sum(picture.height for picture in pictures)), (255, 255, 255))
+    top = 0
+    for picture in pictures:
+        canvas.paste(picture, (0, top))
+        top += picture.height
+    canvas.save(path)
+
+
+def write_markdown(summary: dict, path: Path) -> None:
+    lines = [
+        "# Text editing on the glyph model",
+        "",
+        f"Model: {summary['model']}; layer map: {summary['layer_map']['name']} "
+        f"({', '.join(f'`{name}`' for name in summary['layer_map']['layers'])}, start {summary['layer_map']['start_fraction']:g}); "
+        f"{summary['steps']} steps; {summary['threads']} CPU threads; OCR: rapidocr (crop mode).",
+        "",
+        "| metric | value | required |",
+        "|---|---|---|",
+        f"| edits read as the target word with SSIM >= {SSIM_MIN} | {summary['success_rate']:.3f} | >= {SUCCESS_MIN} |",
+        f"| edits read as the target word | {summary['flip_rate']:.3f} | |",
+        f"| mean SSIM edited vs original | {summary['mean_ssim']:.3f} | |",
+        f"| mean PSNR edited vs original (dB) | {'-' if summary['mean_psnr'] is None else format(summary['mean_psnr'], '.2f')} | |",
+        f"| originals read as the source word | {summary['original_read_rate']:.3f} | |",
+        f"| seconds per edit (original + edited) | {summary['seconds_per_edit']:.2f} | |",
+        "",
+        f"Passed: {'yes' if summary['passed'] else 'NO'} ({summary['edits']} edits).",
+        "",
+        "![examples](edit_glyph.png)",
+        "",
+        "| prompt | to | original read | edited read | SSIM | success |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in summary["examples"][:16]:
+        lines.append(
+            f"| {row['prompt']} | {row['target']} | {row['original_text']!r} | {row['edited_text']!r} | {row['ssim']:.3f} | {row['success']} |"
+        )
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="glyph pipeline directory (default: the shipped weights)")
+    parser.add_argument("--layer-map", default=None, help="layer map file or preset (default: see above)")
+    parser.add_argument("--edits", type=int, default=50)
+    parser.add_argument("--split", default="common", choices=("common", "heldout"), help="words of the edited prompts")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--results", default=str(RESULTS), help="where to write the result files")
+    parser.add_argument("--check", action="store_true", help="exit 1 when the acceptance is missed")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    from safetext.edit import edit_text
+    from safetext.localize import glyph_prompt_pairs
+    from safetext.models.glyph import load_glyph_pipeline
+    from safetext.patching.resolve import resolve_layer_map
+    from safetext.scoring import get_ocr
+
+    pipe = load_glyph_pipeline(args.model)
+    default_map = RESULTS / "glyph_layer_map.yaml"
+    layer_map = resolve_layer_map(pipe, args.layer_map or (default_map if default_map.is_file() else None)).layer_map
+    ocr = get_ocr("rapidocr", mode="crop")
+    rows, pictures, seconds = [], [], []
+    for pair in glyph_prompt_pairs(args.edits, split=args.split, seed=2000):
+        started = time.perf_counter()
+        result = edit_text(
+            pipe, pair.source_prompt, pair.source_text, pair.target_text,
+            layer_map=layer_map, seed=pair.seed, ocr=ocr, num_inference_steps=args.steps,
+        )
+        seconds.append(time.perf_counter() - started)
+        metrics = result.metrics
+        success = bool(metrics["edited_reads_target"] and metrics["ssim"] >= SSIM_MIN)
+        rows.append({
+            "prompt": pair.source_prompt, "source": pair.source_text, "target": pair.target_text, "seed": pair.seed,
+            "original_text": metrics["original_text"], "edited_text": metrics["edited_text"],
+            "original_reads_source": metrics["original_reads_source"], "edited_reads_target": metrics["edited_reads_target"],
+            "ssim": metrics["ssim"], "psnr": metrics["psnr"], "success": success,
+        })
+        if len(pictures) < GRID_ROWS:
+            pictures.append(result.side_by_side)
+    psnrs = [row["psnr"] for row in rows if row["psnr"] is not None]
+    summary = {
+        "model": args.model or "shipped",
+        "layer_map": {"name": layer_map.name, "layers": list(layer_map.layers), "start_fraction": layer_map.start_fraction},
+        "steps": args.steps,
+        "threads": args.threads,
+        "edits": len(rows),
+        "success_rate": sum(row["success"] for row in rows) / len(rows),
+        "flip_rate": sum(row["edited_reads_target"] for row in rows) / len(rows),
+        "original_read_rate": sum(row["original_reads_source"] for row in rows) / len(rows),
+        "mean_ssim": statistics.fmean(row["ssim"] for row in rows),
+        "mean_psnr": statistics.fmean(psnrs) if psnrs else None,
+        "seconds_per_edit": statistics.fmean(seconds),
+        "examples": rows,
+    }
+    summary["passed"] = summary["success_rate"] >= SUCCESS_MIN
+    out = Path(args.results)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "edit_glyph.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    example_grid(pictures, out / "edit_glyph.png")
+    write_markdown(summary, out / "edit_glyph.md")
+    print(
+        f"{summary['edits']} edits: success {summary['success_rate']:.2f} (required >= {SUCCESS_MIN}), "
+        f"flip {summary['flip_rate']:.2f}, SSIM {summary['mean_ssim']:.3f}, {summary['seconds_per_edit']:.2f} s/edit"
+    )
+    print(f"wrote {out / 'edit_glyph.md'}")
+    return 1 if args.check and not summary["passed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""Evaluate the embedded glyph model: spelling (OCR), colour, speed, and the paper's K/V-swap premise.
+
+    python benchmarks/glyph_eval.py [--model DIR] [--n-train 200] [--pairs 100]
+
+Writes ``benchmarks/results/glyph_eval.json`` / ``.md`` and a sample grid PNG, and prints the table.
+Acceptance (issue 7): exact match >= 90% on training-vocabulary words and >= 85% on the shipped toxic
+words at 20 steps, background colour >= 95%, <= 1 s per image on 2 CPU cores, load < 2 s, and with
+the K/V patch on the model's layer map, >= 80% of 100 prompt pairs read as the target word at SSIM >= 0.85.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent
+RESULTS = ROOT / "results"
+
+
+def nearest_colour(image: np.ndarray) -> str:
+    """Palette colour nearest to the median of the image border (HWC float in [0, 1])."""
+    from safetext.models.glyph.data import PALETTE
+
+    border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
+    median = np.median(border, axis=0) * 255
+    return min(PALETTE, key=lambda c: float(np.sum((np.asarray(PALETTE[c][0]) - median) ** 2)))
+
+
+def prompt_set(words: list[str], n: int, seed: int) -> list[tuple[str, str, str]]:
+    """(word, colour, prompt) triples, deterministic in ``seed``; cycles through words when n > len."""
+    from safetext.models.glyph.data import COLORS, TEMPLATES, make_prompt
+
+    rng = random.Random(seed)
+    order = list(words)
+    rng.shuffle(order)
+    out = []
+    for i in range(n):
+        word = order[i % len(order)]
+        colour = rng.choice(COLORS)
+        out.append((word, colour, make_prompt(word, colour, rng.randrange(len(TEMPLATES)))))
+    return out
+
+
+def generate(pipe, prompts: list[str], seed: int, steps: int, batch: int = 25, **kwargs) -> tuple[np.ndarray, float]:
+    """Images (N, H, W, 3) for ``prompts`` (seed per batch) and seconds per image."""
+    images, t0 = [], time.perf_counter()
+    for i in range(0, len(prompts), batch):
+        gen = torch.Generator().manual_seed(seed + i)
+        images.append(pipe(prompts[i : i + batch], num_inference_steps=steps, generator=gen, output_type="np", **kwargs).images)
+    return np.concatenate(images), (time.perf_counter() - t0) / max(1, len(prompts))
+
+
+def spelling_scores(ocr, images: np.ndarray, items: list[tuple[str, str, str]]) -> dict:
+    from safetext.scoring import exact_match
+
+    reads = [ocr.read(im).text for im in images]
+    exact = [exact_match(r, w) for r, (w, _, _) in zip(reads, items)]
+    colour = [nearest_colour(im) == c for im, (_, c, _) in zip(images, items)]
+    misses = [(w, r) for r, (w, _, _), ok in zip(reads, items, exact) if not ok]
+    return {
+        "n": len(items),
+        "exact_match": float(np.mean(exact)),
+        "colour_accuracy": float(np.mean(colour)),
+        "examples_of_misses": misses[:10],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="pipeline directory (default: the shipped weights)")
+    parser.add_argument("--n-train", type=int, default=200)
+    parser.add_argument("--pairs", type=int, default=100)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default=str(RESULTS / "glyph_eval"))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    from safetext.models.glyph import load_glyph_pipeline
+    from safetext.models.glyph.data import load_vocabulary
+    from safetext.scoring import get_ocr
+
+    t0 = time.perf_counter()
+    pipe = load_glyph_pipeline(args.model)
+    load_seconds = time.perf_counter() - t0
+    ocr = get_ocr("rapidocr")
+    vocab = load_vocabulary()
+    results: dict = {"model": args.model or "shipped", "steps": args.steps, "load_seconds": load_seconds, "threads": args.threads}
+
+    suites = {
+        "train_vocabulary": prompt_set(list(vocab["train"]), args.n_train, args.seed),
+        "toxic_words": prompt_set(list(vocab["toxic"]), 2 * len(vocab["toxic"]), args.seed + 1),
+        "replacement_words": prompt_set(list(vocab["replacements"]), len(vocab["replacements"]), args.seed + 2),
+        "heldout_words": prompt_set(list(vocab["heldout"]), len(vocab["heldout"]), args.seed + 3),
+    }
+    timings = []
+    grid_images = []
+    for name, items in suites.items():
+        images, sec = generate(pipe, [p for _, _, p in items], args.seed, args.steps)
+        timings.append(sec)
+        results[name] = spelling_scores(ocr, images, items)
+        grid_images.extend(images[:8])
+        print(f"{name:18s} n={len(items):4d} exact={results[name]['exact_match']:.3f} colour={results[name]['colour_accuracy']:.3f}", flush=True)
+    results["seconds_per_image"] = statistics.median(timings)
+
+    if args.pairs:
+        from benchmarks_kv_premise import kv_swap_premise  # noqa: F401  (local helper below)
+
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    _write(results, grid_images, Path(args.out))
+    return 0
+
+
+def _write(results: dict, grid_images: list[np.ndarray], out: Path) -> None:
+    from PIL import Image
+
+    out.with_suffix(".json").write_text(json.dumps(results, indent=2, sort_keys=True))
+    h, w, _ = grid_images[0].shape
+    cols = 8
+    rows = (len(grid_images) + cols - 1) // cols
+    grid = Image.new("RGB", (cols * w, rows * h))
+    for i, im in enumerate(grid_images):
+        grid.paste(Image.fromarray((im * 255).round().astype(np.uint8)), ((i % cols) * w, (i // cols) * h))
+    grid = grid.resize((grid.width * 2, grid.height * 2), Image.NEAREST)
+    grid.save(out.with_name(out.name + "_samples.png"))
+    lines = ["| suite | n | OCR exact match | background colour |", "|---|---|---|---|"]
+    for key, val in results.items():
+        if isinstance(val, dict) and "exact_match" in val:
+            lines.append(f"| {key} | {val['n']} | {val['exact_match']:.3f} | {val['colour_accuracy']:.3f} |")
+    lines.append("")
+    lines.append(f"load: {results['load_seconds']:.2f} s; sampling: {results['seconds_per_image']:.3f} s/image at {results['steps']} steps, {results['threads']} threads")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""Localize the embedded glyph model's text layers and check the map on held-out prompt pairs.
+
+    python benchmarks/localize_glyph.py [--model DIR] [--pairs 32] [--eval-pairs 100] [--steps 20]
+
+1. ``localize_layers`` on ``--pairs`` glyph prompt pairs (common words, seed 0), OCR scoring, timed.
+2. The chosen map on ``--eval-pairs`` held-out pairs: words the localization never saw (seed 1000,
+   ``--eval-split common``) or the never-trained held-out vocabulary (``--eval-split heldout``).
+
+Writes ``localize_glyph.json`` / ``.md`` / ``.png`` (per-layer chart) and ``glyph_layer_map.yaml``
+(the map, named ``glyph``, ready for ``safetext/patching/presets/glyph.yaml``) to ``--results``.
+Acceptance (issue 4): at most 25% of the text-attention layers, flip rate to the target >= 80% of the
+held-out pairs, mean SSIM to the unpatched image >= 0.85, localization < 10 min on 2 CPU cores.
+``--check`` exits 1 when a criterion is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SSIM_MIN = 0.85
+FLIP_MIN = 0.80
+LAYER_SHARE_MAX = 0.25
+SECONDS_MAX = 600.0
+
+
+def evaluate_map(pipe, layer_map, pairs, steps: int, scorer) -> dict:
+    """Flip rate and SSIM of a layer map on prompt pairs, with the unpatched references."""
+    from safetext.localize import PatchCandidate, PatchSweep, SingleProcess
+
+    sweep = PatchSweep(pipe, pairs, scorer, call_kwargs={"num_inference_steps": steps}, process_group=SingleProcess(), progress=False)
+    indices = tuple(layer.index for layer in layer_map.select(pipe))
+    candidate = PatchCandidate(indices, layer_map.start_fraction)
+    source, target = sweep.reference_scores()
+    score = sweep.evaluate([candidate], desc="held-out pairs")[candidate]
+    both = [pair.flipped and pair.similarity >= SSIM_MIN for pair in score.per_pair]
+    examples = [
+        {"source": p.source_text, "target": p.target_text, "read": s.text, "flipped": s.flipped, "ssim": round(s.similarity, 4)}
+        for p, s in zip(pairs, score.per_pair)
+    ]
+    return {
+        "pairs": len(pairs),
+        "flip_rate": score.flip_rate,
+        "movement": score.movement,
+        "target_f1": score.target_f1,
+        "ssim": score.similarity,
+        "flipped_at_ssim": sum(both) / len(both),
+        "unpatched_flip_rate": source.flip_rate,
+        "target_prompt_written_rate": target.flip_rate,
+        "examples": examples,
+    }
+
+
+def write_markdown(summary: dict, path: Path) -> None:
+    loc, held = summary["localization"], summary["held_out"]
+    lines = [
+        "# Localization of the glyph model",
+        "",
+        f"Model: {summary['model']}; {summary['steps']} steps; {summary['threads']} CPU threads; OCR: rapidocr (crop mode).",
+        "",
+        "## Chosen layer map",
+        "",
+        *[f"- `{name}`" for name in loc["layer_map"]["layers"]],
+        "",
+        f"Start fraction {loc['layer_map']['start_fraction']:g}; {loc['parameters']['layers']} of "
+        f"{loc['parameters']['text_layers']} text-attention layers ({loc['parameters']['share_of_text_layers']:.0%}); "
+        f"{loc['parameters']['kv_parameters']:,} K/V parameters = {loc['parameters']['share_of_denoiser']:.2%} of the UNet, "
+        f"{loc['parameters']['share_of_text_kv']:.1%} of all text K/V. Growth stopped: {loc['stop_reason']}.",
+        "",
+        "## Acceptance",
+        "",
+        "| criterion | value | required | pass |",
+        "|---|---|---|---|",
+    ]
+    for row in summary["acceptance"]:
+        lines.append(f"| {row['criterion']} | {row['value']} | {row['required']} | {'yes' if row['passed'] else 'NO'} |")
+    lines += [
+        "",
+        f"Held-out pairs ({held['pairs']}, split `{summary['eval_split']}`, words unseen by the localization): "
+        f"flip rate {held['flip_rate']:.2f}, flipped with SSIM >= {SSIM_MIN}: {held['flipped_at_ssim']:.2f}, "
+        f"mean SSIM {held['ssim']:.3f}. Unpatched images read as the target word: {held['unpatched_flip_rate']:.2f}; "
+        f"the target prompt itself is written correctly in {held['target_prompt_written_rate']:.2f} of the pairs (ceiling).",
+        "",
+        "## Each layer alone (localization pairs)",
+        "",
+        "![per-layer scores](localize_glyph.png)",
+        "",
+        "| layer | name | movement | flip rate | SSIM |",
+        "|---|---|---|---|---|",
+    ]
+    for row in loc["single_layers"]:
+        lines.append(f"| {row['layers'][0]} | `{row['name']}` | {row['movement']:.3f} | {row['flip_rate']:.2f} | {row['similarity']:.3f} |")
+    lines += ["", "## Start fraction of the chosen set", "", "| start | flip rate | movement | SSIM |", "|---|---|---|---|"]
+    for row in loc["start_fractions"]:
+        lines.append(f"| {row['start_fraction']:g} | {row['flip_rate']:.2f} | {row['movement']:.3f} | {row['similarity']:.3f} |")
+    lines += ["", "## Held-out examples", "", "| source | target | OCR read | flipped | SSIM |", "|---|---|---|---|---|"]
+    for row in held["examples"][:12]:
+        lines.append(f"| {row['source']} | {row['target']} | {row['read']!r} | {row['flipped']} | {row['ssim']:.3f} |")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="glyph pipeline directory (default: the shipped weights)")
+    parser.add_argument("--pairs", type=int, default=32, help="localization prompt pairs")
+    parser.add_argument("--eval-pairs", type=int, default=100, help="held-out evaluation pairs")
+    parser.add_argument("--eval-split", default="common", choices=("common", "heldout"), help="words of the held-out pairs")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--budget", type=int, default=None, help="layer budget (default: 25%% of the text layers)")
+    parser.add_argument("--similarity-floor", type=float, default=0.1, help="see safetext.localize.grow_layer_set")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workdir", default=None, help="localization output/checkpoint directory (default: temporary)")
+    parser.add_argument("--resume", action="store_true", help="resume the checkpoint in --workdir")
+    parser.add_argument("--results", default=str(RESULTS), help="where to write the result files")
+    parser.add_argument("--check", action="store_true", help="exit 1 when an acceptance criterion is missed")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    from safetext.localize import OcrMovementScorer, glyph_prompt_pairs, localize_layers, pair_words
+    from safetext.localize.report import save_figure, single_layer_figure
+    from safetext.models.glyph import load_glyph_pipeline
+
+    pipe = load_glyph_pipeline(args.model)
+    scorer = OcrMovementScorer()
+    pairs = glyph_prompt_pairs(args.pairs, split="common", seed=0)
+    workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="localize_glyph_"))
+    started = time.perf_counter()
+    result = localize_layers(
+        pipe, pairs, scorer=scorer, call_kwargs={"num_inference_steps": args.steps}, budget=args.budget,
+        similarity_floor=args.similarity_floor, out_dir=workdir, resume=args.resume, name="glyph",
+    )
+    seconds = time.perf_counter() - started
+    print(f"localized in {seconds:.0f} s: {list(result.layer_map.layers)} from {result.layer_map.start_fraction:g}", flush=True)
+
+    exclude = pair_words(pairs) if args.eval_split == "common" else ()
+    held_pairs = glyph_prompt_pairs(args.eval_pairs, split=args.eval_split, seed=1000, exclude=exclude)
+    held = evaluate_map(pipe, result.layer_map, held_pairs, args.steps, scorer)
+
+    share = result.parameters.share_of_text_layers
+    acceptance = [
+        {"criterion": "share of text-attention layers", "value": f"{share:.3f}", "required": f"<= {LAYER_SHARE_MAX}", "passed": share <= LAYER_SHARE_MAX},
+        {"criterion": "held-out flip rate to target", "value": f"{held['flip_rate']:.3f}", "required": f">= {FLIP_MIN}", "passed": held["flip_rate"] >= FLIP_MIN},
+        {"criterion": "held-out mean SSIM to unpatched", "value": f"{held['ssim']:.3f}", "required": f">= {SSIM_MIN}", "passed": held["ssim"] >= SSIM_MIN},
+        {"criterion": "localization wall time (s)", "value": f"{seconds:.0f}", "required": f"< {SECONDS_MAX:.0f}", "passed": seconds < SECONDS_MAX},
+    ]
+    summary = {
+        "model": args.model or "shipped",
+        "steps": args.steps,
+        "threads": args.threads,
+        "eval_split": args.eval_split,
+        "localization_seconds": seconds,
+        "localization": result.summary(),
+        "held_out": held,
+        "acceptance": acceptance,
+        "passed": all(row["passed"] for row in acceptance),
+    }
+    out = Path(args.results)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "localize_glyph.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    save_figure(single_layer_figure(result), out / "localize_glyph.png")
+    write_markdown(summary, out / "localize_glyph.md")
+    result.layer_map.save(out / "glyph_layer_map.yaml")
+    if not args.workdir:
+        shutil.rmtree(workdir, ignore_errors=True)
+    for row in acceptance:
+        print(f"{row['criterion']:34s} {row['value']:>8s} (required {row['required']}): {'pass' if row['passed'] else 'FAIL'}")
+    print(f"wrote {out / 'localize_glyph.md'}, {out / 'glyph_layer_map.yaml'}")
+    return 1 if args.check and not summary["passed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

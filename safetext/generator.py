@@ -1,0 +1,308 @@
+"""SafeTextGenerator: wrap a diffusers pipeline so flagged words are not written into its images.
+
+    >>> gen = SafeTextGenerator(pipe, policy="default")
+    >>> out = gen('A protest sign that says "<slur>"', generator=torch.Generator().manual_seed(0))
+    >>> out.images[0]      # the same picture, with a benign word on the sign
+    >>> out.verdict        # findings, replacements, the layers patched and the start step
+
+A request goes through four stages:
+
+1. **Guard every prompt slot.** The pipeline's own ``__call__`` signature says which slots exist
+   (``prompt``, ``prompt_2``, ``prompt_3``; strings or batched lists); each is scanned with the policy.
+   Negative prompts steer *away* from content and are never rendered as text, so they are not scanned.
+   Precomputed ``prompt_embeds`` / ``pooled_prompt_embeds`` cannot be scanned and are refused with
+   :class:`~safetext.errors.PolicyError` unless ``allow_prompt_embeds=True``.
+2. **Decide.** ``block`` anywhere raises :class:`~safetext.errors.PolicyViolation` carrying the verdict
+   (never a silent black image). ``allow`` / ``log`` run the untouched pipeline: no hooks, no recording,
+   bit-identical output.
+3. **Patch.** For ``neutralize``, the layer map for the model (explicit > preset > all layers, see
+   :func:`~safetext.patching.resolve_layer_map`) drives a :class:`~safetext.patching.KVPatch`: the
+   sanitized prompt's text K/V replace the user's in the mapped layers from the map's start step, in the
+   conditional rows of the flagged prompts only (in a batch, clean prompts keep their own K/V).
+4. **Report.** The pipeline's own output object is returned with ``.verdict`` set on it (a fresh object
+   per call). The verdict's ``details`` record the layers, start step, family, layer map and its source,
+   and ``details["timings"]`` the scan time and the recording overhead.
+
+One generator may serve several threads at once: all per-request state lives in the call, and the
+patch's hooks act only in the thread that registered them. The wrapped diffusers pipeline is another
+matter: pipelines store per-call settings on themselves (``_guidance_scale``, ...), schedulers keep step
+state, and transformers 5 fast tokenizers are not safe to call from two threads at once
+(huggingface/transformers#47085). For concurrent serving, give each worker its own pipeline (as
+``safetext serve`` does) or make sure concurrent calls share settings and a guarded tokenizer.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from safetext.errors import PolicyError, PolicyViolation
+from safetext.patching import KVPatch, LayerMap, resolve_layer_map
+from safetext.policy.verdict import Action, Verdict
+
+logger = logging.getLogger("safetext.generator")
+
+PROMPT_SLOT = re.compile(r"^prompt(_\d+)?$")
+EMBEDS_ARGUMENT = re.compile(r"^(?!negative_).*prompt_embeds(_\d+)?$")
+
+
+@dataclass(frozen=True)
+class _Decision:
+    """The scan result of one request: the merged verdict and, when patching, what to patch."""
+
+    verdict: Verdict
+    patched_prompts: tuple[int, ...]
+    target_kwargs: dict[str, Any]
+
+
+class GenerationTuple(tuple):
+    """A pipeline's ``return_dict=False`` tuple with the request's ``verdict`` attached."""
+
+    verdict: Verdict
+
+
+def _load_policy(policy: Any) -> Any:
+    if policy is None or isinstance(policy, (str, os.PathLike, Mapping)):
+        from safetext.policy import load_policy
+
+        return load_policy(policy)
+    if callable(getattr(policy, "scan", None)):
+        return policy
+    raise PolicyError(
+        f"policy must be a Policy (anything with .scan(text, slot)), a policy name or file path, or None for "
+        f"the default policy; got {type(policy).__name__}"
+    )
+
+
+def merge_slot_verdicts(verdicts: Mapping[str, Verdict]) -> Verdict:
+    """One prompt's verdict from its slots' verdicts (most severe action, every finding, each slot's sanitized text)."""
+    if len(verdicts) == 1:
+        return next(iter(verdicts.values()))
+    from safetext.policy.engine import Policy
+
+    return Policy.merge_verdicts(dict(verdicts))
+
+
+def merge_prompt_verdicts(verdicts: Sequence[Verdict]) -> Verdict:
+    """The request's verdict for a batch: most severe action; findings' slots carry the prompt index.
+
+    The first prompt's text fills ``prompt``/``sanitized_prompt``; ``details["prompts"]`` holds every
+    prompt's own verdict.
+    """
+    if len(verdicts) == 1:
+        return verdicts[0]
+    first = verdicts[0]
+    findings = tuple(
+        finding.model_copy(update={"slot": f"{finding.slot}[{index}]"})
+        for index, verdict in enumerate(verdicts)
+        for finding in verdict.findings
+    )
+    return Verdict(
+        action=max((v.action for v in verdicts), key=lambda action: action.severity),
+        prompt=first.prompt,
+        sanitized_prompt=first.sanitized_prompt,
+        findings=findings,
+        rendered_spans=first.rendered_spans,
+        policy=first.policy,
+        notes=tuple(dict.fromkeys(note for v in verdicts for note in v.notes)),
+        details={"prompts": [v.to_dict() for v in verdicts]},
+    )
+
+
+def attach_verdict(output: Any, verdict: Verdict) -> Any:
+    """Set ``output.verdict`` (pipeline output dataclasses), or wrap a plain tuple so it carries one."""
+    if isinstance(output, tuple) and not hasattr(output, "__dataclass_fields__"):
+        wrapped = GenerationTuple(output)
+        wrapped.verdict = verdict
+        return wrapped
+    object.__setattr__(output, "verdict", verdict)
+    return output
+
+
+class SafeTextGenerator:
+    """Call a diffusers pipeline through a text-safety policy; flagged words are patched out of the image.
+
+    Args:
+        pipe: a diffusers text-to-image pipeline (SD1.x/2.x, SDXL, DeepFloyd IF, PixArt, SD3, Flux, or
+            safetext's glyph model). Load LoRA adapters before generating; the patch hooks the
+            LoRA-wrapped projections at call time.
+        policy: a policy object (``.scan(text, slot) -> Verdict``), a shipped policy name, a policy
+            YAML path, or None for the default policy.
+        layer_map: a :class:`~safetext.patching.LayerMap`, a map file, or a preset name; None picks the
+            shipped preset matching the model, else every text-attention layer (with a note in the
+            verdict).
+        strict: raise :class:`~safetext.errors.LayerMapError` instead of falling back to all layers.
+        allow_prompt_embeds: let precomputed ``prompt_embeds`` through unscanned (default: refuse).
+        metrics: an optional :class:`safetext.telemetry.SafetextMetrics` observed once per request.
+
+    Raises:
+        UnsupportedArchitectureError: the pipeline's denoiser is unknown.
+        LayerMapError: the layer map does not fit the model (or none exists and ``strict``).
+        PatchError: fused QKV projections (call ``pipe.unfuse_qkv_projections()`` first).
+        PolicyError: the policy cannot be loaded.
+    """
+
+    def __init__(
+        self,
+        pipe: Any,
+        policy: Any = None,
+        layer_map: LayerMap | str | os.PathLike | None = None,
+        strict: bool = False,
+        *,
+        allow_prompt_embeds: bool = False,
+        metrics: Any = None,
+    ) -> None:
+        self.pipe = pipe
+        self.policy = _load_policy(policy)
+        self.resolved = resolve_layer_map(pipe, layer_map, strict=strict)
+        self.patch = KVPatch(
+            pipe, [layer.name for layer in self.resolved.layers], self.resolved.layer_map.start_fraction
+        )
+        self.allow_prompt_embeds = bool(allow_prompt_embeds or getattr(self.policy, "allow_prompt_embeds", False))
+        self.metrics = metrics
+        self._signature = inspect.signature(pipe.__call__)
+        self.prompt_slots = tuple(name for name in self._signature.parameters if PROMPT_SLOT.match(name))
+
+    @property
+    def layer_map(self) -> LayerMap:
+        """The layer map this generator patches with."""
+        return self.resolved.layer_map
+
+    # -- the call ------------------------------------------------------------------------------------
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Generate exactly like ``pipe(*args, **kwargs)``, guarded by the policy.
+
+        Returns:
+            The pipeline's output with ``.verdict`` attached.
+
+        Raises:
+            PolicyViolation: the policy blocks the request (``.verdict`` says why).
+            PolicyError: a prompt slot is not text, or precomputed embeddings were passed.
+        """
+        call_kwargs = self._bind(args, kwargs)
+        started = time.perf_counter()
+        decision = self._decide(call_kwargs)
+        timings: dict[str, float] = {"scan_seconds": time.perf_counter() - started}
+        verdict = decision.verdict
+        if verdict.action is Action.BLOCK:
+            verdict = verdict.with_details(timings=timings)
+            self._observe(verdict, None, timings)
+            raise PolicyViolation(self._block_message(verdict), verdict)
+        generation_started = time.perf_counter()
+        if not decision.patched_prompts:
+            output = self.pipe(**call_kwargs)
+        else:
+            output, report = self.patch.run(call_kwargs, decision.target_kwargs, decision.patched_prompts)
+            timings["patch_overhead_seconds"] = report.record_seconds
+            verdict = verdict.with_details(
+                **report.as_details(),
+                layer_map=self.resolved.layer_map.name,
+                layer_map_source=self.resolved.source,
+            )
+            for note in self.resolved.notes:
+                verdict = verdict.with_note(note)
+        timings["generation_seconds"] = time.perf_counter() - generation_started
+        verdict = verdict.with_details(timings=timings)
+        self._observe(verdict, timings["generation_seconds"], timings)
+        return attach_verdict(output, verdict)
+
+    def _bind(self, args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
+        try:
+            bound = self._signature.bind(*args, **kwargs)
+        except TypeError as error:
+            raise TypeError(f"{type(self.pipe).__name__}.__call__: {error}") from None
+        call_kwargs: dict[str, Any] = {}
+        for name, value in bound.arguments.items():
+            kind = self._signature.parameters[name].kind
+            if kind is inspect.Parameter.VAR_KEYWORD:
+                call_kwargs.update(value)
+            elif kind is inspect.Parameter.VAR_POSITIONAL:
+                if value:
+                    raise TypeError(
+                        f"{type(self.pipe).__name__}.__call__ got unexpected positional arguments {value!r}"
+                    )
+            else:
+                call_kwargs[name] = value
+        return call_kwargs
+
+    def _decide(self, call_kwargs: Mapping[str, Any]) -> _Decision:
+        embeds = sorted(n for n, v in call_kwargs.items() if v is not None and EMBEDS_ARGUMENT.match(n))
+        if embeds and not self.allow_prompt_embeds:
+            raise PolicyError(
+                f"{', '.join(embeds)} passed: precomputed prompt embeddings cannot be scanned for text to write "
+                "into the image. Pass the prompt as text, or create SafeTextGenerator(..., allow_prompt_embeds=True) "
+                "to let embeddings through unscanned."
+            )
+        slots = {slot: call_kwargs[slot] for slot in self.prompt_slots if call_kwargs.get(slot) is not None}
+        count = self._prompt_count(slots)
+        if count == 0:
+            verdict = Verdict(action=Action.ALLOW, policy=str(getattr(self.policy, "name", "")))
+            if embeds:
+                verdict = verdict.with_note(f"{', '.join(embeds)} passed and allowed: not scanned")
+            return _Decision(verdict, (), {})
+        scanned = {slot: self._scan_slot(slot, value, count) for slot, value in slots.items()}
+        per_prompt = [
+            merge_slot_verdicts({slot: verdicts[i] for slot, verdicts in scanned.items()}) for i in range(count)
+        ]
+        verdict = merge_prompt_verdicts(per_prompt)
+        patched = tuple(i for i, v in enumerate(per_prompt) if v.action is Action.NEUTRALIZE)
+        if verdict.action is Action.BLOCK or not patched:
+            return _Decision(verdict, (), {})
+        targets: dict[str, Any] = {}
+        for slot, value in slots.items():
+            sanitized = [scanned[slot][i].sanitized_prompt for i in range(count)]
+            if isinstance(value, str):
+                targets[slot] = sanitized[0]
+            else:
+                targets[slot] = [sanitized[i] if i in patched else value[i] for i in range(count)]
+        return _Decision(verdict, patched, targets)
+
+    def _prompt_count(self, slots: Mapping[str, Any]) -> int:
+        for slot, value in slots.items():
+            if not isinstance(value, (str, list, tuple)) or (
+                not isinstance(value, str) and not all(isinstance(v, str) for v in value)
+            ):
+                raise PolicyError(f"`{slot}` must be a string or a list of strings, got {type(value).__name__}")
+        lists = {slot: len(value) for slot, value in slots.items() if not isinstance(value, str)}
+        if len(set(lists.values())) > 1:
+            raise PolicyError(f"prompt slots hold lists of different lengths: {lists}; pass one entry per image prompt")
+        if lists:
+            return next(iter(lists.values()))
+        return 1 if slots else 0
+
+    def _scan_slot(self, slot: str, value: str | Sequence[str], count: int) -> list[Verdict]:
+        if isinstance(value, str):
+            return [self.policy.scan(value, slot=slot)] * count
+        return [self.policy.scan(text, slot=slot) for text in value]
+
+    @staticmethod
+    def _block_message(verdict: Verdict) -> str:
+        rules = sorted({f.rule_id for f in verdict.findings if f.action is Action.BLOCK})
+        return (
+            f"request blocked by policy {verdict.policy!r} (rule(s): {', '.join(rules) or 'unknown'}); "
+            "see the exception's .verdict for the findings"
+        )
+
+    def _observe(self, verdict: Verdict, generation_seconds: float | None, timings: Mapping[str, float]) -> None:
+        if self.metrics is not None:
+            self.metrics.observe_request(
+                verdict,
+                generation_seconds,
+                scan_seconds=timings.get("scan_seconds"),
+                patch_overhead_seconds=timings.get("patch_overhead_seconds"),
+            )
+        logger.debug(
+            "safetext.generate action=%s patched=%s", verdict.action.value, verdict.details.get("patched_prompts")
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"SafeTextGenerator({type(self.pipe).__name__}, policy={getattr(self.policy, 'name', self.policy)!r}, "
+            f"layer_map={self.layer_map.name!r} [{self.resolved.source}])"
+        )

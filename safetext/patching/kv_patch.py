@@ -1,0 +1,256 @@
+"""KVPatch: swap the text keys/values of a few attention layers for a target prompt's, from a start step on.
+
+    >>> from safetext.patching import KVPatch
+    >>> patch = KVPatch(pipe, layers=["up_blocks.0.attentions.2.transformer_blocks.1.attn2"], start_fraction=0.08)
+    >>> out, report = patch.generate(prompt='A sign that says "cat"', target_prompt='A sign that says "dog"',
+    ...                              generator=torch.Generator().manual_seed(0))
+    >>> report.start_step, report.layers
+    (4, ('up_blocks.0.attentions.2.transformer_blocks.1.attn2',))
+
+How one call works:
+
+1. The target prompt's denoiser inputs are recorded by the pipeline itself
+   (:func:`~safetext.patching.recording.record_denoiser_inputs`): its own prompt encoding, so shapes,
+   dtypes, padding and devices match the user's call; the denoiser does not run.
+2. Hooks are registered for this call only: a forward pre-hook on the denoiser counts steps (a step is
+   a change of timestep; the count restarts every call) and, from step ``ceil(start_fraction * steps)``
+   on, marks the call as patched; forward hooks on the mapped layers' K/V ``nn.Linear`` modules replace
+   the patched rows of their output. Only the conditional rows of the flagged prompts are patched
+   (CFG batches are ``[uncond | cond]``, prompt-major); every other row keeps its own K/V.
+
+   * cross-attention / added-K/V models (``inject``): the target K/V are the same projections applied
+     to the recorded prompt states, computed once inside the first patched call. Zero extra denoiser
+     forwards. PixArt also gets the target's padding bias in the patched layers.
+   * SD3 / Flux (``extra_rows``): the text stream depends on the noisy image, so the target branch
+     runs on the same noisy input at every patched step, as extra batch rows of the same denoiser call
+     (same latents and timestep, the target's prompt inputs); the K/V hooks copy the extra rows' text
+     K/V into the patched rows, and a forward hook drops the extra rows from the output. One forward
+     with ``B + E`` rows costs less than a second call: per-call fixed costs are paid once.
+     A batch of a single row (Flux without true CFG, SD3 without CFG) is the exception: appending a
+     row would move PyTorch's one-row matmuls (time/pooled embeddings, AdaLN) from GEMV to GEMM and
+     perturb the user's row in the last bits, so the target branch runs as a separate call of the
+     same shape, stopped right after the last patched layer.
+3. All hooks are removed in ``finally``. State lives in a per-call object activated in a context
+   variable (:mod:`safetext.patching.hooks`), so threads sharing the pipeline never see each other's
+   patch.
+
+Hooks are registered at call time on the modules found by name at that moment, so LoRA adapters loaded
+with peft before the call are inside the hooked module and their delta is part of the K/V (the target
+K/V too). Fused QKV projections are refused (:func:`~safetext.patching.layers.check_patchable`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+from torch import nn
+
+from safetext.errors import LayerMapError, PatchError
+from safetext.patching.hooks import installed
+from safetext.patching.layers import check_patchable, is_lora_wrapped, resolve_adapter, select_layers
+from safetext.patching.recording import forward_parameters, record_denoiser_inputs
+from safetext.patching.session import PatchSession
+
+
+def start_step_for(start_fraction: float, total_steps: int) -> int:
+    """First patched step index: ``ceil(start_fraction * total_steps)``, exact for fractions like 4/50.
+
+    Args:
+        start_fraction: in [0, 1]; 0 patches every step, 1 patches none.
+        total_steps: the run's number of denoising steps.
+    """
+    fraction = Fraction(start_fraction).limit_denominator(10_000)
+    return min(total_steps, math.ceil(fraction * total_steps))
+
+
+@dataclass(frozen=True)
+class PatchReport:
+    """What one patched generation did (recorded in the verdict's ``details``).
+
+    Attributes:
+        family: adapter family (``unet_cross``, ``added_kv``, ``pixart``, ``sd3_joint``, ``flux``).
+        strategy: ``inject`` or ``extra_rows``.
+        layers: attention-module names patched, forward order.
+        layer_indices: their 0-based forward-order indices.
+        start_fraction: the configured start, as a fraction of the schedule.
+        start_step: first patched step index.
+        total_steps: denoising steps of the run.
+        patched_steps: steps at which K/V were actually replaced.
+        patched_prompts: indices of the prompts whose conditional rows were patched.
+        lora_layers: patched layers whose K/V projection is wrapped by a peft LoRA layer.
+        record_seconds: time spent recording the target's conditioning (the pipeline's prompt
+            encoding); the patch's other cost is inside the denoiser calls.
+    """
+
+    family: str
+    strategy: str
+    layers: tuple[str, ...]
+    layer_indices: tuple[int, ...]
+    start_fraction: float
+    start_step: int
+    total_steps: int
+    patched_steps: int
+    patched_prompts: tuple[int, ...]
+    lora_layers: tuple[str, ...] = ()
+    record_seconds: float = 0.0
+
+    def as_details(self) -> dict[str, Any]:
+        """JSON-ready dict for ``Verdict.details``."""
+        return {
+            "family": self.family,
+            "strategy": self.strategy,
+            "layers": list(self.layers),
+            "layer_indices": list(self.layer_indices),
+            "start_fraction": self.start_fraction,
+            "start_step": self.start_step,
+            "total_steps": self.total_steps,
+            "patched_steps": self.patched_steps,
+            "patched_prompts": list(self.patched_prompts),
+            "lora_layers": list(self.lora_layers),
+        }
+
+
+def prompt_batch_layout(
+    pipe: Any, call_kwargs: Mapping[str, Any], parameters: Mapping[str, Any] | None = None
+) -> tuple[int, int]:
+    """``(number of prompts, images per prompt)`` of a pipeline call (``parameters``: cached call signature)."""
+    prompt = call_kwargs.get("prompt")
+    if isinstance(prompt, str):
+        prompts = 1
+    elif isinstance(prompt, (list, tuple)):
+        prompts = len(prompt)
+    elif call_kwargs.get("prompt_embeds") is not None:
+        prompts = int(call_kwargs["prompt_embeds"].shape[0])
+    else:
+        raise PatchError("KVPatch needs the call's `prompt` (a string or a list of strings)")
+    per_prompt = call_kwargs.get("num_images_per_prompt")
+    if per_prompt is None:
+        parameter = (parameters if parameters is not None else inspect.signature(pipe.__call__).parameters).get(
+            "num_images_per_prompt"
+        )
+        per_prompt = parameter.default if parameter is not None and isinstance(parameter.default, int) else 1
+    return prompts, int(per_prompt)
+
+
+class KVPatch:
+    """Swap text K/V of selected layers for those of a target prompt, from a start step onward.
+
+    Args:
+        pipe: a diffusers text-to-image pipeline (SD1.x/2.x, SDXL, IF, PixArt, SD3, Flux, glyph, ...).
+        layers: attention-module names or forward-order indices to patch (``None``: every text layer).
+        start_fraction: first patched step as a fraction of the schedule, in [0, 1]: patching starts at
+            step ``ceil(start_fraction * num_inference_steps)``, so one value works at any step count.
+
+    Raises:
+        UnsupportedArchitectureError: unknown denoiser.
+        LayerMapError: a layer name or index the model lacks, or a start fraction outside [0, 1].
+        PatchError: fused QKV projections on a selected layer.
+    """
+
+    def __init__(self, pipe: Any, layers: Sequence[str | int] | None = None, start_fraction: float = 0.0) -> None:
+        if not 0.0 <= float(start_fraction) <= 1.0:
+            raise LayerMapError(f"start_fraction must be in [0, 1], got {start_fraction!r}")
+        self.pipe = pipe
+        self.denoiser, self.adapter = resolve_adapter(pipe)
+        available = tuple(self.adapter.discover(self.denoiser))
+        self.layers = available if layers is None else select_layers(available, list(layers))
+        self.start_fraction = float(start_fraction)
+        check_patchable(self.denoiser, self.layers)
+        self._pipe_parameters = inspect.signature(pipe.__call__).parameters
+        self._denoiser_parameters = forward_parameters(self.denoiser)
+
+    def generate(self, *, target_prompt: str | list[str], **call_kwargs: Any) -> tuple[Any, PatchReport]:
+        """Call the pipeline with ``call_kwargs``, patching every prompt toward ``target_prompt``.
+
+        Args:
+            target_prompt: the prompt(s) whose K/V replace the user's (same count as ``prompt``).
+            **call_kwargs: the pipeline's own arguments (``prompt``, ``generator``, ...).
+
+        Returns:
+            ``(pipeline output, PatchReport)``.
+        """
+        return self.run(call_kwargs, {"prompt": target_prompt})
+
+    def run(
+        self,
+        call_kwargs: Mapping[str, Any],
+        target_kwargs: Mapping[str, Any],
+        patched_prompts: Sequence[int] | None = None,
+    ) -> tuple[Any, PatchReport]:
+        """Run the pipeline once with the patch active for this call only.
+
+        Args:
+            call_kwargs: the pipeline call's arguments, as the user gave them.
+            target_kwargs: argument overrides that make the target call (e.g. sanitized ``prompt`` and
+                ``prompt_2``); the target is recorded with ``{**call_kwargs, **target_kwargs}``.
+            patched_prompts: indices of the prompts to patch (default: all). Rows of the other prompts
+                keep their own K/V.
+
+        Returns:
+            ``(pipeline output, PatchReport)``.
+        """
+        prompts, per_prompt = prompt_batch_layout(self.pipe, call_kwargs, self._pipe_parameters)
+        chosen = tuple(range(prompts)) if patched_prompts is None else tuple(sorted(set(patched_prompts)))
+        if any(not 0 <= index < prompts for index in chosen):
+            raise PatchError(f"patched_prompts {list(chosen)} out of range for {prompts} prompt(s)")
+        check_patchable(self.denoiser, self.layers)
+        started = time.perf_counter()
+        recorded = record_denoiser_inputs(
+            self.pipe,
+            self.denoiser,
+            {**call_kwargs, **target_kwargs},
+            pipe_parameters=self._pipe_parameters,
+            denoiser_parameters=self._denoiser_parameters,
+        )
+        record_seconds = time.perf_counter() - started
+        start_step = start_step_for(self.start_fraction, recorded.total_steps)
+        session = PatchSession(
+            denoiser=self.denoiser,
+            adapter=self.adapter,
+            layers=self.layers,
+            recorded=recorded,
+            start_step=start_step,
+            prompts=prompts,
+            per_prompt=per_prompt,
+            patched_prompts=chosen,
+            parameters=self._denoiser_parameters,
+        )
+        if start_step >= recorded.total_steps or not chosen:
+            output = self.pipe(**call_kwargs)
+        else:
+            with installed(session, session.register):
+                output = self.pipe(**call_kwargs)
+        return output, self._report(session, recorded.total_steps, start_step, chosen, record_seconds)
+
+    def _report(
+        self, session: PatchSession, total: int, start: int, chosen: tuple[int, ...], record_seconds: float
+    ) -> PatchReport:
+        lora = tuple(layer.name for layer in self.layers if is_lora_wrapped(self.denoiser.get_submodule(layer.key)))
+        return PatchReport(
+            family=self.adapter.family,
+            strategy=self.adapter.strategy,
+            layers=tuple(layer.name for layer in self.layers),
+            layer_indices=tuple(layer.index for layer in self.layers),
+            start_fraction=self.start_fraction,
+            start_step=start,
+            total_steps=total,
+            patched_steps=len(session.patched_steps),
+            patched_prompts=chosen,
+            lora_layers=lora,
+            record_seconds=record_seconds,
+        )
+
+    def __repr__(self) -> str:
+        names = ", ".join(layer.name for layer in self.layers[:3]) + (", ..." if len(self.layers) > 3 else "")
+        return f"KVPatch({self.adapter.family}, layers=[{names}], start_fraction={self.start_fraction})"
+
+
+def denoiser_hooks_snapshot(module: nn.Module) -> dict[str, tuple[int, int]]:
+    """``{module name: (#forward hooks, #forward pre-hooks)}`` for every submodule (leak checks)."""
+    return {name: (len(child._forward_hooks), len(child._forward_pre_hooks)) for name, child in module.named_modules()}

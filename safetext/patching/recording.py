@@ -1,0 +1,218 @@
+"""Record what a pipeline feeds its denoiser for a prompt, without running the denoiser.
+
+To patch K/V with a sanitized prompt's, safetext needs the sanitized prompt's conditioning exactly as
+the user's pipeline would build it: same text encoders, same padding and sequence length, same dtype
+and device. Rather than re-implementing every pipeline's ``encode_prompt`` (their
+signatures and post-processing differ), :func:`record_denoiser_inputs` lets the pipeline itself encode
+the sanitized prompt: it calls a *replica* of the pipeline with the same arguments, and a pre-hook on
+the denoiser captures the arguments of the first denoiser call and stops the replica right there. The
+cost is the pipeline's prompt encoding; the denoiser never runs.
+
+The replica shares every model with the original (no copies of weights) but owns deep copies of the
+scheduler(s) and its own progress-bar settings, and gets private random generators: recording never
+touches the shared scheduler state, the user's generator, or the global RNG, so a concurrent or
+subsequent call of the original pipeline is unaffected.
+
+The replica runs without classifier-free guidance (``guidance_scale`` and ``true_cfg_scale`` set to 1):
+only the conditional rows are ever patched, and the pipelines safetext supports (SD, SDXL, SD3, IF,
+PixArt, Flux, glyph) encode the prompt and the negative prompt in separate text-encoder calls, so the
+conditional embeddings come out bit-identical while the negative prompt's encoding, half of the
+recording's cost, is skipped. The patch tiles the recorded rows back to the call's ``[uncond | cond]``
+layout where it needs the same shapes (see :mod:`safetext.patching.session`).
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from safetext.errors import PatchError
+from safetext.patching.hooks import installed, is_active
+
+CALLBACK_ARGUMENTS: tuple[str, ...] = ("callback", "callback_on_step_end")
+#: Arguments that switch classifier-free guidance off when set to 1 (the recording needs no negative branch).
+GUIDANCE_ARGUMENTS: tuple[str, ...] = ("guidance_scale", "true_cfg_scale")
+
+
+@dataclass(frozen=True)
+class RecordedCall:
+    """The first denoiser call of a pipeline run, captured by argument name.
+
+    Attributes:
+        inputs: the denoiser's arguments by parameter name (tensors as the pipeline built them, for the
+            conditional rows only: the recording runs without classifier-free guidance).
+        total_steps: denoising steps the run would take (distinct consecutive scheduler timesteps).
+    """
+
+    inputs: Mapping[str, Any]
+    total_steps: int
+
+
+class _DenoiserReached(Exception):
+    """Stops the replica pipeline at its first denoiser call (control flow, never escapes this module)."""
+
+
+def forward_parameters(denoiser: nn.Module) -> tuple[inspect.Parameter, ...]:
+    """Parameters of ``type(denoiser).forward`` without ``self``.
+
+    Read from the class, not the instance: offloading and caching hooks replace ``module.forward`` with
+    ``*args, **kwargs`` wrappers that hide the names.
+    """
+    parameters = tuple(inspect.signature(type(denoiser).forward).parameters.values())
+    return parameters[1:]
+
+
+def bind_arguments(parameters: Sequence[inspect.Parameter], args: tuple, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Map a call's positional and keyword arguments to parameter names (no defaults filled in)."""
+    bound: dict[str, Any] = {}
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    for parameter, value in zip(positional, args, strict=False):
+        bound[parameter.name] = value
+    for name, value in kwargs.items():
+        bound[name] = value
+    return bound
+
+
+def replace_argument(
+    parameters: Sequence[inspect.Parameter], args: tuple, kwargs: dict[str, Any], name: str, value: Any
+) -> tuple[tuple, dict[str, Any]]:
+    """Return ``(args, kwargs)`` with argument ``name`` replaced wherever the caller passed it."""
+    if name in kwargs:
+        kwargs = dict(kwargs)
+        kwargs[name] = value
+        return args, kwargs
+    positional = [p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    position = positional.index(name)
+    new_args = list(args)
+    new_args[position] = value
+    return tuple(new_args), kwargs
+
+
+def timestep_value(timestep: Any) -> float | None:
+    """The scalar timestep of a denoiser call (first element of a batched timestep tensor)."""
+    if timestep is None:
+        return None
+    if torch.is_tensor(timestep):
+        return float(timestep.reshape(-1)[0].item()) if timestep.numel() else None
+    return float(timestep)
+
+
+def count_steps(timesteps: Any) -> int:
+    """Number of denoising steps in a schedule: runs of equal consecutive timesteps count once.
+
+    Second-order schedulers (Heun, KDPM2) call the denoiser twice at repeated timesteps per step; the
+    step counter of the patch counts timestep changes, so the two agree.
+    """
+    if timesteps is None:
+        return 0
+    values = [float(t) for t in (timesteps.tolist() if torch.is_tensor(timesteps) else list(timesteps))]
+    return sum(1 for i, t in enumerate(values) if i == 0 or t != values[i - 1])
+
+
+def _is_scheduler(component: Any) -> bool:
+    return hasattr(component, "set_timesteps") and hasattr(component, "step") and not isinstance(component, nn.Module)
+
+
+def pipeline_replica(pipe: Any) -> Any:
+    """A shallow copy of ``pipe`` sharing its models, with private scheduler copies and no progress bar."""
+    replica = copy.copy(pipe)
+    for name, component in list(vars(pipe).items()):
+        if _is_scheduler(component):
+            object.__setattr__(replica, name, copy.deepcopy(component))
+    progress = dict(getattr(pipe, "_progress_bar_config", None) or {})
+    progress["disable"] = True
+    object.__setattr__(replica, "_progress_bar_config", progress)
+    return replica
+
+
+def _private_generator(generator: Any) -> Any:
+    """A fresh generator on the same device as the user's (CPU when none was given).
+
+    The recorded noise is never used, so its values do not matter; what matters is that recording
+    draws neither from the user's generator nor from the global RNG.
+    """
+    if isinstance(generator, (list, tuple)):
+        return [_private_generator(item) for item in generator]
+    device = generator.device if isinstance(generator, torch.Generator) else torch.device("cpu")
+    return torch.Generator(device=device).manual_seed(0)
+
+
+def recording_kwargs(
+    pipe: Any, call_kwargs: Mapping[str, Any], parameters: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The replica's call arguments: the user's, with private generators, no callbacks and no CFG.
+
+    Args:
+        pipe: the pipeline.
+        call_kwargs: the call's arguments.
+        parameters: ``inspect.signature(pipe.__call__).parameters`` when the caller has it cached.
+    """
+    kwargs = dict(call_kwargs)
+    if parameters is None:
+        parameters = inspect.signature(pipe.__call__).parameters
+    if "generator" in parameters:
+        kwargs["generator"] = _private_generator(kwargs.get("generator"))
+    for name in GUIDANCE_ARGUMENTS:
+        if name in parameters:
+            kwargs[name] = 1.0
+    for name in CALLBACK_ARGUMENTS:
+        if kwargs.get(name) is not None:
+            kwargs[name] = None
+    return kwargs
+
+
+def record_denoiser_inputs(
+    pipe: Any,
+    denoiser: nn.Module,
+    call_kwargs: Mapping[str, Any],
+    *,
+    pipe_parameters: Mapping[str, Any] | None = None,
+    denoiser_parameters: Sequence[inspect.Parameter] | None = None,
+) -> RecordedCall:
+    """Run ``pipe``'s own prompt encoding for ``call_kwargs`` and capture the first denoiser call.
+
+    Args:
+        pipe: the diffusers pipeline (not modified).
+        denoiser: its UNet or transformer.
+        call_kwargs: the arguments the pipeline would be called with (e.g. with the sanitized prompt).
+        pipe_parameters: cached ``inspect.signature(pipe.__call__).parameters`` (optional).
+        denoiser_parameters: cached :func:`forward_parameters` of the denoiser (optional).
+
+    Returns:
+        :class:`RecordedCall` with the denoiser arguments and the number of denoising steps.
+
+    Raises:
+        PatchError: the pipeline finished without calling its denoiser.
+    """
+    parameters = denoiser_parameters if denoiser_parameters is not None else forward_parameters(denoiser)
+    replica = pipeline_replica(pipe)
+    owner = object()
+    captured: dict[str, Any] = {}
+
+    def capture(module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
+        if not is_active(owner):
+            return None
+        captured.update(bind_arguments(parameters, args, kwargs))
+        raise _DenoiserReached
+
+    with installed(owner, lambda hooks: hooks.forward_pre_hook(denoiser, capture)):
+        try:
+            replica(**recording_kwargs(pipe, call_kwargs, pipe_parameters))
+        except _DenoiserReached:
+            pass
+    if not captured:
+        raise PatchError(
+            f"{type(pipe).__name__} returned without calling its denoiser, so safetext could not record the "
+            "target prompt's conditioning (is num_inference_steps 0?)."
+        )
+    scheduler = getattr(replica, "scheduler", None)
+    total = count_steps(getattr(scheduler, "timesteps", None))
+    if total == 0:
+        total = int(call_kwargs.get("num_inference_steps") or 0)
+    return RecordedCall(inputs=captured, total_steps=total)

@@ -1,0 +1,363 @@
+"""The per-call state of a K/V patch and the hooks that act on it.
+
+A :class:`PatchSession` is created for one pipeline call and discarded after it. It holds the step
+counter, the recorded target inputs, the target K/V computed on first use, and the row bookkeeping of
+the denoiser call in flight. Its hooks are registered by :meth:`PatchSession.register` (through
+:func:`safetext.patching.hooks.installed`) and act only while the session is the active owner of the
+current context, so the same hooks are inert in every other thread.
+
+Row layout. A denoiser call has ``B`` rows: ``n`` prompts x ``m`` images, doubled to ``[uncond | cond]``
+under classifier-free guidance. The target was recorded without guidance (``n x m`` conditional rows,
+see :mod:`safetext.patching.recording`), so row ``r`` of a CFG call takes its target from recorded row
+``r - n*m``. Injected K/V are computed on the recorded states tiled to the call's layout, so every
+projection runs on exactly the shape it has in the user's call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import torch
+from torch import nn
+
+from safetext.errors import PatchError
+from safetext.patching.adapters.base import ArchitectureAdapter, TextAttentionLayer
+from safetext.patching.hooks import HookSet, is_active
+from safetext.patching.recording import (
+    RecordedCall,
+    bind_arguments,
+    forward_parameters,
+    replace_argument,
+    timestep_value,
+)
+
+
+@dataclass
+class _CallState:
+    """The denoiser call in flight: ``rows`` are patched from donor rows ``sources``.
+
+    ``extra`` counts target rows appended to the batch; ``donor`` holds the text K/V of a separate
+    target call (single-row batches); ``capturing`` marks that donor call itself.
+    """
+
+    batch: int
+    rows: torch.Tensor
+    sources: torch.Tensor
+    extra: int = 0
+    text_tokens: int = 0
+    donor: dict[tuple[int, str], torch.Tensor] | None = None
+    capturing: bool = False
+    selected: dict[Any, torch.Tensor] = field(default_factory=dict)
+
+
+class _DonorComplete(Exception):
+    """Stops a donor call once every patched layer's text K/V are captured (never escapes this module)."""
+
+
+def donor_rows(rows: Sequence[int], batch: int, reference: int) -> list[int]:
+    """Where row ``r`` of a ``batch``-row call finds its target in a ``reference``-row donor tensor."""
+    if reference == batch:
+        return list(rows)
+    if reference * 2 == batch:  # donor holds conditional rows only, the call is [uncond | cond]
+        return [row - reference for row in rows]
+    if reference == batch * 2:  # donor is [uncond | cond], the call runs conditional rows only
+        return [row + batch for row in rows]
+    raise PatchError(f"the target was recorded with {reference} rows but the denoiser now runs {batch}")
+
+
+@dataclass(eq=False)
+class PatchSession:
+    """Everything one patched pipeline call needs; never shared between calls or threads."""
+
+    denoiser: nn.Module
+    adapter: ArchitectureAdapter
+    layers: Sequence[TextAttentionLayer]
+    recorded: RecordedCall
+    start_step: int
+    prompts: int
+    per_prompt: int
+    patched_prompts: tuple[int, ...]
+    step: int = -1
+    ordinal: int = 0
+    last_timestep: float | None = None
+    patched_steps: set[int] = field(default_factory=set)
+    call: _CallState | None = None
+    _layout: int = 0
+    _row_cache: dict[int, tuple[list[int], torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    _selected: dict[int, dict[Any, torch.Tensor]] = field(default_factory=dict)
+    _targets: dict[tuple[int, str], torch.Tensor] = field(default_factory=dict)
+    _states: torch.Tensor | None = None
+    _bias: torch.Tensor | None = None
+    parameters: Sequence[Any] = ()
+
+    def __post_init__(self) -> None:
+        self._parameters = tuple(self.parameters) or forward_parameters(self.denoiser)
+
+    # -- registration ------------------------------------------------------------------------------
+    def register(self, hooks: HookSet) -> None:
+        """Register this call's hooks: step counter, K/V replacement, and (per family) bias or row drop."""
+        hooks.forward_pre_hook(self.denoiser, self._on_denoiser_call)
+        if self.adapter.strategy == "extra_rows":
+            hooks.forward_hook(self.denoiser, self._drop_extra_rows, prepend=True)
+        masked = self.adapter.strategy == "inject" and self.recorded.inputs.get("encoder_attention_mask") is not None
+        projection_hook = self._inject_projection if self.adapter.strategy == "inject" else self._copy_projection
+        for layer in self.layers:
+            for kind, name in (("key", layer.key), ("value", layer.value)):
+                hook = partial(projection_hook, layer, kind)
+                hooks.forward_hook(self.denoiser.get_submodule(name), hook, prepend=True)
+            if masked:
+                hooks.forward_pre_hook(self.denoiser.get_submodule(layer.name), self._on_attention)
+
+    # -- rows ----------------------------------------------------------------------------------------
+    def _patched_rows(self, batch: int) -> list[int]:
+        images = self.prompts * self.per_prompt
+        if batch == 2 * images:
+            offset = images
+        elif batch == images:
+            offset = 0
+        else:
+            raise PatchError(
+                f"the denoiser was called with {batch} rows; for {self.prompts} prompt(s) x {self.per_prompt} "
+                f"image(s) safetext expects {images} rows (no CFG) or {2 * images} ([uncond | cond]). This "
+                "pipeline lays out its batch differently and cannot be patched."
+            )
+        return [offset + p * self.per_prompt + j for p in self.patched_prompts for j in range(self.per_prompt)]
+
+    def _recorded_batch(self) -> int:
+        return int(self.recorded.inputs[self.adapter.sample_input].shape[0])
+
+    def _rows_for(self, batch: int, device: torch.device) -> tuple[list[int], torch.Tensor, torch.Tensor]:
+        """Patched rows of a ``batch``-row call and their donor rows (computed once per batch size)."""
+        cached = self._row_cache.get(batch)
+        if cached is None:
+            rows = self._patched_rows(batch)
+            if self.adapter.strategy == "inject":
+                if not self._layout:  # first patched call: injected K/V get this call's row layout
+                    self._layout = batch if 2 * self._recorded_batch() == batch else self._recorded_batch()
+                reference = self._layout
+            else:
+                reference = self._recorded_batch()
+            sources = donor_rows(rows, batch, reference)
+            cached = (
+                rows,
+                torch.tensor(rows, dtype=torch.long, device=device),
+                torch.tensor(sources, dtype=torch.long, device=device),
+            )
+            self._row_cache[batch] = cached
+        return cached
+
+    # -- hooks ---------------------------------------------------------------------------------------
+    def _on_denoiser_call(self, module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> Any:
+        if not is_active(self) or (self.call is not None and self.call.capturing):
+            return None
+        bound = bind_arguments(self._parameters, args, kwargs)
+        timestep = timestep_value(bound.get(self.adapter.timestep_input))
+        if self.last_timestep is None or timestep != self.last_timestep:
+            self.step, self.ordinal, self.last_timestep = self.step + 1, 0, timestep
+        else:
+            self.ordinal += 1
+        self.call = None
+        ordinals = self.adapter.patched_call_ordinals
+        if self.step < self.start_step or (ordinals is not None and self.ordinal not in ordinals):
+            return None
+        sample = bound[self.adapter.sample_input]
+        batch = int(sample.shape[0])
+        rows, rows_t, sources = self._rows_for(batch, sample.device)
+        self.patched_steps.add(self.step)
+        if self.adapter.strategy == "inject":
+            # target rows selected for this batch size are reused by every later call of the same size
+            self.call = _CallState(batch, rows_t, sources, selected=self._selected.setdefault(batch, {}))
+            return None
+        self._check_text_length(bound)
+        if batch == 1:
+            self._run_donor_call(module, bound, args, kwargs, rows_t, sources)
+            return None
+        args, kwargs = self._target_inputs(bound, args, kwargs, batch, rows_t, sources, append=True)
+        text = bound.get("encoder_hidden_states")
+        tokens = int(text.shape[1]) if text is not None else 0
+        extra_positions = torch.arange(batch, batch + len(rows), device=sample.device)
+        self.call = _CallState(batch, rows_t, extra_positions, len(rows), tokens)
+        return args, kwargs
+
+    def _check_text_length(self, bound: dict[str, Any]) -> None:
+        text = bound.get("encoder_hidden_states")
+        target_text = self.recorded.inputs.get("encoder_hidden_states")
+        if text is not None and target_text is not None and text.shape[1:] != target_text.shape[1:]:
+            raise PatchError(
+                f"the target prompt encodes to {tuple(target_text.shape[1:])} but the prompt to {tuple(text.shape[1:])}; "
+                "the pipeline must pad prompts to a fixed length (max_sequence_length) to be patched"
+            )
+
+    def _target_inputs(
+        self,
+        bound: dict[str, Any],
+        args: tuple,
+        kwargs: dict[str, Any],
+        batch: int,
+        rows: torch.Tensor,
+        sources: torch.Tensor,
+        append: bool,
+    ) -> tuple[tuple, dict[str, Any]]:
+        """Arguments for the target branch: the user's rows' noisy inputs with the target's prompt inputs.
+
+        With ``append`` the target rows follow the user's rows in one batch (extra rows); without,
+        they form a batch of their own (donor call).
+        """
+        for name in self.adapter.batched_inputs:
+            value = bound.get(name)
+            if not torch.is_tensor(value) or value.ndim == 0 or value.shape[0] != batch:
+                continue
+            if name in self.adapter.prompt_inputs:
+                extra = self.recorded.inputs[name].index_select(0, sources.to(value.device)).to(value.dtype)
+            else:
+                extra = value.index_select(0, rows)
+            args, kwargs = replace_argument(
+                self._parameters, args, kwargs, name, torch.cat([value, extra]) if append else extra
+            )
+        return args, kwargs
+
+    def _run_donor_call(
+        self,
+        module: nn.Module,
+        bound: dict[str, Any],
+        args: tuple,
+        kwargs: dict[str, Any],
+        rows: torch.Tensor,
+        sources: torch.Tensor,
+    ) -> None:
+        """Single-row batches: run the target branch as its own call, up to the last patched layer.
+
+        Appending rows to a one-row batch would move PyTorch's per-sample matmuls (time and pooled
+        embeddings, AdaLN modulation) from the one-row GEMV path to GEMM, changing the user's row in
+        the last bits. A separate call with the same batch size keeps every op's shape, so the user's
+        row is computed exactly as without safetext. The donor call stops once the patched layers'
+        text K/V are captured.
+        """
+        donor_args, donor_kwargs = self._target_inputs(bound, args, kwargs, 1, rows, sources, append=False)
+        text = bound.get("encoder_hidden_states")
+        tokens = int(text.shape[1]) if text is not None else 0
+        donor: dict[tuple[int, str], torch.Tensor] = {}
+        zero = torch.zeros_like(rows)
+        self.call = _CallState(1, rows, zero, 0, tokens, donor=donor, capturing=True)
+        try:
+            module(*donor_args, **donor_kwargs)
+        except _DonorComplete:
+            pass
+        self.call = _CallState(1, rows, zero, 0, tokens, donor=donor)
+
+    def _drop_extra_rows(self, module: nn.Module, args: tuple, output: Any) -> Any:
+        if not is_active(self) or self.call is None or self.call.extra == 0:
+            return None
+        keep = self.call.batch
+        self.call = None
+        return _first_rows(output, keep)
+
+    def _inject_projection(
+        self, layer: TextAttentionLayer, kind: str, module: nn.Module, args: tuple, output: torch.Tensor
+    ) -> Any:
+        """``inject``: replace the patched rows with the target's K/V (precomputed, selected once per batch size)."""
+        call = self.call
+        if call is None or not is_active(self):
+            return None
+        key = (layer.index, kind)
+        selected = call.selected.get(key)
+        if selected is None:
+            target = self._target_projection(layer, kind, module)
+            if target.shape[1:] != output.shape[1:]:
+                raise PatchError(
+                    f"{layer.name}: target {kind}s have shape {tuple(target.shape[1:])}, the prompt's "
+                    f"{tuple(output.shape[1:])}; the pipeline must pad prompts to a fixed length to be patched"
+                )
+            selected = call.selected[key] = target.index_select(0, call.sources).to(output.dtype)
+        return output.index_copy(0, call.rows, selected)
+
+    def _copy_projection(
+        self, layer: TextAttentionLayer, kind: str, module: nn.Module, args: tuple, output: torch.Tensor
+    ) -> Any:
+        """``extra_rows``: copy the target branch's text K/V (extra rows or donor call) into the patched rows."""
+        call = self.call
+        if call is None or not is_active(self):
+            return None
+        if call.capturing:
+            call.donor[(layer.index, kind)] = output
+            if len(call.donor) == 2 * len(self.layers):
+                raise _DonorComplete
+            return None
+        if call.donor is not None:
+            donor = call.donor.get((layer.index, kind))
+            if donor is None:  # the layer did not run in the donor call (e.g. SD3 skip_layers)
+                return None
+        elif output.shape[0] != call.batch + call.extra:
+            raise PatchError(
+                f"{layer.name}: expected {call.batch + call.extra} rows in the {kind} projection, got {output.shape[0]}"
+            )
+        else:
+            donor = output.index_select(0, call.sources)
+        if layer.text_prefix_only:
+            patched = output.clone()
+            patched[call.rows, : call.text_tokens] = donor[:, : call.text_tokens]
+            return patched
+        return output.index_copy(0, call.rows, donor)
+
+    def _on_attention(self, module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> Any:
+        if self.call is None or not is_active(self):
+            return None
+        in_kwargs = "attention_mask" in kwargs
+        bias = kwargs.get("attention_mask") if in_kwargs else (args[2] if len(args) > 2 else None)
+        if bias is None:
+            return None
+        key = ("bias", bias.dtype)
+        selected = self.call.selected.get(key)
+        if selected is None:
+            if self._bias is None:
+                self._bias = self.adapter.attention_bias(self._layout_inputs(), bias.dtype)
+            selected = self.call.selected[key] = self._bias.index_select(0, self.call.sources).to(bias.dtype)
+        if selected.shape[1:] != bias.shape[1:]:
+            raise PatchError(
+                f"the target prompt's padding mask has shape {tuple(selected.shape[1:])}, the prompt's "
+                f"{tuple(bias.shape[1:])}; the pipeline must pad prompts to a fixed length to be patched"
+            )
+        patched = bias.index_copy(0, self.call.rows, selected)
+        if in_kwargs:
+            return args, {**kwargs, "attention_mask": patched}
+        return (*args[:2], patched, *args[3:]), kwargs
+
+    # -- target K/V ----------------------------------------------------------------------------------
+    def _layout_inputs(self) -> dict[str, Any]:
+        """The recorded prompt inputs tiled to the first patched call's batch size."""
+        inputs = dict(self.recorded.inputs)
+        if self._layout != self._recorded_batch():
+            for name in ("encoder_hidden_states", "encoder_attention_mask"):
+                if torch.is_tensor(inputs.get(name)):
+                    inputs[name] = torch.cat([inputs[name], inputs[name]])
+        return inputs
+
+    def _target_projection(self, layer: TextAttentionLayer, kind: str, module: nn.Module) -> torch.Tensor:
+        """The target's K or V for ``layer``: the hooked module's own forward on the recorded prompt states.
+
+        Computed inside the patched denoiser call (so a LoRA scale set for the call applies) and
+        cached for the rest of the generation; ``module.forward`` bypasses the hooks.
+        """
+        key = (layer.index, kind)
+        if key not in self._targets:
+            if self._states is None:
+                self._states = self.adapter.text_states(self.denoiser, self._layout_inputs())
+            attention = self.denoiser.get_submodule(layer.name)
+            self._targets[key] = module.forward(self.adapter.layer_input(attention, self._states))
+        return self._targets[key]
+
+
+def _first_rows(output: Any, keep: int) -> Any:
+    """``output`` with every batched tensor cut to its first ``keep`` rows (tuple, dataclass or tensor)."""
+    if torch.is_tensor(output):
+        return output[:keep] if output.ndim else output
+    if isinstance(output, tuple):
+        return type(output)(_first_rows(item, keep) for item in output)
+    if dataclasses.is_dataclass(output):
+        changes = {f.name: _first_rows(getattr(output, f.name), keep) for f in dataclasses.fields(output)}
+        return dataclasses.replace(output, **changes)
+    return output

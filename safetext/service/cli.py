@@ -1,0 +1,92 @@
+"""`safetext serve`: run the HTTP service.
+
+    SAFETEXT_API_TOKEN=$(python -c 'import secrets; print(secrets.token_urlsafe(32))') \\
+        safetext serve --policy default --port 8000
+
+loads the pipeline (default: the embedded glyph model) and the policy once at start, then serves
+``/v1/generate``, ``/v1/scan``, ``/metrics`` and ``/healthz`` (see :mod:`safetext.service.app`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from safetext.service.guards import TOKEN_ENV, load_token
+from safetext.service.limits import ServiceLimits
+
+logger = logging.getLogger("safetext.service")
+
+_LIMIT_FLAGS = {
+    "max_body_bytes": "largest request body in bytes (413 beyond)",
+    "max_prompt_chars": "longest prompt in characters",
+    "max_steps": "most denoising steps per request",
+    "default_steps": "steps when a request names none",
+    "max_width": "largest image width",
+    "max_height": "largest image height",
+    "max_images": "most images per request",
+}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``serve`` subcommand."""
+    defaults = ServiceLimits()
+    p = subparsers.add_parser("serve", help="run the HTTP service (/v1/generate, /v1/scan, /metrics, /healthz)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: %(default)s)")
+    p.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
+    p.add_argument("--model", default=None, help="local diffusers pipeline directory (default: the embedded glyph model)")
+    p.add_argument("--policy", default="default", help="policy name or YAML path (default: %(default)s)")
+    p.add_argument("--layer-map", default=None, help="layer map file (default: the preset for the model)")
+    p.add_argument("--token-file", default=None, help=f"file holding the bearer token (default: ${TOKEN_ENV})")
+    p.add_argument("--insecure-no-auth", action="store_true", help="serve without authentication (local experiments only)")
+    p.add_argument("--max-queue", type=int, default=8, help="requests allowed to wait for a worker; 503 beyond (default: %(default)s)")
+    p.add_argument("--max-concurrency", type=int, default=1, help="generation workers, one pipeline each (default: %(default)s)")
+    for name, help_text in _LIMIT_FLAGS.items():
+        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name),
+                       help=f"{help_text} (default: %(default)s)")
+    p.add_argument("--log-prompts", action="store_true", help="write prompt text into the request log events (default: a hash)")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
+                   help="uvicorn log level (default: %(default)s)")
+    p.set_defaults(func=serve)
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Validate the options, load the policy, build the app and run uvicorn until interrupted."""
+    import uvicorn
+
+    from safetext.policy import load_policy
+    from safetext.service.app import create_app
+
+    try:
+        token = load_token(args.token_file)
+        if token is None and not args.insecure_no_auth:
+            raise ValueError(
+                f"no API token: set {TOKEN_ENV} or pass --token-file PATH (or --insecure-no-auth to serve "
+                "without authentication)"
+            )
+        if token is not None and args.insecure_no_auth:
+            raise ValueError(f"--insecure-no-auth was given but a token is set ({TOKEN_ENV} or --token-file); drop one")
+        limits = ServiceLimits(**{name: getattr(args, name) for name in _LIMIT_FLAGS})
+        policy = load_policy(args.policy)
+
+        def make_generator():
+            from safetext.generate_cli import load_pipeline
+            from safetext.generator import SafeTextGenerator
+
+            kwargs = {"layer_map": args.layer_map} if args.layer_map else {}
+            return SafeTextGenerator(load_pipeline(args.model), policy=policy, **kwargs)
+
+        app = create_app(
+            generator_factory=make_generator, policy=policy, token=token, insecure_no_auth=token is None,
+            max_queue=args.max_queue, max_concurrency=args.max_concurrency, limits=limits,
+            log_prompts=args.log_prompts,
+        )
+    except ValueError as exc:  # bad options, token or policy (PolicyError is a ValueError)
+        print(f"safetext serve: {exc}", file=sys.stderr)
+        return 2
+    if token is None and args.host not in ("127.0.0.1", "localhost", "::1"):
+        logger.warning("serving WITHOUT authentication on %s; anyone who can reach it can generate", args.host)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
