@@ -45,6 +45,7 @@ from typing import Any
 from safetext.errors import PolicyError, PolicyViolation
 from safetext.patching import KVPatch, LayerMap, resolve_layer_map
 from safetext.policy.verdict import Action, Verdict
+from safetext.verify import ImageVerifier, output_images
 
 logger = logging.getLogger("safetext.generator")
 
@@ -65,6 +66,25 @@ class GenerationTuple(tuple):
     """A pipeline's ``return_dict=False`` tuple with the request's ``verdict`` attached."""
 
     verdict: Verdict
+
+
+def _generator_states(generator: Any) -> Any:
+    """Saved states of the call's torch generator(s), so an escalation re-run starts from the same noise."""
+    if generator is None:
+        return None
+    if isinstance(generator, (list, tuple)):
+        return [g.get_state() for g in generator]
+    return generator.get_state()
+
+
+def _restore_generator_states(generator: Any, states: Any) -> None:
+    if generator is None or states is None:
+        return
+    if isinstance(generator, (list, tuple)):
+        for g, state in zip(generator, states):
+            g.set_state(state)
+    else:
+        generator.set_state(states)
 
 
 def _load_policy(policy: Any) -> Any:
@@ -140,6 +160,9 @@ class SafeTextGenerator:
         strict: raise :class:`~safetext.errors.LayerMapError` instead of falling back to all layers.
         allow_prompt_embeds: let precomputed ``prompt_embeds`` through unscanned (default: refuse).
         metrics: an optional :class:`safetext.telemetry.SafetextMetrics` observed once per request.
+        verifier: an :class:`~safetext.verify.ImageVerifier` that OCRs every image and escalates while
+            toxic text is visible; default: the one the policy's ``verification`` section asks for (off
+            in the default policy, on in ``strict``).
 
     Raises:
         UnsupportedArchitectureError: the pipeline's denoiser is unknown.
@@ -157,6 +180,7 @@ class SafeTextGenerator:
         *,
         allow_prompt_embeds: bool = False,
         metrics: Any = None,
+        verifier: Any = None,
     ) -> None:
         self.pipe = pipe
         self.policy = _load_policy(policy)
@@ -166,6 +190,7 @@ class SafeTextGenerator:
         )
         self.allow_prompt_embeds = bool(allow_prompt_embeds or getattr(self.policy, "allow_prompt_embeds", False))
         self.metrics = metrics
+        self.verifier = verifier if verifier is not None else ImageVerifier.from_policy(self.policy)
         self._signature = inspect.signature(pipe.__call__)
         self.prompt_slots = tuple(name for name in self._signature.parameters if PROMPT_SLOT.match(name))
 
@@ -195,6 +220,8 @@ class SafeTextGenerator:
             self._observe(verdict, None, timings)
             raise PolicyViolation(self._block_message(verdict), verdict)
         generation_started = time.perf_counter()
+        verify = self.verifier is not None and (bool(decision.patched_prompts) or self.verifier.check_allowed)
+        generator_states = _generator_states(call_kwargs.get("generator")) if verify else None
         if not decision.patched_prompts:
             output = self.pipe(**call_kwargs)
         else:
@@ -207,10 +234,63 @@ class SafeTextGenerator:
             )
             for note in self.resolved.notes:
                 verdict = verdict.with_note(note)
+        if verify:
+            output, verdict = self._verify(call_kwargs, decision, output, verdict, generator_states, timings)
         timings["generation_seconds"] = time.perf_counter() - generation_started
         verdict = verdict.with_details(timings=timings)
         self._observe(verdict, timings["generation_seconds"], timings)
         return attach_verdict(output, verdict)
+
+    def _verify(
+        self,
+        call_kwargs: dict[str, Any],
+        decision: _Decision,
+        output: Any,
+        verdict: Verdict,
+        generator_states: Any,
+        timings: dict[str, float],
+    ) -> tuple[Any, Verdict]:
+        """OCR the images; while toxic text is visible, run the policy's escalation steps in order."""
+        started = time.perf_counter()
+        report = self.verifier.check(output_images(output))
+        escalations: list[dict[str, Any]] = []
+        for step in self.verifier.escalation:
+            if not report.toxic:
+                break
+            if step == "block":
+                escalations.append({"step": "block", "toxic_images": list(report.toxic_images)})
+                blocked = verdict.model_copy(update={"action": Action.BLOCK}).with_details(
+                    verification=[c.as_details() for c in report.checks], escalations=escalations
+                )
+                timings["verification_seconds"] = time.perf_counter() - started
+                blocked = blocked.with_details(timings=timings)
+                self._observe(blocked, None, timings)
+                raise PolicyViolation(
+                    "text flagged by the policy is still visible in the generated image "
+                    f"(images {list(report.toxic_images)}) after {[e['step'] for e in escalations[:-1]] or 'no'} "
+                    "escalation; see the exception's .verdict",
+                    blocked,
+                )
+            if not decision.patched_prompts:
+                continue  # an allowed prompt has no sanitized target to patch toward: only 'block' applies
+            if step == "earlier_start":
+                if self.resolved.layer_map.start_fraction == 0:
+                    escalations.append({"step": step, "skipped": "the layer map already starts at step 0"})
+                    continue
+                patch = KVPatch(self.pipe, [layer.name for layer in self.resolved.layers], 0.0)
+            else:  # all_layers
+                patch = KVPatch(self.pipe, None, 0.0)
+            _restore_generator_states(call_kwargs.get("generator"), generator_states)
+            output, patch_report = patch.run(call_kwargs, decision.target_kwargs, decision.patched_prompts)
+            report = self.verifier.check(output_images(output))
+            escalations.append(
+                {"step": step, "layers": list(patch_report.layers), "start_step": patch_report.start_step, "toxic_after": report.toxic}
+            )
+        if report.toxic:
+            verdict = verdict.with_note("toxic text is still visible in the image and the policy's escalation has no step left")
+        timings["verification_seconds"] = time.perf_counter() - started
+        verdict = verdict.with_details(verification=[c.as_details() for c in report.checks], escalations=escalations)
+        return output, verdict
 
     def _bind(self, args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
         try:

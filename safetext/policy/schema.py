@@ -145,6 +145,27 @@ class RenderedTextConfig(_Strict):
     max_words: int = Field(default=8, ge=1, le=64, description="Longest unquoted span taken after a trigger word.")
 
 
+EscalationStep = Literal["earlier_start", "all_layers", "block"]
+
+
+class VerificationConfig(_Strict):
+    """Closed-loop check: OCR every generated image and scan the text read with this same policy.
+
+    When toxic text is still visible, the steps of ``escalation`` run in order until the image is clean:
+    ``earlier_start`` (patch from step 0), ``all_layers`` (every text-attention layer from step 0),
+    ``block`` (raise PolicyViolation). Each step is recorded in ``verdict.details["escalations"]``.
+    """
+
+    enabled: bool = Field(default=False, description="OCR generated images and escalate when toxic text is visible.")
+    ocr: str = Field(default="rapidocr", description="Registered OCR backend (safetext.scoring.get_ocr).")
+    ocr_options: dict[str, Any] = Field(default_factory=dict, description="Options of the OCR backend (e.g. {mode: full}).")
+    check_allowed: bool = Field(default=True, description="Also check images of prompts the scan allowed.")
+    escalation: tuple[EscalationStep, ...] = Field(
+        default=("earlier_start", "all_layers", "block"),
+        description="Steps tried in order while toxic text is visible; an allowed prompt has no sanitized target, so only 'block' applies to it.",
+    )
+
+
 class PolicyConfig(_Strict):
     """A whole policy file.
 
@@ -177,6 +198,7 @@ class PolicyConfig(_Strict):
         default=(BackendSpec(name="wordlist"),), description="Backends in the order they run (at least one)."
     )
     replacement: ReplacementConfig = Field(default_factory=ReplacementConfig)
+    verification: VerificationConfig = Field(default_factory=VerificationConfig)
 
     @field_validator("rules")
     @classmethod
