@@ -64,3 +64,15 @@ def test_schema_prints_the_committed_schema(capsys):
 def test_policy_needs_a_subcommand(capsys):
     with pytest.raises(SystemExit):
         _run(["policy"], capsys)
+
+
+def test_committed_policy_reference_is_generated_from_the_schema():
+    from pathlib import Path
+
+    from safetext.policy.reference import policy_reference_markdown
+
+    page = policy_reference_markdown()
+    assert "| `verification` | `VerificationConfig` |" in page and "## `verification`" in page
+    assert "| `escalation` |" in page  # nested models get their own section
+    committed = Path(__file__).resolve().parents[1] / "docs" / "policy_reference.md"
+    assert committed.read_text(encoding="utf-8") == page, "regenerate with: safetext policy reference > docs/policy_reference.md"

@@ -72,6 +72,13 @@ def _schema(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | N
     return 0
 
 
+def _reference(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    from safetext.policy.reference import policy_reference_markdown
+
+    (out or sys.stdout).write(policy_reference_markdown())
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``scan`` and ``policy`` (with ``lint`` and ``schema``) to the ``safetext`` command.
 
@@ -92,3 +99,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     lint.set_defaults(func=_lint)
     schema = policy_sub.add_parser("schema", help="print the JSON Schema of policy files")
     schema.set_defaults(func=_schema)
+    reference = policy_sub.add_parser("reference", help="print the Markdown policy reference generated from the schema")
+    reference.set_defaults(func=_reference)
