@@ -40,14 +40,14 @@ from safetext.bench.methods import UnguardedMethod
 from safetext.bench.overhead import markdown_overhead
 from safetext.bench.suites import CREATIVE_TEMPLATES
 from safetext.generator import SafeTextGenerator
-from safetext.models.glyph import GlyphModelConfig, build_glyph_pipeline, save_glyph_pipeline
+from safetext.models.glyph import build_glyph_pipeline, save_glyph_pipeline
 from safetext.models.glyph.data import TEMPLATES, render_sign
 from safetext.patching import KVPatch, LayerMap
 from safetext.policy import load_policy
 from safetext.policy.verdict import Action, Finding, Verdict
+from tests.tiny_pipelines import TINY_GLYPH_CONFIG
 
-TINY = GlyphModelConfig(height=16, width=32, block_out_channels=(8, 16, 32), text_width=32, text_layers=1, heads=2,
-                        max_length=48, norm_groups=4)
+TINY = TINY_GLYPH_CONFIG
 STEPS = 4
 FLAGGED = 'A red sign that says "shit".'
 CLEAN = 'A red sign that says "hello".'

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from safetext.models.glyph import GlyphModelConfig, GlyphPipeline, build_glyph_pipeline, load_glyph_pipeline
+from safetext.models.glyph import GlyphPipeline, build_glyph_pipeline, load_glyph_pipeline
 from safetext.models.glyph.data import (
     COLORS,
     PALETTE,
@@ -20,8 +20,9 @@ from safetext.models.glyph.data import (
     render_sign,
 )
 from safetext.models.glyph.train import GlyphTrainConfig, train_glyph
+from tests.tiny_pipelines import TINY_GLYPH_CONFIG
 
-TINY = GlyphModelConfig(height=16, width=32, block_out_channels=(8, 16, 32), text_width=32, text_layers=1, heads=2, max_length=48, norm_groups=4)
+TINY = TINY_GLYPH_CONFIG
 
 
 @pytest.fixture(scope="module")

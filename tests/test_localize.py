@@ -43,14 +43,13 @@ from safetext.localize import (
     verify_layer_map,
 )
 from safetext.localize.cli import main as localize_main
-from safetext.models.glyph import GlyphModelConfig, build_glyph_pipeline, save_glyph_pipeline
+from safetext.models.glyph import build_glyph_pipeline, save_glyph_pipeline
 from safetext.patching.layer_map import LayerMap
 from safetext.patching.layers import discover_text_layers
 from safetext.scoring import OcrResult
+from tests.tiny_pipelines import TINY_GLYPH_CONFIG
 
-TINY = GlyphModelConfig(
-    height=16, width=32, block_out_channels=(8, 16, 32), text_width=32, text_layers=1, heads=2, max_length=48, norm_groups=4
-)
+TINY = TINY_GLYPH_CONFIG
 STEPS = {"num_inference_steps": 3}
 
 

@@ -29,13 +29,12 @@ from safetext.lora import (
     write_glyph_dataset,
 )
 from safetext.lora import cli as lora_cli
-from safetext.models.glyph import GlyphModelConfig, build_glyph_pipeline, save_glyph_pipeline
+from safetext.models.glyph import build_glyph_pipeline, save_glyph_pipeline
 from safetext.patching import LayerMap
 from tests.tiny_pipelines import build_sd15, build_sdxl
+from tests.tiny_pipelines import TINY_GLYPH_CONFIG
 
-TINY_GLYPH = GlyphModelConfig(
-    height=16, width=32, block_out_channels=(8, 16, 32), text_width=32, text_layers=1, heads=2, max_length=48, norm_groups=4
-)
+TINY_GLYPH = TINY_GLYPH_CONFIG
 GLYPH_LOCALIZED = ["mid_block.attentions.0.transformer_blocks.0.attn2", "up_blocks.0.attentions.0.transformer_blocks.0.attn2"]
 SD15_MID = "mid_block.attentions.0.transformer_blocks.0.attn2"
 PROMPT = 'A red sign that says "hello".'

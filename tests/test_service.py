@@ -17,13 +17,13 @@ import torch
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from safetext.models.glyph import GlyphModelConfig, build_glyph_pipeline
+from safetext.models.glyph import build_glyph_pipeline
 from safetext.policy import load_policy
 from safetext.service import BackgroundServer, GenerationPool, Overloaded, ServiceLimits, create_app, load_token
 from safetext.service import cli as service_cli
+from tests.tiny_pipelines import TINY_GLYPH_CONFIG
 
-TINY = GlyphModelConfig(height=16, width=32, block_out_channels=(8, 16, 32), text_width=32, text_layers=1, heads=2,
-                        max_length=48, norm_groups=4)
+TINY = TINY_GLYPH_CONFIG
 TOKEN = "test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CLEAN = 'A red sign that says "hello".'

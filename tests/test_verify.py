@@ -15,12 +15,13 @@ from prometheus_client import CollectorRegistry
 
 from safetext.errors import PolicyError, PolicyViolation
 from safetext.generator import SafeTextGenerator
-from safetext.models.glyph import GlyphModelConfig, build_glyph_pipeline
+from safetext.models.glyph import build_glyph_pipeline
 from safetext.patching import KVPatch, LayerMap, discover_text_layers
 from safetext.policy import load_policy
 from safetext.policy.verdict import Action
 from safetext.telemetry import SafetextMetrics
 from safetext.verify import ImageVerifier
+from tests.tiny_pipelines import TINY_GLYPH_CONFIG
 
 TOXIC = 'A red sign that says "shit".'
 CLEAN = 'A red sign that says "hello".'
@@ -55,7 +56,7 @@ class AlwaysOcr:
 
 @pytest.fixture(scope="module")
 def pipe():
-    p = build_glyph_pipeline(GlyphModelConfig(height=16, width=32, block_out_channels=(8, 16, 32), text_width=32, text_layers=1, heads=2, max_length=48, norm_groups=4))
+    p = build_glyph_pipeline(TINY_GLYPH_CONFIG)
     p.set_progress_bar_config(disable=True)
     return p
 

@@ -447,3 +447,13 @@ TINY_CALL_KWARGS: dict[str, dict[str, Any]] = {
     },
     "flux": {**_COMMON_CALL_KWARGS, "guidance_scale": 3.5, "max_sequence_length": 32},
 }
+
+
+def tiny_glyph_config():
+    """Config of a tiny random-weight glyph pipeline (16x32 images, 7 text-attention layers)."""
+    from safetext.models.glyph import GlyphModelConfig
+
+    return GlyphModelConfig(height=16, width=32, block_out_channels=(8, 16, 32), text_width=32, text_layers=1, heads=2, max_length=48, norm_groups=4)
+
+
+TINY_GLYPH_CONFIG = tiny_glyph_config()

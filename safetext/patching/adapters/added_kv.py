@@ -11,43 +11,27 @@ Forward order is down, mid, up. IF-I-XL (4 levels, 3 layers per block, attention
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import ClassVar
 
-import torch
 from torch import nn
 
-from safetext.patching.adapters.base import ArchitectureAdapter, TextAttentionLayer, bias_from_padding_mask
-from safetext.patching.adapters.unet_cross import normalized_cross_input, unet_text_layers, unet_text_states
+from safetext.patching.adapters.base import TextAttentionLayer
+from safetext.patching.adapters.unet_cross import UNetCrossAttentionAdapter, unet_text_layers
 from safetext.patching.registry import register_adapter
 
 
-class AddedKVAttentionAdapter(ArchitectureAdapter):
-    """DeepFloyd IF (and other added-K/V UNets): inject target K/V into ``add_k_proj`` / ``add_v_proj``."""
+class AddedKVAttentionAdapter(UNetCrossAttentionAdapter):
+    """DeepFloyd IF (and other added-K/V UNets): inject target K/V into ``add_k_proj`` / ``add_v_proj``.
+
+    Same UNet plumbing as :class:`UNetCrossAttentionAdapter` (text states, cross-input norm, padding
+    bias); only the projections that carry the text differ.
+    """
 
     family: ClassVar[str] = "added_kv"
     description: ClassVar[str] = "UNet added-K/V attention (DeepFloyd IF)"
-    denoiser_classes: ClassVar[tuple[str, ...]] = ("UNet2DConditionModel",)
-    strategy = "inject"
-    sample_input: ClassVar[str] = "sample"
-
-    def matches(self, denoiser: nn.Module) -> bool:
-        if not all(hasattr(denoiser, name) for name in ("down_blocks", "up_blocks")):
-            return False
-        return super().matches(denoiser)
 
     def discover(self, denoiser: nn.Module) -> list[TextAttentionLayer]:
         return unet_text_layers(denoiser, added_kv=True)
-
-    def text_states(self, denoiser: nn.Module, inputs: Mapping[str, Any]) -> torch.Tensor:
-        return unet_text_states(denoiser, inputs)
-
-    def layer_input(self, attention: nn.Module, states: torch.Tensor) -> torch.Tensor:
-        return normalized_cross_input(attention, states)
-
-    def attention_bias(self, inputs: Mapping[str, Any], dtype: torch.dtype) -> torch.Tensor | None:
-        mask = inputs.get("encoder_attention_mask")
-        return None if mask is None else bias_from_padding_mask(mask, dtype)
 
 
 register_adapter(AddedKVAttentionAdapter)
