@@ -365,10 +365,11 @@ def test_cli_runs_end_to_end_on_a_saved_model(model_dir, bench, tmp_path):
 
     parser = argparse.ArgumentParser(prog="safetext")
     register(parser.add_subparsers(dest="command"))
+    threads = torch.get_num_threads()
+    # same thread count as the in-process reference below: float reductions differ across thread counts
     args = parser.parse_args(["bench", "toxic", "--model", str(model_dir), "--n", "3", "--n-clean", "2", "--steps",
                               str(STEPS), "--layer-map", bench.config.layer_map, "--grid-rows", "2", "--out",
-                              str(tmp_path), "--no-progress"])
-    threads = torch.get_num_threads()
+                              str(tmp_path), "--no-progress", "--threads", str(threads)])
     try:
         assert args.func(args) == 0
     finally:
