@@ -141,3 +141,15 @@ def test_policy_switches_verification_and_latent_output_is_refused():
     with pytest.raises(PolicyError, match="output_type='pil', 'np' or 'pt'"):
         output_images(LatentOutput())
     assert len(output_images(type("Out", (), {"images": torch.zeros(2, 3, 8, 8)})())) == 2
+
+
+def test_ineffective_patch_with_block_only_escalation_refuses(pipe):
+    layers = [layer.name for layer in discover_text_layers(pipe)][:2]
+    ineffective = LayerMap.for_model(pipe, layers, 1.0, name="never-patches")
+    ocr = ImageLookupOcr([run(pipe, TOXIC)[0]])  # reads the toxic word only on the unpatched rendering
+    gen = SafeTextGenerator(pipe, policy="default", layer_map=ineffective, verifier=ImageVerifier(load_policy("default"), ocr, escalation=("block",)))
+    with pytest.raises(PolicyViolation) as info:
+        call(gen, TOXIC)
+    assert info.value.verdict.action is Action.BLOCK
+    assert [s["step"] for s in info.value.verdict.details["escalations"]] == ["block"]
+    assert info.value.verdict.details["patched_steps"] == 0  # the map really did nothing
