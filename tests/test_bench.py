@@ -45,7 +45,7 @@ from safetext.models.glyph.data import TEMPLATES, render_sign
 from safetext.patching import KVPatch, LayerMap
 from safetext.policy import load_policy
 from safetext.policy.verdict import Action, Finding, Verdict
-from tests.tiny_pipelines import TINY_GLYPH_CONFIG
+from tests.tiny_pipelines import TINY_GLYPH_CONFIG, build_tiny_glyph
 
 TINY = TINY_GLYPH_CONFIG
 STEPS = 4
@@ -55,9 +55,7 @@ CLEAN = 'A red sign that says "hello".'
 
 @pytest.fixture(scope="module")
 def pipe():
-    pipe = build_glyph_pipeline(TINY, seed=0)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return build_tiny_glyph()
 
 
 @pytest.fixture(scope="module")

@@ -14,11 +14,11 @@ from PIL import Image
 from safetext.edit import EditError, edit_text, target_prompt_for
 from safetext.edit.cli import register
 from safetext.errors import LayerMapError
-from safetext.models.glyph import build_glyph_pipeline, save_glyph_pipeline
+from safetext.models.glyph import save_glyph_pipeline
 from safetext.patching.layer_map import LayerMap
 from safetext.patching.layers import discover_text_layers
 from safetext.scoring import OcrResult
-from tests.tiny_pipelines import TINY_GLYPH_CONFIG
+from tests.tiny_pipelines import TINY_GLYPH_CONFIG, build_tiny_glyph
 
 TINY = TINY_GLYPH_CONFIG
 PROMPT = 'A red sign that says "stop".'
@@ -27,9 +27,7 @@ STEPS = {"num_inference_steps": 3}
 
 @pytest.fixture(scope="module")
 def pipe():
-    pipeline = build_glyph_pipeline(TINY, seed=0)
-    pipeline.set_progress_bar_config(disable=True)
-    return pipeline
+    return build_tiny_glyph()
 
 
 def _plain(pipe, prompt: str, seed: int) -> torch.Tensor:

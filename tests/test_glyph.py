@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from safetext.models.glyph import GlyphPipeline, build_glyph_pipeline, load_glyph_pipeline
+from safetext.models.glyph import GlyphPipeline, load_glyph_pipeline
 from safetext.models.glyph.data import (
     COLORS,
     PALETTE,
@@ -20,16 +20,14 @@ from safetext.models.glyph.data import (
     render_sign,
 )
 from safetext.models.glyph.train import GlyphTrainConfig, train_glyph
-from tests.tiny_pipelines import TINY_GLYPH_CONFIG
+from tests.tiny_pipelines import TINY_GLYPH_CONFIG, build_tiny_glyph
 
 TINY = TINY_GLYPH_CONFIG
 
 
 @pytest.fixture(scope="module")
 def tiny_glyph() -> GlyphPipeline:
-    pipe = build_glyph_pipeline(TINY, seed=0)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return build_tiny_glyph()
 
 
 def test_vocabulary_split_is_disjoint_and_holds_special_words():

@@ -43,11 +43,11 @@ from safetext.localize import (
     verify_layer_map,
 )
 from safetext.localize.cli import main as localize_main
-from safetext.models.glyph import build_glyph_pipeline, save_glyph_pipeline
+from safetext.models.glyph import save_glyph_pipeline
 from safetext.patching.layer_map import LayerMap
 from safetext.patching.layers import discover_text_layers
 from safetext.scoring import OcrResult
-from tests.tiny_pipelines import TINY_GLYPH_CONFIG
+from tests.tiny_pipelines import TINY_GLYPH_CONFIG, build_tiny_glyph
 
 TINY = TINY_GLYPH_CONFIG
 STEPS = {"num_inference_steps": 3}
@@ -55,9 +55,7 @@ STEPS = {"num_inference_steps": 3}
 
 @pytest.fixture(scope="module")
 def pipe():
-    pipeline = build_glyph_pipeline(TINY, seed=0)
-    pipeline.set_progress_bar_config(disable=True)
-    return pipeline
+    return build_tiny_glyph()
 
 
 @pytest.fixture(scope="module")

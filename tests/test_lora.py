@@ -29,10 +29,10 @@ from safetext.lora import (
     write_glyph_dataset,
 )
 from safetext.lora import cli as lora_cli
-from safetext.models.glyph import build_glyph_pipeline, save_glyph_pipeline
+from safetext.models.glyph import save_glyph_pipeline
 from safetext.patching import LayerMap
 from tests.tiny_pipelines import build_sd15, build_sdxl
-from tests.tiny_pipelines import TINY_GLYPH_CONFIG
+from tests.tiny_pipelines import TINY_GLYPH_CONFIG, build_tiny_glyph
 
 TINY_GLYPH = TINY_GLYPH_CONFIG
 GLYPH_LOCALIZED = ["mid_block.attentions.0.transformer_blocks.0.attn2", "up_blocks.0.attentions.0.transformer_blocks.0.attn2"]
@@ -42,9 +42,7 @@ CONFIG = LoraTrainConfig(rank=4, alpha=8.0, steps=3, lr=1e-2, batch_size=2, grad
 
 
 def tiny_glyph():
-    pipe = build_glyph_pipeline(TINY_GLYPH, seed=0)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return build_tiny_glyph()
 
 
 def generate(pipe, steps: int = 2) -> torch.Tensor:

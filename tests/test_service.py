@@ -17,11 +17,10 @@ import torch
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from safetext.models.glyph import build_glyph_pipeline
 from safetext.policy import load_policy
 from safetext.service import BackgroundServer, GenerationPool, Overloaded, ServiceLimits, create_app, load_token
 from safetext.service import cli as service_cli
-from tests.tiny_pipelines import TINY_GLYPH_CONFIG
+from tests.tiny_pipelines import TINY_GLYPH_CONFIG, build_tiny_glyph
 
 TINY = TINY_GLYPH_CONFIG
 TOKEN = "test-token-0123456789abcdef"
@@ -41,9 +40,7 @@ POLICY = {
 
 @pytest.fixture(scope="module")
 def pipe():
-    pipe = build_glyph_pipeline(TINY, seed=0)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return build_tiny_glyph()
 
 
 @pytest.fixture(scope="module")

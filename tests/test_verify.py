@@ -15,13 +15,12 @@ from prometheus_client import CollectorRegistry
 
 from safetext.errors import PolicyError, PolicyViolation
 from safetext.generator import SafeTextGenerator
-from safetext.models.glyph import build_glyph_pipeline
 from safetext.patching import KVPatch, LayerMap, discover_text_layers
 from safetext.policy import load_policy
 from safetext.policy.verdict import Action
 from safetext.telemetry import SafetextMetrics
 from safetext.verify import ImageVerifier
-from tests.tiny_pipelines import TINY_GLYPH_CONFIG
+from tests.tiny_pipelines import build_tiny_glyph
 
 TOXIC = 'A red sign that says "shit".'
 CLEAN = 'A red sign that says "hello".'
@@ -56,9 +55,7 @@ class AlwaysOcr:
 
 @pytest.fixture(scope="module")
 def pipe():
-    p = build_glyph_pipeline(TINY_GLYPH_CONFIG)
-    p.set_progress_bar_config(disable=True)
-    return p
+    return build_tiny_glyph()
 
 
 def call(fn, prompt, seed=0):

@@ -457,3 +457,12 @@ def tiny_glyph_config():
 
 
 TINY_GLYPH_CONFIG = tiny_glyph_config()
+
+
+def build_tiny_glyph(seed: int = 0):
+    """A tiny random-weight glyph pipeline (``TINY_GLYPH_CONFIG``) with its progress bar off."""
+    from safetext.models.glyph import build_glyph_pipeline
+
+    pipe = build_glyph_pipeline(TINY_GLYPH_CONFIG, seed=seed)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
