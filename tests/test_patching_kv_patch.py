@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import numpy as np
 import pytest
 import torch
 from peft import LoraConfig
@@ -198,10 +200,26 @@ def test_exception_mid_generation_leaves_no_trace(tiny_pipe, tiny_call_kwargs, r
     assert torch.equal(images, raw)
 
 
+def _same_value(a, b) -> bool:
+    if torch.is_tensor(a) or torch.is_tensor(b):
+        return torch.is_tensor(a) and torch.is_tensor(b) and torch.equal(a, b)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same_value(x, y) for x, y in zip(a, b))
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.array_equal(a, b)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_value(a[k], b[k]) for k in a)
+    try:
+        return bool(a == b)
+    except Exception:  # objects without a meaningful ==: identity was checked above
+        return True
+
+
 def test_recording_leaves_user_generator_scheduler_and_global_rng_alone(tiny_pipe, tiny_call_kwargs):
     generator = torch.Generator().manual_seed(7)
     global_state = torch.get_rng_state()
     scheduler_state = {k: v for k, v in vars(tiny_pipe.scheduler).items() if not k.startswith("_")}
+    scheduler_values = {k: copy.deepcopy(v) for k, v in scheduler_state.items()}
     recorded = record_denoiser_inputs(
         tiny_pipe, find_denoiser(tiny_pipe), dict(tiny_call_kwargs, prompt=[PROMPT, TARGET], generator=generator)
     )
@@ -210,6 +228,7 @@ def test_recording_leaves_user_generator_scheduler_and_global_rng_alone(tiny_pip
     for key, value in scheduler_state.items():
         current = getattr(tiny_pipe.scheduler, key)
         assert current is value, key  # no attribute of the shared scheduler was replaced
+        assert _same_value(current, scheduler_values[key]), key  # ... nor written into
     assert recorded.total_steps == tiny_call_kwargs["num_inference_steps"]
     sample = recorded.inputs.get("sample", recorded.inputs.get("hidden_states"))
     assert sample.shape[0] == 2  # conditional rows only: the recording runs without guidance

@@ -54,7 +54,7 @@ from torch import nn
 from safetext.errors import LayerMapError, PatchError
 from safetext.patching.hooks import installed
 from safetext.patching.layers import check_patchable, is_lora_wrapped, resolve_adapter, select_layers
-from safetext.patching.recording import forward_parameters, record_denoiser_inputs
+from safetext.patching.recording import ExecutionDeviceCache, forward_parameters, record_denoiser_inputs
 from safetext.patching.session import PatchSession
 
 
@@ -164,6 +164,7 @@ class KVPatch:
         check_patchable(self.denoiser, self.layers)
         self._pipe_parameters = inspect.signature(pipe.__call__).parameters
         self._denoiser_parameters = forward_parameters(self.denoiser)
+        self._device_cache = ExecutionDeviceCache()
 
     def generate(self, *, target_prompt: str | list[str], **call_kwargs: Any) -> tuple[Any, PatchReport]:
         """Call the pipeline with ``call_kwargs``, patching every prompt toward ``target_prompt``.
@@ -207,6 +208,7 @@ class KVPatch:
             {**call_kwargs, **target_kwargs},
             pipe_parameters=self._pipe_parameters,
             denoiser_parameters=self._denoiser_parameters,
+            execution_device=self._device_cache.get(self.pipe),
         )
         record_seconds = time.perf_counter() - started
         start_step = start_step_for(self.start_fraction, recorded.total_steps)

@@ -24,6 +24,7 @@ layout where it needs the same shapes (see :mod:`safetext.patching.session`).
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -119,12 +120,96 @@ def _is_scheduler(component: Any) -> bool:
     return hasattr(component, "set_timesteps") and hasattr(component, "step") and not isinstance(component, nn.Module)
 
 
-def pipeline_replica(pipe: Any) -> Any:
-    """A shallow copy of ``pipe`` sharing its models, with private scheduler copies and no progress bar."""
+def device_token(pipe: Any) -> tuple:
+    """What a pipeline's execution device depends on, cheaply: its models, their devices and offload hooks.
+
+    diffusers' ``_execution_device`` walks every submodule of every model looking for group-offload
+    hooks (milliseconds per call on a large pipeline). Moving a model (``.to``), enabling model, sequential
+    or group offloading, or swapping a component all change this token: each of them moves the first
+    parameter or installs an accelerate hook / diffusers hook registry on the model itself.
+    """
+    parts: list[tuple] = []
+    for name, component in vars(pipe).items():
+        if not isinstance(component, nn.Module):
+            continue
+        first = next(component.parameters(), None)
+        registry = getattr(component, "_diffusers_hook", None)
+        parts.append(
+            (
+                name,
+                id(component),
+                None if first is None else str(first.device),
+                id(getattr(component, "_hf_hook", None)),
+                tuple(getattr(registry, "hooks", {}) or ()),
+            )
+        )
+    parts.append(("exclude", tuple(getattr(pipe, "_exclude_from_cpu_offload", ()) or ())))
+    return tuple(parts)
+
+
+class ExecutionDeviceCache:
+    """Memo of a pipeline's ``_execution_device``, re-read whenever :func:`device_token` changes.
+
+    One per patcher (so per pipeline); holds no per-request state. The recording replica reads the
+    memo instead of repeating diffusers' module walk for every flagged request.
+    """
+
+    def __init__(self) -> None:
+        self._entry: tuple[tuple, Any] | None = None
+
+    def get(self, pipe: Any) -> Any:
+        """The execution device of ``pipe`` (``None`` when the pipeline has no ``_execution_device``)."""
+        if not hasattr(type(pipe), "_execution_device"):
+            return None
+        token = device_token(pipe)
+        entry = self._entry
+        if entry is not None and entry[0] == token:
+            return entry[1]
+        device = pipe._execution_device
+        self._entry = (token, device)
+        return device
+
+
+def private_scheduler(scheduler: Any) -> Any:
+    """A copy of ``scheduler`` that ``set_timesteps`` can run on without touching the original.
+
+    ``set_timesteps`` rebinds the schedule's attributes (``timesteps``, ``sigmas``, step indices,
+    solver history lists) rather than writing into the original tensors, and the recording stops
+    before any ``step``; so a shallow copy with private copies of its containers suffices, at a
+    fraction of a deep copy's cost. The config (a frozen dict) is shared.
+    """
+    clone = copy.copy(scheduler)
+    for key, value in vars(scheduler).items():
+        if isinstance(value, (list, dict, set)) and key != "_internal_dict":
+            object.__setattr__(clone, key, copy.copy(value))
+    return clone
+
+
+@functools.cache
+def _replica_class(cls: type) -> type:
+    """``cls`` with ``_execution_device`` read from the replica's memo instead of a module walk."""
+
+    def execution_device(self: Any) -> Any:
+        return self.__dict__["_safetext_execution_device"]
+
+    return type(cls.__name__, (cls,), {"_execution_device": property(execution_device), "__module__": cls.__module__})
+
+
+def pipeline_replica(pipe: Any, execution_device: Any = None) -> Any:
+    """A shallow copy of ``pipe`` sharing its models, with private scheduler copies and no progress bar.
+
+    Args:
+        pipe: the pipeline.
+        execution_device: the pipeline's execution device when already known (see
+            :class:`ExecutionDeviceCache`); the replica then reports it without diffusers' module walk.
+    """
     replica = copy.copy(pipe)
+    if execution_device is not None:
+        object.__setattr__(replica, "__class__", _replica_class(type(pipe)))
+        replica.__dict__["_safetext_execution_device"] = execution_device
     for name, component in list(vars(pipe).items()):
         if _is_scheduler(component):
-            object.__setattr__(replica, name, copy.deepcopy(component))
+            object.__setattr__(replica, name, private_scheduler(component))
     progress = dict(getattr(pipe, "_progress_bar_config", None) or {})
     progress["disable"] = True
     object.__setattr__(replica, "_progress_bar_config", progress)
@@ -174,6 +259,7 @@ def record_denoiser_inputs(
     *,
     pipe_parameters: Mapping[str, Any] | None = None,
     denoiser_parameters: Sequence[inspect.Parameter] | None = None,
+    execution_device: Any = None,
 ) -> RecordedCall:
     """Run ``pipe``'s own prompt encoding for ``call_kwargs`` and capture the first denoiser call.
 
@@ -183,6 +269,8 @@ def record_denoiser_inputs(
         call_kwargs: the arguments the pipeline would be called with (e.g. with the sanitized prompt).
         pipe_parameters: cached ``inspect.signature(pipe.__call__).parameters`` (optional).
         denoiser_parameters: cached :func:`forward_parameters` of the denoiser (optional).
+        execution_device: the pipeline's execution device when known (optional, saves diffusers' module
+            walk; see :class:`ExecutionDeviceCache`).
 
     Returns:
         :class:`RecordedCall` with the denoiser arguments and the number of denoising steps.
@@ -191,7 +279,7 @@ def record_denoiser_inputs(
         PatchError: the pipeline finished without calling its denoiser.
     """
     parameters = denoiser_parameters if denoiser_parameters is not None else forward_parameters(denoiser)
-    replica = pipeline_replica(pipe)
+    replica = pipeline_replica(pipe, execution_device)
     owner = object()
     captured: dict[str, Any] = {}
 
