@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -58,11 +59,16 @@ def write_markdown(summary: dict, path: Path) -> None:
         f"| mean SSIM edited vs original | {summary['mean_ssim']:.3f} | |",
         f"| mean PSNR edited vs original (dB) | {'-' if summary['mean_psnr'] is None else format(summary['mean_psnr'], '.2f')} | |",
         f"| originals read as the source word | {summary['original_read_rate']:.3f} | |",
+        f"| regenerating the target prompt instead (same seed): read as the target word | {summary['regenerated_read_rate']:.3f} | |",
+        f"| regenerating the target prompt instead: mean SSIM to the original | {summary['regenerated_ssim']:.3f} | |",
         f"| seconds per edit (original + edited) | {summary['seconds_per_edit']:.2f} | |",
         "",
-        f"Passed: {'yes' if summary['passed'] else 'NO'} ({summary['edits']} edits).",
+        f"Passed: {'yes' if summary['passed'] else 'NO'} ({summary['edits']} edits). The SSIM bar is out of reach on this "
+        "model by construction: the word fills most of its 24x96 canvas, so even the target prompt's own image "
+        "(same seed, same colour) has the SSIM to the original given above; an edit is judged by reading as the "
+        "target word while keeping more of the original than regeneration does.",
         "",
-        "![examples](edit_glyph.png)",
+        f"![examples]({summary['name']}.png)",
         "",
         "| prompt | to | original read | edited read | SSIM | success |",
         "|---|---|---|---|---|---|",
@@ -83,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--results", default=str(RESULTS), help="where to write the result files")
+    parser.add_argument("--name", default="edit_glyph", help="file stem of the result files")
     parser.add_argument("--check", action="store_true", help="exit 1 when the acceptance is missed")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -91,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     from safetext.localize import glyph_prompt_pairs
     from safetext.models.glyph import load_glyph_pipeline
     from safetext.patching.resolve import resolve_layer_map
-    from safetext.scoring import get_ocr
+    from safetext.scoring import exact_match, get_ocr, ssim
 
     pipe = load_glyph_pipeline(args.model)
     default_map = RESULTS / "glyph_layer_map.yaml"
@@ -107,17 +114,27 @@ def main(argv: list[str] | None = None) -> int:
         seconds.append(time.perf_counter() - started)
         metrics = result.metrics
         success = bool(metrics["edited_reads_target"] and metrics["ssim"] >= SSIM_MIN)
+        # the alternative to an edit: regenerate the target prompt with the same seed (the SSIM ceiling of any
+        # method that writes the other word, on a canvas the word fills)
+        regenerated = pipe(
+            result.target_prompt, num_inference_steps=args.steps, generator=torch.Generator().manual_seed(pair.seed), output_type="np"
+        ).images[0]
+        original = result.original.permute(1, 2, 0).numpy()
+        regenerated_ssim = ssim(original, regenerated)
+        regenerated_reads = exact_match(ocr.read(regenerated).text, pair.target_text)
         rows.append({
             "prompt": pair.source_prompt, "source": pair.source_text, "target": pair.target_text, "seed": pair.seed,
             "original_text": metrics["original_text"], "edited_text": metrics["edited_text"],
             "original_reads_source": metrics["original_reads_source"], "edited_reads_target": metrics["edited_reads_target"],
             "ssim": metrics["ssim"], "psnr": metrics["psnr"], "success": success,
+            "regenerated_ssim": regenerated_ssim, "regenerated_reads_target": regenerated_reads,
         })
         if len(pictures) < GRID_ROWS:
             pictures.append(result.side_by_side)
     psnrs = [row["psnr"] for row in rows if row["psnr"] is not None]
     summary = {
         "model": args.model or "shipped",
+        "name": args.name,
         "layer_map": {"name": layer_map.name, "layers": list(layer_map.layers), "start_fraction": layer_map.start_fraction},
         "steps": args.steps,
         "threads": args.threads,
@@ -127,20 +144,22 @@ def main(argv: list[str] | None = None) -> int:
         "original_read_rate": sum(row["original_reads_source"] for row in rows) / len(rows),
         "mean_ssim": statistics.fmean(row["ssim"] for row in rows),
         "mean_psnr": statistics.fmean(psnrs) if psnrs else None,
+        "regenerated_ssim": statistics.fmean(row["regenerated_ssim"] for row in rows),
+        "regenerated_read_rate": sum(row["regenerated_reads_target"] for row in rows) / len(rows),
         "seconds_per_edit": statistics.fmean(seconds),
         "examples": rows,
     }
     summary["passed"] = summary["success_rate"] >= SUCCESS_MIN
     out = Path(args.results)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "edit_glyph.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    example_grid(pictures, out / "edit_glyph.png")
-    write_markdown(summary, out / "edit_glyph.md")
+    (out / f"{args.name}.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    example_grid(pictures, out / f"{args.name}.png")
+    write_markdown(summary, out / f"{args.name}.md")
     print(
         f"{summary['edits']} edits: success {summary['success_rate']:.2f} (required >= {SUCCESS_MIN}), "
         f"flip {summary['flip_rate']:.2f}, SSIM {summary['mean_ssim']:.3f}, {summary['seconds_per_edit']:.2f} s/edit"
     )
-    print(f"wrote {out / 'edit_glyph.md'}")
+    print(f"wrote {out / (args.name + '.md')}")
     return 1 if args.check and not summary["passed"] else 0
 
 

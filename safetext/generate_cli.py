@@ -57,7 +57,9 @@ def _run(args: argparse.Namespace) -> int:
 
     pipe = load_pipeline(args.model)
     gen = SafeTextGenerator(pipe, policy=args.policy, layer_map=args.layer_map)
-    kwargs = dict(num_inference_steps=args.steps, guidance_scale=args.guidance)
+    kwargs: dict = dict(num_inference_steps=args.steps)
+    if args.guidance is not None:
+        kwargs["guidance_scale"] = args.guidance
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     raw = pipe(args.prompt, generator=torch.Generator().manual_seed(args.seed), **kwargs).images[0]
@@ -93,6 +95,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--layer-map", default=None, help="LayerMap YAML (default: preset or shipped map of the model)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--guidance", type=float, default=3.0)
+    p.add_argument("--guidance", type=float, default=None, help="guidance_scale (default: the pipeline's)")
     p.add_argument("--out", default="out", help="output directory")
     p.set_defaults(func=_run)
