@@ -94,16 +94,19 @@ def kv_swap_premise(pipe, ocr, vocab, args) -> dict:
         b = rng.choice([w for w in vocab["replacements"] if w != a])
         colour, template = rng.choice(COLORS), rng.randrange(len(TEMPLATES))
         pairs.append((make_prompt(a, colour, template), make_prompt(b, colour, template), b))
-    reads, sims = [], []
+    reads, sims, ceiling = [], [], []
     for start in range(0, len(pairs), 25):
         chunk = pairs[start : start + 25]
         kw = dict(num_inference_steps=args.steps, output_type="np")
         src = [p for p, _, _ in chunk]
         base = pipe(src, generator=torch.Generator().manual_seed(args.seed + start), **kw).images
-        patched, report = patch.generate(prompt=src, target_prompt=[t for _, t, _ in chunk], generator=torch.Generator().manual_seed(args.seed + start), **kw)
-        for im0, im1, (_, _, b) in zip(base, patched.images, chunk):
+        targets = [t for _, t, _ in chunk]
+        patched, report = patch.generate(prompt=src, target_prompt=targets, generator=torch.Generator().manual_seed(args.seed + start), **kw)
+        swapped = pipe(targets, generator=torch.Generator().manual_seed(args.seed + start), **kw).images
+        for im0, im1, im2, (_, _, b) in zip(base, patched.images, swapped, chunk):
             reads.append(exact_match(ocr.read(im1).text, b))
             sims.append(ssim(im0, im1))
+            ceiling.append(ssim(im0, im2))
     ok = [r and s >= 0.85 for r, s in zip(reads, sims)]
     return {
         "n": len(pairs),
@@ -114,6 +117,7 @@ def kv_swap_premise(pipe, ocr, vocab, args) -> dict:
         "target_exact_match": float(np.mean(reads)),
         "mean_ssim": float(np.mean(sims)),
         "flip_and_ssim_rate": float(np.mean(ok)),
+        "prompt_swap_mean_ssim": float(np.mean(ceiling)),
     }
 
 
@@ -126,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--layer-map", default=None, help="LayerMap YAML for the K/V-swap check (default: the model's preset)")
+    parser.add_argument("--guidance-sweep", default="1,1.25,1.5,2,3", help="CFG scales to compare on the first 100 training-vocabulary prompts ('' to skip)")
     parser.add_argument("--out", default=str(RESULTS / "glyph_eval"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -156,6 +161,17 @@ def main(argv: list[str] | None = None) -> int:
         grid_images.extend(images[:8])
         print(f"{name:18s} n={len(items):4d} exact={results[name]['exact_match']:.3f} colour={results[name]['colour_accuracy']:.3f}", flush=True)
     results["seconds_per_image"] = statistics.median(timings)
+
+    scales = [float(x) for x in args.guidance_sweep.split(",") if x.strip()]
+    if scales:
+        items = suites["train_vocabulary"][:100]
+        sweep = []
+        for scale in scales:
+            images, _ = generate(pipe, [p for _, _, p in items], args.seed, args.steps, guidance_scale=scale)
+            row = spelling_scores(ocr, images, items)
+            sweep.append({"guidance_scale": scale, "n": row["n"], "exact_match": row["exact_match"], "colour_accuracy": row["colour_accuracy"]})
+            print(f"guidance {scale:g}: exact={row['exact_match']:.3f} colour={row['colour_accuracy']:.3f}", flush=True)
+        results["guidance_sweep"] = sweep
 
     if args.pairs:
         results["kv_swap"] = kv_swap_premise(pipe, ocr, vocab, args)
@@ -189,11 +205,40 @@ def _write(results: dict, grid_images: list[np.ndarray], out: Path) -> None:
         lines.append("")
         lines.append(f"K/V swap ({k['n']} pairs, layers {', '.join(k['layers'])}, start step {k['start_step']}): "
                      f"target word read {k['target_exact_match']:.3f}, mean SSIM {k['mean_ssim']:.3f}, "
-                     f"read as target with SSIM >= 0.85: {k['flip_and_ssim_rate']:.3f}")
+                     f"read as target with SSIM >= 0.85: {k['flip_and_ssim_rate']:.3f}. Generating the target prompt itself "
+                     f"(same seed) has mean SSIM {k['prompt_swap_mean_ssim']:.3f} to the source image: the word fills most of "
+                     "the 24x96 canvas, so changing it moves SSIM far below 0.85 whatever the method.")
+    if "guidance_sweep" in results:
+        sweep = results["guidance_sweep"]
+        lines += ["", f"Guidance scale (first {sweep[0]['n']} training-vocabulary prompts):", "", "| guidance | OCR exact match | colour |", "|---|---|---|"]
+        lines += [f"| {row['guidance_scale']:g} | {row['exact_match']:.3f} | {row['colour_accuracy']:.3f} |" for row in sweep]
+        lines += ["", f"![guidance]({out.name}_guidance.png)"]
+        _guidance_figure(sweep, out.with_name(out.name + "_guidance.png"))
     lines.append("")
     lines.append(f"load: {results['load_seconds']:.2f} s; sampling: {results['seconds_per_image']:.3f} s/image at {results['steps']} steps, {results['threads']} threads")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def _guidance_figure(sweep: list[dict], path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed (pip install 'safetext[plots]'): guidance figure skipped")
+        return
+    fig, ax = plt.subplots(figsize=(4.5, 3))
+    ax.plot([r["guidance_scale"] for r in sweep], [r["exact_match"] for r in sweep], "o-", label="OCR exact match")
+    ax.plot([r["guidance_scale"] for r in sweep], [r["colour_accuracy"] for r in sweep], "s--", label="background colour")
+    ax.set_xlabel("classifier-free guidance scale")
+    ax.set_ylim(0, 1.05)
+    ax.set_title("glyph model: spelling vs guidance (20 steps)")
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
