@@ -61,7 +61,7 @@ def evaluate_map(pipe, layer_map, pairs, steps: int, scorer) -> dict:
 
 
 def write_markdown(summary: dict, path: Path) -> None:
-    loc, held = summary["localization"], summary["held_out"]
+    loc, held, same = summary["localization"], summary["held_out"], summary["held_out_same_length"]
     lines = [
         "# Localization of the glyph model",
         "",
@@ -92,6 +92,11 @@ def write_markdown(summary: dict, path: Path) -> None:
         f"SSIM ceiling: the target prompt's own image (same seed) has mean SSIM {held['target_prompt_ssim']:.3f} to the source "
         "image, so no method that writes the other word in this model's 24x96 canvas, where the word fills most of "
         "the image, reaches the issue's 0.85.",
+        "",
+        f"Held-out pairs of equal word length ({same['pairs']}, seed 2000; safetext's replacement words have the "
+        f"flagged word's length, so this is the case neutralization meets): flip rate {same['flip_rate']:.2f}, "
+        f"mean SSIM {same['ssim']:.3f}; the target prompt's own image: written correctly {same['target_prompt_written_rate']:.2f}, "
+        f"SSIM {same['target_prompt_ssim']:.3f} to the source.",
         "",
         "## Each layer alone (localization pairs)",
         "",
@@ -147,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     exclude = pair_words(pairs) if args.eval_split == "common" else ()
     held_pairs = glyph_prompt_pairs(args.eval_pairs, split=args.eval_split, seed=1000, exclude=exclude)
     held = evaluate_map(pipe, result.layer_map, held_pairs, args.steps, scorer)
+    # what neutralization does: the policy's replacement has the flagged word's length
+    same_pairs = glyph_prompt_pairs(args.eval_pairs, split=args.eval_split, seed=2000, exclude=exclude, same_length=True)
+    same = evaluate_map(pipe, result.layer_map, same_pairs, args.steps, scorer)
 
     share = result.parameters.share_of_text_layers
     acceptance = [
@@ -163,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         "localization_seconds": seconds,
         "localization": result.summary(),
         "held_out": held,
+        "held_out_same_length": same,
         "acceptance": acceptance,
         "passed": all(row["passed"] for row in acceptance),
     }

@@ -96,6 +96,19 @@ def test_prompt_pairs_are_deterministic_distinct_and_respect_exclusions():
         glyph_prompt_pairs(2, split="rare")
 
 
+def test_same_length_pairs_match_lengths_and_stay_distinct_and_deterministic():
+    pairs = glyph_prompt_pairs(40, seed=5, same_length=True)
+    assert pairs == glyph_prompt_pairs(40, seed=5, same_length=True)
+    assert all(len(p.source_text) == len(p.target_text) and p.source_text != p.target_text for p in pairs)
+    assert len({p.source_text for p in pairs}) == 40  # no word repeats while the pool lasts
+    mixed = glyph_prompt_pairs(40, seed=5)
+    assert any(len(p.source_text) != len(p.target_text) for p in mixed)  # the default does not match lengths
+    with pytest.raises(LocalizationError, match="two words of the same length"):
+        from safetext.localize.pairs import _draw
+
+        _draw(["cat", "horse"], 1, 0, same_length=True)
+
+
 # -- scorers ------------------------------------------------------------------------------------------
 class _StubOcr:
     def __init__(self, texts):

@@ -43,12 +43,39 @@ def _word_pool(words: Iterable[str], exclude: Iterable[str]) -> list[str]:
     return pool
 
 
-def _draw(pool: Sequence[str], count: int, seed: int) -> list[tuple[str, str]]:
-    """``count`` ordered pairs of distinct words; without repeating a word while the pool lasts."""
+def _pop_same_length(order: list[str]) -> tuple[str, str] | None:
+    """Pop the last word of ``order`` and the nearest-to-the-end word of the same length (None: no such pair)."""
+    while order:
+        first = order[-1]
+        for j in range(len(order) - 2, -1, -1):
+            if len(order[j]) == len(first):
+                second = order.pop(j)
+                order.pop()
+                return first, second
+        order.pop()  # no partner left for this word in this pass
+    return None
+
+
+def _draw(pool: Sequence[str], count: int, seed: int, same_length: bool = False) -> list[tuple[str, str]]:
+    """``count`` ordered pairs of distinct words; without repeating a word while the pool lasts.
+
+    With ``same_length`` both words of a pair have the same number of letters (as safetext's replacement
+    words have: the policy picks a replacement of the flagged word's length).
+    """
     rng = random.Random(seed)
     drawn: list[tuple[str, str]] = []
     order: list[str] = []
     for _ in range(count):
+        if same_length:
+            pair = _pop_same_length(order)
+            if pair is None:
+                order = list(pool)
+                rng.shuffle(order)
+                pair = _pop_same_length(order)
+                if pair is None:
+                    raise LocalizationError("same_length pairs need two words of the same length in the word pool")
+            drawn.append(pair)
+            continue
         if len(order) < 2:
             order = list(pool)
             rng.shuffle(order)
@@ -101,6 +128,7 @@ def glyph_prompt_pairs(
     template: int = 0,
     seed: int = 0,
     exclude: Iterable[str] = (),
+    same_length: bool = False,
 ) -> list[PromptPair]:
     """Pairs in the glyph model's prompt language: same sign colour and template, two different words.
 
@@ -112,6 +140,8 @@ def glyph_prompt_pairs(
             (0: ``A {color} sign that says "{word}".``).
         seed: seed of the word draw; pair ``i`` uses noise seed ``seed + i`` and colour ``i mod 8``.
         exclude: words never to use.
+        same_length: pair only words of the same length (what safetext's neutralization does: the
+            replacement has the flagged word's length, so the layout of the sign need not change).
 
     Raises:
         LocalizationError: unknown split or template, or ``count`` < 1.
@@ -125,7 +155,7 @@ def glyph_prompt_pairs(
         raise LocalizationError(f"glyph template must be an index in 0..{len(TEMPLATES) - 1}, got {template!r}")
     pool = _word_pool(load_vocabulary()[split], exclude)
     pairs = []
-    for index, (a, b) in enumerate(_draw(pool, count, seed)):
+    for index, (a, b) in enumerate(_draw(pool, count, seed, same_length)):
         color = COLORS[index % len(COLORS)]
         pairs.append(PromptPair(make_prompt(a, color, template), make_prompt(b, color, template), a, b, seed + index))
     return pairs
