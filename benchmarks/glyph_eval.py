@@ -73,12 +73,13 @@ def spelling_scores(ocr, images: np.ndarray, items: list[tuple[str, str, str]]) 
     }
 
 
-def kv_swap_premise(pipe, ocr, vocab, args) -> dict:
+def kv_swap_premise(pipe, ocr, vocab, args, same_length: bool = False) -> dict:
     """The paper's premise on this model: swap the mapped layers' text K/V for a benign prompt's.
 
     Source prompts write a word A (toxic words and common words alternate); the target prompt is the
     same sentence with a replacement word B. Same seed for both; reports how often OCR reads B on the
-    patched image and the SSIM of the patched image to the unpatched one.
+    patched image and the SSIM of the patched image to the unpatched one. With ``same_length`` B has
+    A's length, as the policy's replacement words do (the benign prompt safetext itself builds).
     """
     from safetext.models.glyph.data import COLORS, TEMPLATES, make_prompt
     from safetext.patching import KVPatch, LayerMap, resolve_layer_map
@@ -91,7 +92,10 @@ def kv_swap_premise(pipe, ocr, vocab, args) -> dict:
     pairs = []
     for i in range(args.pairs):
         a = sources[i % len(sources)]
-        b = rng.choice([w for w in vocab["replacements"] if w != a])
+        choices = [w for w in vocab["replacements"] if w != a]
+        if same_length:
+            choices = [w for w in choices if len(w) == len(a)] or choices
+        b = rng.choice(choices)
         colour, template = rng.choice(COLORS), rng.randrange(len(TEMPLATES))
         pairs.append((make_prompt(a, colour, template), make_prompt(b, colour, template), b))
     reads, sims, ceiling = [], [], []
@@ -118,6 +122,7 @@ def kv_swap_premise(pipe, ocr, vocab, args) -> dict:
         "mean_ssim": float(np.mean(sims)),
         "flip_and_ssim_rate": float(np.mean(ok)),
         "prompt_swap_mean_ssim": float(np.mean(ceiling)),
+        "same_length": same_length,
     }
 
 
@@ -175,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.pairs:
         results["kv_swap"] = kv_swap_premise(pipe, ocr, vocab, args)
+        results["kv_swap_same_length"] = kv_swap_premise(pipe, ocr, vocab, args, same_length=True)
         k = results["kv_swap"]
         print(f"kv swap: {k['n']} pairs, layers {k['layers']} from step {k['start_step']}: target read {k['target_exact_match']:.3f}, "
               f"mean SSIM {k['mean_ssim']:.3f}, both {k['flip_and_ssim_rate']:.3f}", flush=True)
@@ -200,10 +206,13 @@ def _write(results: dict, grid_images: list[np.ndarray], out: Path) -> None:
     for key, val in results.items():
         if isinstance(val, dict) and "exact_match" in val:
             lines.append(f"| {key} | {val['n']} | {val['exact_match']:.3f} | {val['colour_accuracy']:.3f} |")
-    if "kv_swap" in results:
-        k = results["kv_swap"]
+    for key in ("kv_swap", "kv_swap_same_length"):
+        if key not in results:
+            continue
+        k = results[key]
         lines.append("")
-        lines.append(f"K/V swap ({k['n']} pairs, layers {', '.join(k['layers'])}, start step {k['start_step']}): "
+        kind = "replacement of the source word's length, as the policy picks" if k["same_length"] else "replacement word of any length"
+        lines.append(f"K/V swap, {kind} ({k['n']} pairs, layers {', '.join(k['layers'])}, start step {k['start_step']}): "
                      f"target word read {k['target_exact_match']:.3f}, mean SSIM {k['mean_ssim']:.3f}, "
                      f"read as target with SSIM >= 0.85: {k['flip_and_ssim_rate']:.3f}. Generating the target prompt itself "
                      f"(same seed) has mean SSIM {k['prompt_swap_mean_ssim']:.3f} to the source image: the word fills most of "
