@@ -8,10 +8,12 @@ the sanitized prompt: it calls a *replica* of the pipeline with the same argumen
 the denoiser captures the arguments of the first denoiser call and stops the replica right there. The
 cost is the pipeline's prompt encoding; the denoiser never runs.
 
-The replica shares every model with the original (no copies of weights) but owns deep copies of the
-scheduler(s) and its own progress-bar settings, and gets private random generators: recording never
-touches the shared scheduler state, the user's generator, or the global RNG, so a concurrent or
-subsequent call of the original pipeline is unaffected.
+The replica shares every model with the original (no copies of weights) but owns private copies of the
+scheduler(s) (:func:`private_scheduler`) and its own progress-bar settings, and gets private random
+generators: recording never touches the shared scheduler state, the user's generator, or the global
+RNG, so a concurrent or subsequent call of the original pipeline is unaffected. It reports the
+pipeline's execution device from a per-patcher memo (:class:`ExecutionDeviceCache`) rather than
+repeating diffusers' walk over every submodule on each request.
 
 The replica runs without classifier-free guidance (``guidance_scale`` and ``true_cfg_scale`` set to 1):
 only the conditional rows are ever patched, and the pipelines safetext supports (SD, SDXL, SD3, IF,
