@@ -79,7 +79,8 @@ def kv_swap_premise(pipe, ocr, vocab, args, same_length: bool = False) -> dict:
     Source prompts write a word A (toxic words and common words alternate); the target prompt is the
     same sentence with a replacement word B. Same seed for both; reports how often OCR reads B on the
     patched image and the SSIM of the patched image to the unpatched one. With ``same_length`` B has
-    A's length, as the policy's replacement words do (the benign prompt safetext itself builds).
+    A's length, as the policy's replacement words do (the benign prompt safetext itself builds); a word
+    no replacement matches in length gets one of any length (none in the shipped lists).
     """
     from safetext.models.glyph.data import COLORS, TEMPLATES, make_prompt
     from safetext.patching import KVPatch, LayerMap, resolve_layer_map
