@@ -164,7 +164,10 @@ class GlyphPixelObjective(DenoisingObjective):
     def predict(self, pipe: Any, noisy: torch.Tensor, timesteps: torch.Tensor, conditioning: torch.Tensor) -> torch.Tensor:
         from safetext.models.glyph.pipeline import denoiser_input, denoiser_output
 
-        return denoiser_output(pipe.unet(denoiser_input(noisy), timesteps, encoder_hidden_states=conditioning).sample)
+        sign_size = getattr(pipe.config, "sign_size", None)
+        return denoiser_output(
+            pipe.unet(denoiser_input(noisy, sign_size), timesteps, encoder_hidden_states=conditioning).sample
+        )
 
 
 register_objective(SD1xLatentObjective)

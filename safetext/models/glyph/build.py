@@ -34,6 +34,8 @@ class GlyphModelConfig:
         text_layers: transformer layers of the text encoder.
         heads: attention heads (UNet cross-attention and text encoder).
         max_length: padded prompt length in bytes.
+        sign_height, sign_width: the sign's size when it stands in a larger scene (``height`` x ``width``
+            is then the scene); ``None`` when the sign fills the image.
     """
 
     height: int = 24
@@ -44,6 +46,8 @@ class GlyphModelConfig:
     heads: int = 4
     max_length: int = 64
     norm_groups: int = 8
+    sign_height: int | None = None
+    sign_width: int | None = None
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -102,7 +106,8 @@ def build_glyph_pipeline(config: GlyphModelConfig = GlyphModelConfig(), seed: in
         eos_token_id=tokenizer.eos_token_id,
     )
     text_encoder = T5EncoderModel(text_config)
-    return GlyphPipeline(unet=unet, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=build_scheduler())
+    sign = [c.sign_height, c.sign_width] if c.sign_height and c.sign_width else None
+    return GlyphPipeline(unet=unet, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=build_scheduler(), sign_size=sign)
 
 
 def shipped_weights_dir() -> Path:

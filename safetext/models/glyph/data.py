@@ -2,7 +2,11 @@
 
 Everything is made on the fly and deterministically from a seed: a background colour from a named
 palette, the word in a contrasting colour (DejaVu Sans Mono Bold, upper case, centred, small jitter),
-and a prompt from one of several templates. The vocabulary is a closed list (common words, the
+and a prompt from one of several templates. With a scene canvas (``GlyphDataConfig.canvas_height`` /
+``canvas_width`` larger than the sign) the sign, with a thin darker border, stands in the middle of a
+random outdoor-like scene (sky gradient, horizon, ground, a sun and a few boxes and hills) that the
+prompt does not describe: the model samples it from the noise, like a real model fills in what a
+prompt leaves open, and changing only the written word must leave it in place. The vocabulary is a closed list (common words, the
 policy's benign replacement words and the offensive words the policy neutralizes), with a held-out
 split of the common words to measure open spelling.
 """
@@ -98,13 +102,27 @@ def _font(size: int) -> ImageFont.FreeTypeFont:
 
 @dataclass(frozen=True)
 class GlyphDataConfig:
-    """Image geometry of the synthetic signs."""
+    """Image geometry of the synthetic signs.
+
+    ``height`` x ``width`` is the sign; ``canvas_height`` x ``canvas_width`` the whole image (default:
+    the sign fills the image). The sign is centred on the canvas, shifted by the jitter.
+    """
 
     height: int = 24
     width: int = 96
     font_size: int = 18
     jitter_x: int = 3
     jitter_y: int = 2
+    canvas_height: int | None = None
+    canvas_width: int | None = None
+
+    @property
+    def canvas(self) -> tuple[int, int]:
+        return (self.canvas_height or self.height, self.canvas_width or self.width)
+
+    @property
+    def is_scene(self) -> bool:
+        return self.canvas != (self.height, self.width)
 
 
 @lru_cache(maxsize=8192)
@@ -136,6 +154,68 @@ def render_sign(word: str, color: str, dx: int = 0, dy: int = 0, config: GlyphDa
     bg, fg = (np.asarray(c, dtype=np.float32) / 255.0 for c in PALETTE[color])
     img = bg[:, None, None] * (1.0 - mask[None]) + fg[:, None, None] * mask[None]
     return torch.from_numpy(img)
+
+
+def _smooth_colour(rng: random.Random, low: float = 0.15, high: float = 0.85) -> np.ndarray:
+    return np.asarray([rng.uniform(low, high) for _ in range(3)], dtype=np.float32)
+
+
+def render_background(height: int, width: int, rng: random.Random) -> np.ndarray:
+    """A random scene (H, W, 3 float32 in [0, 1]): sky gradient, horizon, ground, sun, boxes and hills.
+
+    Low-frequency shapes only (no pixel noise): structure a model can reproduce from its seed.
+    """
+    ys = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None, None]
+    xs = np.linspace(0.0, 1.0, width, dtype=np.float32)[None, :, None]
+    top, bottom = _smooth_colour(rng, 0.3, 0.95), _smooth_colour(rng, 0.3, 0.95)
+    img = top * (1 - ys) + bottom * ys + np.zeros((1, width, 1), dtype=np.float32)
+    horizon = rng.uniform(0.55, 0.85)
+    tilt = rng.uniform(-0.15, 0.15)
+    ground = _smooth_colour(rng, 0.1, 0.7)
+    ground_mask = ys > horizon + tilt * (xs - 0.5)
+    img = np.where(ground_mask, ground * (0.8 + 0.2 * ys), img)
+    aspect = width / height
+    for _ in range(rng.randint(0, 2)):  # hills
+        cx, r = rng.uniform(0, 1), rng.uniform(0.15, 0.4)
+        hill = ((xs - cx) * aspect) ** 2 + ((ys - horizon - 0.05) / 1.0) ** 2 < r**2
+        img = np.where(hill & (ys > horizon - r), _smooth_colour(rng, 0.1, 0.6), img)
+    if rng.random() < 0.6:  # sun
+        cx, cy, r = rng.uniform(0.05, 0.95), rng.uniform(0.05, 0.3), rng.uniform(0.05, 0.12)
+        sun = ((xs - cx) * aspect) ** 2 + (ys - cy) ** 2 < r**2
+        img = np.where(sun, np.asarray([rng.uniform(0.85, 1.0), rng.uniform(0.7, 0.95), rng.uniform(0.2, 0.6)], dtype=np.float32), img)
+    for _ in range(rng.randint(1, 4)):  # boxes standing on the horizon (houses, trees, posts)
+        x0 = rng.uniform(-0.05, 0.95)
+        w, h = rng.uniform(0.04, 0.18), rng.uniform(0.1, 0.45)
+        box = (xs > x0) & (xs < x0 + w) & (ys < horizon + 0.03) & (ys > horizon - h)
+        img = np.where(box, _smooth_colour(rng, 0.05, 0.9), img)
+    return np.ascontiguousarray(img.clip(0.0, 1.0))
+
+
+def render_scene(
+    word: str, color: str, dx: int, dy: int, config: GlyphDataConfig, rng: random.Random
+) -> torch.Tensor:
+    """``word`` on a ``color`` sign with a darker 1-pixel border, centred on a random scene.
+
+    Returns:
+        A float tensor (3, canvas_height, canvas_width) in [0, 1].
+    """
+    sign = render_sign(word, color, 0, 0, config).numpy().transpose(1, 2, 0)
+    border = np.asarray(PALETTE[color][0], dtype=np.float32) / 255.0 * 0.45
+    sign = sign.copy()
+    sign[0, :], sign[-1, :], sign[:, 0], sign[:, -1] = border, border, border, border
+    ch, cw = config.canvas
+    img = render_background(ch, cw, rng)
+    top = (ch - config.height) // 2 + dy
+    left = (cw - config.width) // 2 + dx
+    img[top : top + config.height, left : left + config.width] = sign
+    return torch.from_numpy(img.transpose(2, 0, 1).copy())
+
+
+def sign_box(canvas: tuple[int, int], sign: tuple[int, int], margin: int = 0) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right) of the centred sign on a canvas, grown by ``margin`` pixels and clipped."""
+    (ch, cw), (sh, sw) = canvas, sign
+    top, left = (ch - sh) // 2 - margin, (cw - sw) // 2 - margin
+    return max(0, top), max(0, left), min(ch, top + sh + 2 * margin), min(cw, left + sw + 2 * margin)
 
 
 def make_prompt(word: str, color: str, template: int, case: str = "lower") -> str:
@@ -181,13 +261,14 @@ class SignSampler:
         rng = random.Random(f"{self.seed}:{step}")
         samples = [self.sample(rng) for _ in range(size)]
         c = self.config
-        images = torch.stack(
-            [
-                render_sign(s.word, s.color, rng.randint(-c.jitter_x, c.jitter_x), rng.randint(-c.jitter_y, c.jitter_y), c)
-                for s in samples
-            ]
-        )
-        return images, samples
+        images = []
+        for s in samples:
+            dx, dy = rng.randint(-c.jitter_x, c.jitter_x), rng.randint(-c.jitter_y, c.jitter_y)
+            if c.is_scene:
+                images.append(render_scene(s.word, s.color, dx, dy, c, rng))
+            else:
+                images.append(render_sign(s.word, s.color, dx, dy, c))
+        return torch.stack(images), samples
 
 
 def aux_targets(samples: list[GlyphSample], input_ids: torch.Tensor, pad_id: int) -> dict[str, torch.Tensor]:

@@ -28,18 +28,41 @@ SPACE_TO_DEPTH = 2
 COORD_CHANNELS = 2
 
 
-def coordinate_channels(batch: int, height: int, width: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """Two channels holding x and y in [-1, 1]: lets cross-attention place letter k at column k."""
-    ys = torch.linspace(-1.0, 1.0, height, device=device, dtype=dtype)
-    xs = torch.linspace(-1.0, 1.0, width, device=device, dtype=dtype)
+def _axis(n: int, reference: int | None, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    if reference is None or reference == n:
+        return torch.linspace(-1.0, 1.0, n, device=device, dtype=dtype)
+    half = (reference - 1) / 2
+    return (torch.arange(n, device=device, dtype=torch.float32) - (n - 1) / 2).div(half).to(dtype)
+
+
+def coordinate_channels(
+    batch: int,
+    height: int,
+    width: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    reference: tuple[int, int] | None = None,
+) -> torch.Tensor:
+    """Two channels holding x and y, centred on the image: lets cross-attention place letter k at column k.
+
+    Without ``reference`` the image spans [-1, 1]. With ``reference`` (the sign's size in the same
+    units) the centred sign spans [-1, 1] and a larger canvas extends beyond, so a model trained on
+    bare signs finds its letter positions unchanged in the middle of a scene.
+    """
+    ref_h, ref_w = reference if reference is not None else (None, None)
+    ys, xs = _axis(height, ref_h, device, dtype), _axis(width, ref_w, device, dtype)
     grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
     return torch.stack([grid_x, grid_y]).unsqueeze(0).expand(batch, -1, -1, -1)
 
 
-def denoiser_input(sample: torch.Tensor) -> torch.Tensor:
-    """Image batch (B, 3, H, W) -> UNet input (B, 12 + 2, H/2, W/2)."""
+def denoiser_input(sample: torch.Tensor, sign_size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Image batch (B, 3, H, W) -> UNet input (B, 12 + 2, H/2, W/2).
+
+    ``sign_size``: (height, width) in pixels of the sign the coordinates are relative to (default: the image).
+    """
     x = F.pixel_unshuffle(sample, SPACE_TO_DEPTH)
-    coords = coordinate_channels(x.shape[0], x.shape[2], x.shape[3], x.device, x.dtype)
+    reference = None if sign_size is None else (sign_size[0] // SPACE_TO_DEPTH, sign_size[1] // SPACE_TO_DEPTH)
+    coords = coordinate_channels(x.shape[0], x.shape[2], x.shape[3], x.device, x.dtype, reference)
     return torch.cat([x, coords], dim=1)
 
 
@@ -56,6 +79,8 @@ class GlyphPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         text_encoder: byte-level T5 encoder.
         tokenizer: ``ByT5Tokenizer`` (``model_max_length`` sets the padded prompt length).
         scheduler: a diffusers scheduler (DDIM, v-prediction, trailing spacing as shipped).
+        sign_size: ``[height, width]`` of the sign in pixels when the model draws it in the middle of a
+            larger scene (saved in ``model_index.json``); ``None`` when the sign fills the image.
     """
 
     model_cpu_offload_seq = "text_encoder->unet"
@@ -66,9 +91,27 @@ class GlyphPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         text_encoder: T5EncoderModel,
         tokenizer: ByT5Tokenizer,
         scheduler: DDIMScheduler,
+        sign_size: list[int] | None = None,
     ) -> None:
         super().__init__()
         self.register_modules(unet=unet, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler)
+        if sign_size is not None and (len(sign_size) != 2 or any(int(v) <= 0 for v in sign_size)):
+            raise ValueError(f"sign_size must be [height, width] in pixels, got {sign_size!r}")
+        self.register_to_config(sign_size=None if sign_size is None else [int(v) for v in sign_size])
+
+    @property
+    def sign_size(self) -> tuple[int, int]:
+        """(height, width) of the sign in pixels: the whole default image unless the model draws scenes."""
+        size = getattr(self.config, "sign_size", None)
+        return tuple(size) if size else self.default_size
+
+    def sign_box(self, height: int | None = None, width: int | None = None, margin: int = 0) -> tuple[int, int, int, int]:
+        """(top, left, bottom, right) of the sign, centred on a ``height`` x ``width`` image, grown by ``margin``."""
+        default_h, default_w = self.default_size
+        h, w = height or default_h, width or default_w
+        sh, sw = self.sign_size
+        top, left = (h - sh) // 2 - margin, (w - sw) // 2 - margin
+        return max(0, top), max(0, left), min(h, top + sh + 2 * margin), min(w, left + sw + 2 * margin)
 
     @property
     def default_size(self) -> tuple[int, int]:
@@ -156,11 +199,12 @@ class GlyphPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
             raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
         latents = latents * self.scheduler.init_noise_sigma
 
+        sign_reference = tuple(self.config.sign_size) if getattr(self.config, "sign_size", None) else None
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         for t in self.progress_bar(self.scheduler.timesteps):
             model_in = torch.cat([latents] * 2) if do_cfg else latents
             model_in = self.scheduler.scale_model_input(model_in, t)
-            out = self.unet(denoiser_input(model_in), t, encoder_hidden_states=embeds).sample
+            out = self.unet(denoiser_input(model_in, sign_reference), t, encoder_hidden_states=embeds).sample
             pred = denoiser_output(out)
             if do_cfg:
                 uncond, cond = pred.chunk(2)

@@ -26,7 +26,7 @@ import yaml
 
 from safetext.models.glyph.build import GlyphModelConfig, build_glyph_pipeline, load_glyph_pipeline, save_glyph_pipeline
 from safetext.models.glyph.data import COLORS, GlyphDataConfig, SignSampler, aux_targets, make_prompt
-from safetext.models.glyph.pipeline import GlyphPipeline, denoiser_input, denoiser_output
+from safetext.models.glyph.pipeline import SPACE_TO_DEPTH, GlyphPipeline, denoiser_input, denoiser_output
 
 logger = logging.getLogger("safetext.models.glyph.train")
 
@@ -133,13 +133,23 @@ def train_glyph(config: GlyphTrainConfig, out_dir: str | Path, max_minutes: floa
     out = Path(out_dir)
     (out / "samples").mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(asdict(config), sort_keys=False), encoding="utf-8")
-    data_cfg = GlyphDataConfig(config.model.height, config.model.width, config.font_size, config.jitter_x, config.jitter_y)
+    m = config.model
+    scene = bool(m.sign_height and m.sign_width)
+    sign_hw = (m.sign_height, m.sign_width) if scene else (m.height, m.width)
+    data_cfg = GlyphDataConfig(
+        sign_hw[0], sign_hw[1], config.font_size, config.jitter_x, config.jitter_y,
+        canvas_height=m.height if scene else None, canvas_width=m.width if scene else None,
+    )
     sampler = SignSampler(data_cfg, seed=config.seed, special_fraction=config.special_fraction)
+    sign_size = list(sign_hw) if scene else None
 
     if config.init_from:
+        # e.g. a bare-sign model fine-tuned into scenes: the convolutional UNet takes any size, and the
+        # sign-relative coordinates keep the letters where the model learnt to put them
         pipe = load_glyph_pipeline(config.init_from)
+        pipe.unet.register_to_config(sample_size=[m.height // SPACE_TO_DEPTH, m.width // SPACE_TO_DEPTH])
     else:
-        pipe = build_glyph_pipeline(config.model, seed=config.seed)
+        pipe = build_glyph_pipeline(m, seed=config.seed)
     unet, text_encoder, tokenizer, scheduler = pipe.unet, pipe.text_encoder, pipe.tokenizer, pipe.scheduler
     aux = AuxHead(config.model.text_width, len(COLORS))
     ema_unet, ema_text = copy.deepcopy(unet).eval(), copy.deepcopy(text_encoder).eval()
@@ -173,7 +183,9 @@ def train_glyph(config: GlyphTrainConfig, out_dir: str | Path, max_minutes: floa
         )
 
     def ema_pipeline() -> GlyphPipeline:
-        p = GlyphPipeline(unet=ema_unet, text_encoder=ema_text, tokenizer=tokenizer, scheduler=copy.deepcopy(scheduler))
+        p = GlyphPipeline(
+            unet=ema_unet, text_encoder=ema_text, tokenizer=tokenizer, scheduler=copy.deepcopy(scheduler), sign_size=sign_size
+        )
         p.set_progress_bar_config(disable=True)
         return p
 
@@ -212,7 +224,7 @@ def train_glyph(config: GlyphTrainConfig, out_dir: str | Path, max_minutes: floa
             s = (1 - alphas[t]).sqrt().view(-1, 1, 1, 1)
             x_t = a * x0 + s * noise
             v_target = a * noise - s * x0
-            pred = denoiser_output(unet(denoiser_input(x_t), t, encoder_hidden_states=hidden).sample)
+            pred = denoiser_output(unet(denoiser_input(x_t, sign_size), t, encoder_hidden_states=hidden).sample)
             v_loss = F.mse_loss(pred, v_target)
             loss = v_loss + config.aux_weight * aux_loss
             loss_value = loss.detach()
