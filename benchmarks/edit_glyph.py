@@ -98,12 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     from safetext.localize import glyph_prompt_pairs
     from safetext.models.glyph import load_glyph_pipeline
     from safetext.patching.resolve import resolve_layer_map
-    from safetext.scoring import exact_match, get_ocr, ssim
+    from safetext.scoring import exact_match, get_ocr, ocr_for_pipeline, ssim
 
     pipe = load_glyph_pipeline(args.model)
     default_map = RESULTS / "glyph_layer_map.yaml"
     layer_map = resolve_layer_map(pipe, args.layer_map or (default_map if default_map.is_file() else None)).layer_map
-    ocr = get_ocr("rapidocr", mode="crop")
+    ocr = ocr_for_pipeline(get_ocr("rapidocr", mode="crop"), pipe)
     rows, pictures, seconds = [], [], []
     for pair in glyph_prompt_pairs(args.edits, split=args.split, seed=2000):
         started = time.perf_counter()

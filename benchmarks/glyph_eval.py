@@ -25,11 +25,20 @@ ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
 
 
-def nearest_colour(image: np.ndarray) -> str:
-    """Palette colour nearest to the median of the image border (HWC float in [0, 1])."""
+def nearest_colour(image: np.ndarray, sign_box: tuple[int, int, int, int] | None = None) -> str:
+    """Palette colour nearest to the sign's background (HWC float in [0, 1]).
+
+    A bare sign (``sign_box`` None): the median of the image border. A sign in a scene: the median of
+    two strips inside the sign's border, above and below the letters.
+    """
     from safetext.models.glyph.data import PALETTE
 
-    border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
+    if sign_box is not None:
+        top, left, bottom, right = sign_box
+        sign = image[top:bottom, left:right]
+        border = np.concatenate([sign[3, 4:-4], sign[-4, 4:-4]])
+    else:
+        border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
     median = np.median(border, axis=0) * 255
     return min(PALETTE, key=lambda c: float(np.sum((np.asarray(PALETTE[c][0]) - median) ** 2)))
 
@@ -58,12 +67,12 @@ def generate(pipe, prompts: list[str], seed: int, steps: int, batch: int = 25, *
     return np.concatenate(images), (time.perf_counter() - t0) / max(1, len(prompts))
 
 
-def spelling_scores(ocr, images: np.ndarray, items: list[tuple[str, str, str]]) -> dict:
+def spelling_scores(ocr, images: np.ndarray, items: list[tuple[str, str, str]], sign_box=None) -> dict:
     from safetext.scoring import exact_match
 
     reads = [ocr.read(im).text for im in images]
     exact = [exact_match(r, w) for r, (w, _, _) in zip(reads, items)]
-    colour = [nearest_colour(im) == c for im, (_, c, _) in zip(images, items)]
+    colour = [nearest_colour(im, sign_box) == c for im, (_, c, _) in zip(images, items)]
     misses = [(w, r) for r, (w, _, _), ok in zip(reads, items, exact) if not ok]
     return {
         "n": len(items),
@@ -143,12 +152,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from safetext.models.glyph import load_glyph_pipeline
     from safetext.models.glyph.data import load_vocabulary
-    from safetext.scoring import get_ocr
+    from safetext.scoring import get_ocr, ocr_for_pipeline, text_region
 
     t0 = time.perf_counter()
     pipe = load_glyph_pipeline(args.model)
     load_seconds = time.perf_counter() - t0
-    ocr = get_ocr("rapidocr", mode="crop")
+    ocr = ocr_for_pipeline(get_ocr("rapidocr", mode="crop"), pipe)  # a scene model is read on its sign
+    sign_box = pipe.sign_box() if text_region(pipe) is not None else None
     vocab = load_vocabulary()
     results: dict = {"model": args.model or "shipped", "steps": args.steps, "load_seconds": load_seconds, "threads": args.threads}
 
@@ -163,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, items in suites.items():
         images, sec = generate(pipe, [p for _, _, p in items], args.seed, args.steps)
         timings.append(sec)
-        results[name] = spelling_scores(ocr, images, items)
+        results[name] = spelling_scores(ocr, images, items, sign_box)
         grid_images.extend(images[:8])
         print(f"{name:18s} n={len(items):4d} exact={results[name]['exact_match']:.3f} colour={results[name]['colour_accuracy']:.3f}", flush=True)
     results["seconds_per_image"] = statistics.median(timings)
@@ -174,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         sweep = []
         for scale in scales:
             images, _ = generate(pipe, [p for _, _, p in items], args.seed, args.steps, guidance_scale=scale)
-            row = spelling_scores(ocr, images, items)
+            row = spelling_scores(ocr, images, items, sign_box)
             sweep.append({"guidance_scale": scale, "n": row["n"], "exact_match": row["exact_match"], "colour_accuracy": row["colour_accuracy"]})
             print(f"guidance {scale:g}: exact={row['exact_match']:.3f} colour={row['colour_accuracy']:.3f}", flush=True)
         results["guidance_sweep"] = sweep

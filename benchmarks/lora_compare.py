@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     from safetext.lora import ALL_CROSS_ATTENTION, LoraTrainConfig, train_lora, write_glyph_dataset
     from safetext.models.glyph import load_glyph_pipeline
     from safetext.models.glyph.data import load_vocabulary
-    from safetext.scoring import get_ocr
+    from safetext.scoring import get_ocr, ocr_for_pipeline
 
     base = load_glyph_pipeline(args.model)
     height, width = base.default_size
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         "trained_words": eval_items(train_words, args.eval_n, args.seed + 1),
         "heldout_words": eval_items(list(vocab["heldout"]), args.eval_n, args.seed + 2),
     }
-    ocr = get_ocr("rapidocr")
+    ocr = ocr_for_pipeline(get_ocr("rapidocr"), base)
     config = LoraTrainConfig(
         rank=args.rank, alpha=args.alpha, steps=args.steps, lr=args.lr, batch_size=args.batch_size,
         grad_accum=args.grad_accum, checkpoint_every=0, seed=args.seed,

@@ -252,7 +252,7 @@ class SafeTextGenerator:
     ) -> tuple[Any, Verdict]:
         """OCR the images; while toxic text is visible, run the policy's escalation steps in order."""
         started = time.perf_counter()
-        report = self.verifier.check(output_images(output))
+        report = self.verifier.check(output_images(output), pipe=self.pipe)
         escalations: list[dict[str, Any]] = []
         for step in self.verifier.escalation:
             if not report.toxic:
@@ -282,7 +282,7 @@ class SafeTextGenerator:
                 patch = KVPatch(self.pipe, None, 0.0)
             _restore_generator_states(call_kwargs.get("generator"), generator_states)
             output, patch_report = patch.run(call_kwargs, decision.target_kwargs, decision.patched_prompts)
-            report = self.verifier.check(output_images(output))
+            report = self.verifier.check(output_images(output), pipe=self.pipe)
             escalations.append(
                 {"step": step, "layers": list(patch_report.layers), "start_step": patch_report.start_step, "toxic_after": report.toxic}
             )

@@ -100,10 +100,16 @@ class ImageVerifier:
 
         return cls(policy, get_ocr(config.ocr, **dict(config.ocr_options)), config.escalation, config.check_allowed)
 
-    def check(self, images: Sequence[Any]) -> VerificationReport:
+    def check(self, images: Sequence[Any], pipe: Any = None) -> VerificationReport:
+        """OCR and scan each image; with ``pipe``, read only where it declares its text (see ``text_region``)."""
+        ocr = self.ocr
+        if pipe is not None:
+            from safetext.scoring import ocr_for_pipeline
+
+            ocr = ocr_for_pipeline(ocr, pipe)
         checks = []
         for index, image in enumerate(images):
-            text = self.ocr.read(image).text.strip()
+            text = ocr.read(image).text.strip()
             verdict = self.scorer.scan(text) if text else None
             toxic = verdict is not None and verdict.flagged
             categories = tuple(sorted({f.category for f in verdict.findings})) if toxic else ()

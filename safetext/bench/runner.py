@@ -198,7 +198,7 @@ class ToxicBenchmark:
     def __init__(self, pipe: Any, config: ToxicBenchConfig, *, model_label: str = "") -> None:
         from safetext.patching import ModelFingerprint, resolve_layer_map
         from safetext.policy import load_policy
-        from safetext.scoring import CLIP_T_SKIP_MESSAGE, ToxicityScorer, get_ocr, load_clip_scorer
+        from safetext.scoring import CLIP_T_SKIP_MESSAGE, ToxicityScorer, get_ocr, load_clip_scorer, ocr_for_pipeline
 
         self.pipe = pipe
         self.config = config
@@ -215,7 +215,8 @@ class ToxicBenchmark:
         context = MethodContext(pipe=pipe, policy=self.policy, layer_map=self.resolved.layer_map, call_kwargs=call_kwargs)
         self.methods = {name: create_method(name, context) for name in config.methods}
         ocr_options = {"mode": config.resolved_ocr_mode, "num_threads": config.ocr_threads} if config.ocr == "rapidocr" else {}
-        self.ocr = get_ocr(config.ocr, **ocr_options)
+        # a pipeline that declares where it writes (the glyph model's sign in a scene) is read there
+        self.ocr = ocr_for_pipeline(get_ocr(config.ocr, **ocr_options), pipe)
         self.toxicity = ToxicityScorer(self.policy)
         self.clip = load_clip_scorer(config.clip_dir) if config.clip_dir else None
         self.clip_note = None if self.clip is not None else CLIP_T_SKIP_MESSAGE

@@ -210,7 +210,12 @@ def edit_text(
     output, report = patch.run(call(), {"prompt": target_prompt})
     edited = _to_tensor(output.images)
     ended = time.perf_counter()
-    metrics = _metrics(original, edited, _get_ocr(ocr), source_text, target_text)
+    reader = _get_ocr(ocr)
+    if reader is not None:
+        from safetext.scoring import ocr_for_pipeline
+
+        reader = ocr_for_pipeline(reader, pipe)
+    metrics = _metrics(original, edited, reader, source_text, target_text)
     metrics.update(
         prompt=prompt,
         target_prompt=target_prompt,

@@ -19,6 +19,7 @@ A new scorer subclasses :class:`PatchScorer`, sets ``name`` and implements :meth
 from __future__ import annotations
 
 import abc
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -94,6 +95,10 @@ class PatchScorer(abc.ABC):
         """Settings that change scores (part of the checkpoint fingerprint)."""
         return {"name": self.name}
 
+    def for_pipeline(self, pipe: Any) -> "PatchScorer":
+        """The scorer to use on ``pipe``'s images (default: this one; OCR reads a declared text region)."""
+        return self
+
     def _check(self, images: Sequence[torch.Tensor], references: SweepReferences) -> None:
         if len(images) != len(references):
             raise LocalizationError(f"{self.name}: got {len(images)} images for {len(references)} pairs")
@@ -123,18 +128,37 @@ class OcrMovementScorer(PatchScorer):
         self._ocr_name = ocr if isinstance(ocr, str) else type(ocr).__name__
         self._ocr_options = {"mode": "crop", **ocr_options} if isinstance(ocr, str) else {}
         self._backend = None if isinstance(ocr, str) else ocr
+        self._region: Any = None
 
     @property
     def backend(self) -> Any:
-        """The OCR backend, created on first use."""
+        """The OCR backend, created on first use (cropped to the text region when one is bound)."""
         if self._backend is None:
             from safetext.scoring import get_ocr
 
             self._backend = get_ocr(self._ocr_name, **self._ocr_options)
+        if self._region is not None:
+            from safetext.scoring import RegionOcr
+
+            return RegionOcr(self._backend, self._region)
         return self._backend
 
+    def for_pipeline(self, pipe: Any) -> "OcrMovementScorer":
+        """This scorer reading only where ``pipe`` declares its text (a copy; ``self`` is unchanged)."""
+        from safetext.scoring import text_region
+
+        region = text_region(pipe)
+        if region is None:
+            return self
+        bound = copy.copy(self)
+        bound._region = region
+        return bound
+
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "ocr": self._ocr_name, "options": dict(sorted(self._ocr_options.items()))}
+        described = {"name": self.name, "ocr": self._ocr_name, "options": dict(sorted(self._ocr_options.items()))}
+        if self._region is not None:
+            described["text_region"] = True
+        return described
 
     def read(self, images: Sequence[torch.Tensor]) -> list[str]:
         """OCR text of each image."""

@@ -142,7 +142,7 @@ class PatchSweep:
         if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
             raise LocalizationError(f"batch_size must be a positive int or None, got {batch_size!r}")
         self.pipe = pipe
-        self.scorer = get_scorer(scorer)
+        self.scorer = get_scorer(scorer).for_pipeline(pipe)
         self.call_kwargs = check_call_kwargs(call_kwargs)
         self.layers = discover_text_layers(pipe)
         self.group = process_group if process_group is not None else current_process_group()

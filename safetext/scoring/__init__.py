@@ -15,9 +15,12 @@ from safetext.scoring.image import mse, psnr, ssim
 from safetext.scoring.ocr import (
     OcrBackend,
     OcrResult,
+    RegionOcr,
     get_ocr,
+    ocr_for_pipeline,
     register_ocr_backend,
     registered_ocr_backends,
+    text_region,
 )
 from safetext.scoring.ocr_backends import EasyOcrBackend, RapidOcrBackend
 from safetext.scoring.text import CharacterF1, corpus_ocr_f1, exact_match, levenshtein, ocr_f1
@@ -31,10 +34,12 @@ __all__ = [
     "OcrBackend",
     "OcrResult",
     "RapidOcrBackend",
+    "RegionOcr",
     "ToxicityScorer",
     "corpus_ocr_f1",
     "exact_match",
     "get_ocr",
+    "ocr_for_pipeline",
     "is_toxic",
     "levenshtein",
     "load_clip_scorer",
@@ -45,5 +50,6 @@ __all__ = [
     "registered_ocr_backends",
     "scan_text",
     "ssim",
+    "text_region",
     "toxicity_of_text",
 ]

@@ -38,7 +38,11 @@ __all__ = [
     "OcrBackend",
     "OcrResult",
     "OCR_EXTRA_HINT",
+    "RegionOcr",
+    "TEXT_REGION_MARGIN",
     "get_ocr",
+    "ocr_for_pipeline",
+    "text_region",
     "register_ocr_backend",
     "registered_ocr_backends",
 ]
@@ -146,6 +150,83 @@ class OcrBackend(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(loaded={self.loaded})"
+
+
+#: Pixels of scene kept around a declared text region when cropping for OCR.
+TEXT_REGION_MARGIN = 2
+
+Box = tuple[int, int, int, int]
+
+
+def text_region(pipe: Any, margin: int = TEXT_REGION_MARGIN) -> Callable[[int, int], Box] | None:
+    """Where a pipeline writes its text, when it declares it; ``None`` for the whole image.
+
+    A pipeline declares a region with ``sign_box(height, width, margin=...) -> (top, left, bottom,
+    right)`` plus ``sign_size`` / ``default_size`` (the embedded glyph model drawing its sign in a
+    scene does). A pipeline whose sign fills the image, or any other pipeline, reads whole images.
+
+    Returns:
+        A function from an image's (height, width) to its crop box, or ``None``.
+    """
+    box = getattr(pipe, "sign_box", None)
+    sign, default = getattr(pipe, "sign_size", None), getattr(pipe, "default_size", None)
+    if not callable(box) or sign is None or default is None or tuple(sign) == tuple(default):
+        return None
+    return lambda height, width: tuple(int(v) for v in box(height, width, margin=margin))
+
+
+class RegionOcr:
+    """An OCR backend that reads only a region of each image (e.g. the sign of a scene).
+
+    Args:
+        backend: the OCR backend (anything with ``read``; ``read_many`` is built on it).
+        region: function from an image's (height, width) to its ``(top, left, bottom, right)`` box.
+
+    Other attributes (``mode``, ``loaded``, ...) are the backend's.
+    """
+
+    def __init__(self, backend: Any, region: Callable[[int, int], Box]) -> None:
+        self.backend = backend
+        self.region = region
+
+    def crop(self, image: Any) -> np.ndarray:
+        """The region of ``image`` as a uint8 RGB array."""
+        rgb = image_to_uint8_rgb(image, "image")
+        top, left, bottom, right = self.region(rgb.shape[0], rgb.shape[1])
+        if not (0 <= top < bottom <= rgb.shape[0] and 0 <= left < right <= rgb.shape[1]):
+            raise ValueError(
+                f"text region {(top, left, bottom, right)} does not fit a {rgb.shape[0]}x{rgb.shape[1]} image; "
+                "pass images of the size the pipeline generated"
+            )
+        return np.ascontiguousarray(rgb[top:bottom, left:right])
+
+    def read(self, image: Any) -> OcrResult:
+        return self.backend.read(self.crop(image))
+
+    def read_many(self, images: Sequence[Any] | Any) -> list[OcrResult]:
+        crops = [self.crop(chw_to_uint8_rgb(chw)) for chw in images_to_chw_list(images, "images")]
+        if hasattr(self.backend, "read_many"):
+            return list(self.backend.read_many(crops))
+        return [self.backend.read(crop) for crop in crops]
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("backend", "region"):
+            raise AttributeError(name)
+        return getattr(self.backend, name)
+
+    def __repr__(self) -> str:
+        return f"RegionOcr({self.backend!r})"
+
+
+def ocr_for_pipeline(backend: Any, pipe: Any) -> Any:
+    """``backend`` cropped to the pipeline's :func:`text_region`, or ``backend`` itself when it has none.
+
+    Idempotent: a :class:`RegionOcr` is returned unchanged.
+    """
+    if isinstance(backend, RegionOcr):
+        return backend
+    region = text_region(pipe)
+    return backend if region is None else RegionOcr(backend, region)
 
 
 _registry: dict[str, Callable[..., OcrBackend]] = {}
