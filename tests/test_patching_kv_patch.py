@@ -302,3 +302,48 @@ def test_target_encoded_to_another_length_is_refused(tiny_pipe, tiny_call_kwargs
         KVPatch(tiny_pipe).run(kwargs, {"prompt": TARGET, "max_sequence_length": 16})
     with pytest.raises(PatchError, match="out of range"):
         KVPatch(tiny_pipe).run(kwargs, {"prompt": TARGET}, patched_prompts=[1])
+
+
+def _denoiser_batches(pipe, run) -> list[int]:
+    """Rows of every denoiser forward made by ``run()``, seen by the first text layer's key projection
+    (after the patch has appended its rows; the recording stops before any layer runs)."""
+    first = find_denoiser(pipe).get_submodule(discover_text_layers(pipe)[0].key)
+    sizes: list[int] = []
+
+    def observe(module, args):
+        sizes.append(int(args[0].shape[0]))
+
+    handle = first.register_forward_pre_hook(observe)
+    try:
+        run()
+    finally:
+        handle.remove()
+    return sizes
+
+
+@pytest.mark.parametrize("tiny_pipe", ["flux"], indirect=True)
+def test_one_row_joint_call_patches_with_one_extra_row_in_the_same_call(tiny_pipe, tiny_call_kwargs, raw):
+    steps = tiny_call_kwargs["num_inference_steps"]
+    patch = KVPatch(tiny_pipe, start_fraction=0.5)
+    raw_sizes = _denoiser_batches(tiny_pipe, lambda: generate(tiny_pipe, tiny_call_kwargs))
+    images = []
+    sizes = _denoiser_batches(tiny_pipe, lambda: images.append(patched(patch, tiny_call_kwargs)))
+    (image, report), = images
+    assert raw_sizes == [1] * steps
+    # one forward per step: unpatched steps keep their single row, patched ones carry the target's as a second row
+    assert sizes == [1] * report.start_step + [2] * (steps - report.start_step) and report.start_step == steps // 2
+    assert not torch.equal(image, raw)
+    self_sizes = _denoiser_batches(tiny_pipe, lambda: images.append(patched(patch, tiny_call_kwargs, target=PROMPT)))
+    assert self_sizes == [1] * steps  # the target is the prompt itself: nothing to swap, no extra row
+    assert torch.equal(images[-1][0], raw)
+
+
+@pytest.mark.parametrize("tiny_pipe", ["sd3"], indirect=True)
+def test_self_target_runs_no_extra_rows_under_cfg(tiny_pipe, tiny_call_kwargs, raw):
+    patch = KVPatch(tiny_pipe)
+    images = []
+    steps = tiny_call_kwargs["num_inference_steps"]
+    sizes = _denoiser_batches(tiny_pipe, lambda: images.append(patched(patch, tiny_call_kwargs, target=PROMPT)))
+    assert sizes == [2] * steps and torch.equal(images[0][0], raw)  # [uncond | cond], no target row
+    sizes = _denoiser_batches(tiny_pipe, lambda: images.append(patched(patch, tiny_call_kwargs)))
+    assert sizes == [3] * steps and not torch.equal(images[1][0], raw)

@@ -40,8 +40,7 @@ from safetext.patching.recording import (
 class _CallState:
     """The denoiser call in flight: ``rows`` are patched from donor rows ``sources``.
 
-    ``extra`` counts target rows appended to the batch; ``donor`` holds the text K/V of a separate
-    target call (single-row batches); ``capturing`` marks that donor call itself.
+    ``extra`` counts target rows appended to the batch.
     """
 
     batch: int
@@ -49,13 +48,7 @@ class _CallState:
     sources: torch.Tensor
     extra: int = 0
     text_tokens: int = 0
-    donor: dict[tuple[int, str], torch.Tensor] | None = None
-    capturing: bool = False
     selected: dict[Any, torch.Tensor] = field(default_factory=dict)
-
-
-class _DonorComplete(Exception):
-    """Stops a donor call once every patched layer's text K/V are captured (never escapes this module)."""
 
 
 def donor_rows(rows: Sequence[int], batch: int, reference: int) -> list[int]:
@@ -89,6 +82,7 @@ class PatchSession:
     _layout: int = 0
     _row_cache: dict[int, tuple[list[int], torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     _selected: dict[int, dict[Any, torch.Tensor]] = field(default_factory=dict)
+    _same_target: dict[int, bool] = field(default_factory=dict)
     _targets: dict[tuple[int, str], torch.Tensor] = field(default_factory=dict)
     _states: torch.Tensor | None = None
     _bias: torch.Tensor | None = None
@@ -152,7 +146,7 @@ class PatchSession:
 
     # -- hooks ---------------------------------------------------------------------------------------
     def _on_denoiser_call(self, module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> Any:
-        if not is_active(self) or (self.call is not None and self.call.capturing):
+        if not is_active(self):
             return None
         bound = bind_arguments(self._parameters, args, kwargs)
         timestep = timestep_value(bound.get(self.adapter.timestep_input))
@@ -173,10 +167,9 @@ class PatchSession:
             self.call = _CallState(batch, rows_t, sources, selected=self._selected.setdefault(batch, {}))
             return None
         self._check_text_length(bound)
-        if batch == 1:
-            self._run_donor_call(module, bound, args, kwargs, rows_t, sources)
-            return None
-        args, kwargs = self._target_inputs(bound, args, kwargs, batch, rows_t, sources, append=True)
+        if self._target_is_source(bound, batch, rows_t, sources):
+            return None  # the target branch would compute the patched rows' own K/V: nothing to swap
+        args, kwargs = self._target_inputs(bound, args, kwargs, batch, rows_t, sources)
         text = bound.get("encoder_hidden_states")
         tokens = int(text.shape[1]) if text is not None else 0
         extra_positions = torch.arange(batch, batch + len(rows), device=sample.device)
@@ -192,6 +185,30 @@ class PatchSession:
                 "the pipeline must pad prompts to a fixed length (max_sequence_length) to be patched"
             )
 
+    def _target_is_source(self, bound: dict[str, Any], batch: int, rows: torch.Tensor, sources: torch.Tensor) -> bool:
+        """Whether every prompt input of the patched rows equals the target's (checked once per batch size).
+
+        Then the extra rows would reproduce the patched rows' own text K/V, so the call runs unpatched
+        and stays bit-identical to the raw pipeline (extra rows change the batch size, and with it the
+        kernels of a one-row call, in the last bits).
+        """
+        same = self._same_target.get(batch)
+        if same is None:
+            compared = 0
+            same = True
+            for name in self.adapter.prompt_inputs:
+                value = bound.get(name)
+                if not torch.is_tensor(value) or value.ndim == 0 or value.shape[0] != batch:
+                    continue
+                target = self.recorded.inputs[name].index_select(0, sources.to(value.device)).to(value.dtype)
+                compared += 1
+                if not torch.equal(value.index_select(0, rows), target):
+                    same = False
+                    break
+            same = same and compared > 0
+            self._same_target[batch] = same
+        return same
+
     def _target_inputs(
         self,
         bound: dict[str, Any],
@@ -200,12 +217,11 @@ class PatchSession:
         batch: int,
         rows: torch.Tensor,
         sources: torch.Tensor,
-        append: bool,
     ) -> tuple[tuple, dict[str, Any]]:
-        """Arguments for the target branch: the user's rows' noisy inputs with the target's prompt inputs.
+        """The call's arguments with the target branch appended as extra rows.
 
-        With ``append`` the target rows follow the user's rows in one batch (extra rows); without,
-        they form a batch of their own (donor call).
+        The extra rows take the patched rows' noisy inputs (latents, timestep, ...) and the target's
+        prompt inputs.
         """
         for name in self.adapter.batched_inputs:
             value = bound.get(name)
@@ -215,39 +231,8 @@ class PatchSession:
                 extra = self.recorded.inputs[name].index_select(0, sources.to(value.device)).to(value.dtype)
             else:
                 extra = value.index_select(0, rows)
-            args, kwargs = replace_argument(
-                self._parameters, args, kwargs, name, torch.cat([value, extra]) if append else extra
-            )
+            args, kwargs = replace_argument(self._parameters, args, kwargs, name, torch.cat([value, extra]))
         return args, kwargs
-
-    def _run_donor_call(
-        self,
-        module: nn.Module,
-        bound: dict[str, Any],
-        args: tuple,
-        kwargs: dict[str, Any],
-        rows: torch.Tensor,
-        sources: torch.Tensor,
-    ) -> None:
-        """Single-row batches: run the target branch as its own call, up to the last patched layer.
-
-        Appending rows to a one-row batch would move PyTorch's per-sample matmuls (time and pooled
-        embeddings, AdaLN modulation) from the one-row GEMV path to GEMM, changing the user's row in
-        the last bits. A separate call with the same batch size keeps every op's shape, so the user's
-        row is computed exactly as without safetext. The donor call stops once the patched layers'
-        text K/V are captured.
-        """
-        donor_args, donor_kwargs = self._target_inputs(bound, args, kwargs, 1, rows, sources, append=False)
-        text = bound.get("encoder_hidden_states")
-        tokens = int(text.shape[1]) if text is not None else 0
-        donor: dict[tuple[int, str], torch.Tensor] = {}
-        zero = torch.zeros_like(rows)
-        self.call = _CallState(1, rows, zero, 0, tokens, donor=donor, capturing=True)
-        try:
-            module(*donor_args, **donor_kwargs)
-        except _DonorComplete:
-            pass
-        self.call = _CallState(1, rows, zero, 0, tokens, donor=donor)
 
     def _drop_extra_rows(self, module: nn.Module, args: tuple, output: Any) -> Any:
         if not is_active(self) or self.call is None or self.call.extra == 0:
@@ -278,25 +263,15 @@ class PatchSession:
     def _copy_projection(
         self, layer: TextAttentionLayer, kind: str, module: nn.Module, args: tuple, output: torch.Tensor
     ) -> Any:
-        """``extra_rows``: copy the target branch's text K/V (extra rows or donor call) into the patched rows."""
+        """``extra_rows``: copy the target branch's text K/V (the extra rows) into the patched rows."""
         call = self.call
         if call is None or not is_active(self):
             return None
-        if call.capturing:
-            call.donor[(layer.index, kind)] = output
-            if len(call.donor) == 2 * len(self.layers):
-                raise _DonorComplete
-            return None
-        if call.donor is not None:
-            donor = call.donor.get((layer.index, kind))
-            if donor is None:  # the layer did not run in the donor call (e.g. SD3 skip_layers)
-                return None
-        elif output.shape[0] != call.batch + call.extra:
+        if output.shape[0] != call.batch + call.extra:
             raise PatchError(
                 f"{layer.name}: expected {call.batch + call.extra} rows in the {kind} projection, got {output.shape[0]}"
             )
-        else:
-            donor = output.index_select(0, call.sources)
+        donor = output.index_select(0, call.sources)
         if layer.text_prefix_only:
             patched = output.clone()
             patched[call.rows, : call.text_tokens] = donor[:, : call.text_tokens]
