@@ -193,6 +193,16 @@ class SafeTextGenerator:
         self.verifier = verifier if verifier is not None else ImageVerifier.from_policy(self.policy)
         self._signature = inspect.signature(pipe.__call__)
         self.prompt_slots = tuple(name for name in self._signature.parameters if PROMPT_SLOT.match(name))
+        parameters = self._signature.parameters.values()
+        # names a call may pass by keyword, and the leading ones it may pass by position (fast path of _bind)
+        self._keyword_names = frozenset(
+            p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        )
+        self._positional_names: tuple[str, ...] = ()
+        for p in parameters:
+            if p.kind is not p.POSITIONAL_OR_KEYWORD:
+                break
+            self._positional_names += (p.name,)
 
     @property
     def layer_map(self) -> LayerMap:
@@ -293,6 +303,11 @@ class SafeTextGenerator:
         return output, verdict
 
     def _bind(self, args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
+        # fast path (the usual call: a few leading positionals, known keywords): no inspect.Signature.bind
+        if len(args) <= len(self._positional_names) and kwargs.keys() <= self._keyword_names:
+            positional = self._positional_names[: len(args)]
+            if not any(name in kwargs for name in positional):
+                return {**dict(zip(positional, args)), **kwargs}
         try:
             bound = self._signature.bind(*args, **kwargs)
         except TypeError as error:
