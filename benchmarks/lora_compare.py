@@ -117,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     common = list(vocab["common"])
     random.Random(args.seed).shuffle(common)
     train_words = common[: args.train_words]
-    dataset = write_glyph_dataset(work / "data", train_words, per_word=args.per_word, seed=args.seed, height=height, width=width)
+    dataset = write_glyph_dataset(
+        work / "data", train_words, per_word=args.per_word, seed=args.seed, height=height, width=width, sign_size=base.sign_size
+    )
     suites = {
         "trained_words": eval_items(train_words, args.eval_n, args.seed + 1),
         "heldout_words": eval_items(list(vocab["heldout"]), args.eval_n, args.seed + 2),

@@ -96,3 +96,24 @@ def test_fine_tuning_a_bare_sign_model_into_scenes(tmp_path):
     assert scene.config.sign_size == [16, 32] and scene.default_size == (32, 48)
     image = scene("A red sign that says hi.", num_inference_steps=1, output_type="pt").images
     assert image.shape == (1, 3, 32, 48)
+
+
+def test_lora_dataset_of_scenes_matches_the_scene_model(tmp_path):
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from safetext.lora import write_glyph_dataset
+
+    folder = write_glyph_dataset(tmp_path / "d", ["hello"], per_word=2, height=64, width=128, sign_size=(24, 96))
+    records = [json.loads(line) for line in (folder / "metadata.jsonl").read_text().splitlines()]
+    bare = write_glyph_dataset(tmp_path / "b", ["hello"], per_word=2, height=24, width=96)
+    again = write_glyph_dataset(tmp_path / "b2", ["hello"], per_word=2, height=24, width=96, sign_size=(24, 96))
+    for record in records:
+        image = np.asarray(Image.open(folder / record["file_name"]))
+        assert image.shape == (64, 128, 3)
+        plain = np.asarray(Image.open(bare / record["file_name"]))
+        assert plain.shape == (24, 96, 3)
+        # a sign as large as the image is a bare sign: the same files as without sign_size
+        assert np.array_equal(plain, np.asarray(Image.open(again / record["file_name"])))

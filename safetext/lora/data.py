@@ -154,6 +154,7 @@ def write_glyph_dataset(
     width: int = 96,
     font_size: int | None = None,
     jitter: tuple[int, int] = (3, 2),
+    sign_size: tuple[int, int] | None = None,
 ) -> Path:
     """Render a dataset folder of the glyph model's signs: PNGs and a ``metadata.jsonl``.
 
@@ -170,21 +171,28 @@ def write_glyph_dataset(
         font_size: font size of the rendered word (default: the glyph model's 18 px at 24 px height,
             scaled with ``height``).
         jitter: maximum horizontal and vertical shift in pixels.
+        sign_size: (height, width) of the sign when it stands in the middle of a ``height`` x ``width``
+            scene (the glyph scene model: ``pipe.sign_size``); ``None`` or the image size: bare signs.
 
     Returns:
         The dataset folder.
     """
-    from safetext.models.glyph.data import COLORS, TEMPLATES, GlyphDataConfig, make_prompt, render_sign
+    from safetext.models.glyph.data import COLORS, TEMPLATES, GlyphDataConfig, make_prompt, render_scene, render_sign
 
     if per_word < 1:
         raise ValueError(f"per_word must be >= 1, got {per_word}")
     if not words:
         raise ValueError("words is empty; pass the words the signs should show")
+    scene = sign_size is not None and tuple(sign_size) != (height, width)
+    sign_h, sign_w = tuple(sign_size) if scene else (height, width)
     if font_size is None:
-        font_size = max(6, round(18 * height / 24))
+        font_size = max(6, round(18 * sign_h / 24))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    config = GlyphDataConfig(height=height, width=width, font_size=font_size, jitter_x=jitter[0], jitter_y=jitter[1])
+    config = GlyphDataConfig(
+        height=sign_h, width=sign_w, font_size=font_size, jitter_x=jitter[0], jitter_y=jitter[1],
+        canvas_height=height if scene else None, canvas_width=width if scene else None,
+    )
     rng = random.Random(f"glyph-lora-data:{seed}")
     lines = []
     for w_index, word in enumerate(words):
@@ -192,7 +200,10 @@ def write_glyph_dataset(
             color = rng.choice(COLORS)
             template = rng.randrange(len(TEMPLATES))
             dx, dy = rng.randint(-jitter[0], jitter[0]), rng.randint(-jitter[1], jitter[1])
-            image = render_sign(word, color, dx, dy, config)
+            if scene:  # the scene has its own stream, so bare-sign datasets stay as they were
+                image = render_scene(word, color, dx, dy, config, random.Random(f"glyph-lora-scene:{seed}:{w_index}:{k}"))
+            else:
+                image = render_sign(word, color, dx, dy, config)
             array = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
             file_name = f"{w_index:04d}_{k:02d}_{word}.png"
             Image.fromarray(array).save(out / file_name)
