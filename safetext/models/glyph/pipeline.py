@@ -107,11 +107,10 @@ class GlyphPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
 
     def sign_box(self, height: int | None = None, width: int | None = None, margin: int = 0) -> tuple[int, int, int, int]:
         """(top, left, bottom, right) of the sign, centred on a ``height`` x ``width`` image, grown by ``margin``."""
+        from safetext.models.glyph.data import sign_box
+
         default_h, default_w = self.default_size
-        h, w = height or default_h, width or default_w
-        sh, sw = self.sign_size
-        top, left = (h - sh) // 2 - margin, (w - sw) // 2 - margin
-        return max(0, top), max(0, left), min(h, top + sh + 2 * margin), min(w, left + sw + 2 * margin)
+        return sign_box((height or default_h, width or default_w), self.sign_size, margin)
 
     @property
     def default_size(self) -> tuple[int, int]:
