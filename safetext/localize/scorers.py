@@ -129,6 +129,7 @@ class OcrMovementScorer(PatchScorer):
         self._ocr_options = {"mode": "crop", **ocr_options} if isinstance(ocr, str) else {}
         self._backend = None if isinstance(ocr, str) else ocr
         self._region: Any = None
+        self._cropped: Any = None
 
     @property
     def backend(self) -> Any:
@@ -140,7 +141,9 @@ class OcrMovementScorer(PatchScorer):
         if self._region is not None:
             from safetext.scoring import RegionOcr
 
-            return RegionOcr(self._backend, self._region)
+            if not isinstance(self._cropped, RegionOcr) or self._cropped.backend is not self._backend:
+                self._cropped = RegionOcr(self._backend, self._region)
+            return self._cropped
         return self._backend
 
     def for_pipeline(self, pipe: Any) -> "OcrMovementScorer":
