@@ -347,3 +347,15 @@ def test_self_target_runs_no_extra_rows_under_cfg(tiny_pipe, tiny_call_kwargs, r
     assert sizes == [2] * steps and torch.equal(images[0][0], raw)  # [uncond | cond], no target row
     sizes = _denoiser_batches(tiny_pipe, lambda: images.append(patched(patch, tiny_call_kwargs)))
     assert sizes == [3] * steps and not torch.equal(images[1][0], raw)
+
+
+def test_row_replacement_concatenates_only_for_the_last_rows():
+    from safetext.patching.session import _replace_rows, tail_start
+
+    assert tail_start([2, 3], 4) == 2 and tail_start([3], 4) == 3
+    assert tail_start([2], 4) is None and tail_start([3, 2], 4) is None and tail_start([0, 1], 4) is None
+    tensor, values = torch.randn(4, 5, 3), torch.randn(2, 5, 3)
+    rows = torch.tensor([2, 3])
+    expected = tensor.index_copy(0, rows, values)
+    assert torch.equal(_replace_rows(tensor, rows, values, tail_start([2, 3], 4)), expected)
+    assert torch.equal(_replace_rows(tensor, torch.tensor([0, 1]), values, None), tensor.index_copy(0, torch.tensor([0, 1]), values))

@@ -49,6 +49,21 @@ class _CallState:
     extra: int = 0
     text_tokens: int = 0
     selected: dict[Any, torch.Tensor] = field(default_factory=dict)
+    tail: int | None = None
+    bias: tuple[torch.Tensor, torch.Tensor] | None = None
+
+
+def _replace_rows(tensor: torch.Tensor, rows: torch.Tensor, values: torch.Tensor, tail: int | None) -> torch.Tensor:
+    """``tensor`` with ``rows`` replaced by ``values``; a concatenation when the rows are the last ones."""
+    if tail is not None:
+        return torch.cat([tensor[:tail], values])
+    return tensor.index_copy(0, rows, values)
+
+
+def tail_start(rows: Sequence[int], batch: int) -> int | None:
+    """Where ``rows`` start when they are exactly the last rows of a ``batch``-row call, in order (else ``None``)."""
+    first = batch - len(rows)
+    return first if list(rows) == list(range(first, batch)) else None
 
 
 def donor_rows(rows: Sequence[int], batch: int, reference: int) -> list[int]:
@@ -164,7 +179,9 @@ class PatchSession:
         self.patched_steps.add(self.step)
         if self.adapter.strategy == "inject":
             # target rows selected for this batch size are reused by every later call of the same size
-            self.call = _CallState(batch, rows_t, sources, selected=self._selected.setdefault(batch, {}))
+            self.call = _CallState(
+                batch, rows_t, sources, selected=self._selected.setdefault(batch, {}), tail=tail_start(rows, batch)
+            )
             return None
         self._check_text_length(bound)
         if self._target_is_source(bound, batch, rows_t, sources):
@@ -258,7 +275,7 @@ class PatchSession:
                     f"{tuple(output.shape[1:])}; the pipeline must pad prompts to a fixed length to be patched"
                 )
             selected = call.selected[key] = target.index_select(0, call.sources).to(output.dtype)
-        return output.index_copy(0, call.rows, selected)
+        return _replace_rows(output, call.rows, selected, call.tail)
 
     def _copy_projection(
         self, layer: TextAttentionLayer, kind: str, module: nn.Module, args: tuple, output: torch.Tensor
@@ -285,6 +302,12 @@ class PatchSession:
         bias = kwargs.get("attention_mask") if in_kwargs else (args[2] if len(args) > 2 else None)
         if bias is None:
             return None
+        reused = self.call.bias
+        if reused is not None and reused[0] is bias:  # the denoiser hands every block the same bias tensor
+            patched = reused[1]
+            if in_kwargs:
+                return args, {**kwargs, "attention_mask": patched}
+            return (*args[:2], patched, *args[3:]), kwargs
         key = ("bias", bias.dtype)
         selected = self.call.selected.get(key)
         if selected is None:
@@ -296,7 +319,8 @@ class PatchSession:
                 f"the target prompt's padding mask has shape {tuple(selected.shape[1:])}, the prompt's "
                 f"{tuple(bias.shape[1:])}; the pipeline must pad prompts to a fixed length to be patched"
             )
-        patched = bias.index_copy(0, self.call.rows, selected)
+        patched = _replace_rows(bias, self.call.rows, selected, self.call.tail)
+        self.call.bias = (bias, patched)
         if in_kwargs:
             return args, {**kwargs, "attention_mask": patched}
         return (*args[:2], patched, *args[3:]), kwargs
