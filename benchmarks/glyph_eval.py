@@ -226,9 +226,7 @@ def _write(results: dict, grid_images: list[np.ndarray], out: Path) -> None:
         lines.append(f"K/V swap, {kind} ({k['n']} pairs, layers {', '.join(k['layers'])}, start step {k['start_step']}): "
                      f"target word read {k['target_exact_match']:.3f}, mean SSIM {k['mean_ssim']:.3f}, "
                      f"read as target with SSIM >= 0.85: {k['flip_and_ssim_rate']:.3f}. Generating the target prompt itself "
-                     f"(same seed) has mean SSIM {k['prompt_swap_mean_ssim']:.3f} to the source image"
-                     + (": the word fills most of the image, so changing it moves SSIM far below 0.85 whatever the method."
-                        if k["prompt_swap_mean_ssim"] < 0.85 else "."))
+                     f"(same seed) has mean SSIM {k['prompt_swap_mean_ssim']:.3f} to the source image.")
     if "guidance_sweep" in results:
         sweep = results["guidance_sweep"]
         lines += ["", f"Guidance scale (first {sweep[0]['n']} training-vocabulary prompts):", "", "| guidance | OCR exact match | colour |", "|---|---|---|"]

@@ -90,12 +90,11 @@ def write_markdown(summary: dict, path: Path) -> None:
         f"mean SSIM {held['ssim']:.3f}. Unpatched images read as the target word: {held['unpatched_flip_rate']:.2f}; "
         f"the target prompt itself is written correctly in {held['target_prompt_written_rate']:.2f} of the pairs (ceiling). "
         f"Regenerating the target prompt instead (same seed) gives mean SSIM {held['target_prompt_ssim']:.3f} to the source "
-        "image" + (", so no method that writes the other word on this model, where the word fills most of the image, "
-                   "reaches the issue's 0.85." if held["target_prompt_ssim"] < SSIM_MIN else "."),
+        "image.",
         "",
         f"Held-out pairs of equal word length ({same['pairs']}, seed 2000; safetext's replacement words have the "
         f"flagged word's length, so this is the case neutralization meets): flip rate {same['flip_rate']:.2f}, "
-        f"mean SSIM {same['ssim']:.3f}; the target prompt's own image: written correctly {same['target_prompt_written_rate']:.2f}, "
+        f"flipped with SSIM >= {SSIM_MIN}: {same['flipped_at_ssim']:.2f}, mean SSIM {same['ssim']:.3f}; the target prompt's own image: written correctly {same['target_prompt_written_rate']:.2f}, "
         f"SSIM {same['target_prompt_ssim']:.3f} to the source.",
         "",
         "## Each layer alone (localization pairs)",
