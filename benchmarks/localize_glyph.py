@@ -65,7 +65,8 @@ def write_markdown(summary: dict, path: Path) -> None:
     lines = [
         "# Localization of the glyph model",
         "",
-        f"Model: {summary['model']}; {summary['steps']} steps; {summary['threads']} CPU threads; OCR: rapidocr (crop mode).",
+        f"Model: {summary['model']}; {summary['steps']} steps; {summary['threads']} CPU threads; OCR: rapidocr (crop mode); "
+        f"localization pairs: {summary.get('localization_pairs', 'any word length')}.",
         "",
         "## Chosen layer map",
         "",
@@ -122,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-pairs", type=int, default=100, help="held-out evaluation pairs")
     parser.add_argument("--eval-split", default="common", choices=("common", "heldout"), help="words of the held-out pairs")
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--same-length", action="store_true", help="localize on pairs of words of equal length (the pairs neutralization meets); held-out results cover both")
     parser.add_argument("--budget", type=int, default=None, help="layer budget (default: 25%% of the text layers)")
     parser.add_argument("--similarity-floor", type=float, default=0.1, help="see safetext.localize.grow_layer_set")
     parser.add_argument("--threads", type=int, default=2)
@@ -138,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
 
     pipe = load_glyph_pipeline(args.model)
     scorer = OcrMovementScorer()
-    pairs = glyph_prompt_pairs(args.pairs, split="common", seed=0)
+    pairs = glyph_prompt_pairs(args.pairs, split="common", seed=0, same_length=args.same_length)
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="localize_glyph_"))
     started = time.perf_counter()
     result = localize_layers(
@@ -167,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         "steps": args.steps,
         "threads": args.threads,
         "eval_split": args.eval_split,
+        "localization_pairs": "same word length" if args.same_length else "any word length",
         "localization_seconds": seconds,
         "localization": result.summary(),
         "held_out": held,
