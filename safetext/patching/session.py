@@ -304,10 +304,7 @@ class PatchSession:
             return None
         reused = self.call.bias
         if reused is not None and reused[0] is bias:  # the denoiser hands every block the same bias tensor
-            patched = reused[1]
-            if in_kwargs:
-                return args, {**kwargs, "attention_mask": patched}
-            return (*args[:2], patched, *args[3:]), kwargs
+            return _with_bias(args, kwargs, in_kwargs, reused[1])
         key = ("bias", bias.dtype)
         selected = self.call.selected.get(key)
         if selected is None:
@@ -321,9 +318,7 @@ class PatchSession:
             )
         patched = _replace_rows(bias, self.call.rows, selected, self.call.tail)
         self.call.bias = (bias, patched)
-        if in_kwargs:
-            return args, {**kwargs, "attention_mask": patched}
-        return (*args[:2], patched, *args[3:]), kwargs
+        return _with_bias(args, kwargs, in_kwargs, patched)
 
     # -- target K/V ----------------------------------------------------------------------------------
     def _layout_inputs(self) -> dict[str, Any]:
@@ -348,6 +343,13 @@ class PatchSession:
             attention = self.denoiser.get_submodule(layer.name)
             self._targets[key] = module.forward(self.adapter.layer_input(attention, self._states))
         return self._targets[key]
+
+
+def _with_bias(args: tuple, kwargs: dict[str, Any], in_kwargs: bool, bias: torch.Tensor) -> tuple[tuple, dict[str, Any]]:
+    """An attention call's ``(args, kwargs)`` with ``attention_mask`` (keyword or third positional) set to ``bias``."""
+    if in_kwargs:
+        return args, {**kwargs, "attention_mask": bias}
+    return (*args[:2], bias, *args[3:]), kwargs
 
 
 def _first_rows(output: Any, keep: int) -> Any:
