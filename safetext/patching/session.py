@@ -95,7 +95,7 @@ class PatchSession:
     patched_steps: set[int] = field(default_factory=set)
     call: _CallState | None = None
     _layout: int = 0
-    _row_cache: dict[int, tuple[list[int], torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    _row_cache: dict[int, tuple[torch.Tensor, torch.Tensor, int | None]] = field(default_factory=dict)
     _selected: dict[int, dict[Any, torch.Tensor]] = field(default_factory=dict)
     _same_target: dict[int, bool] = field(default_factory=dict)
     _targets: dict[tuple[int, str], torch.Tensor] = field(default_factory=dict)
@@ -139,8 +139,8 @@ class PatchSession:
     def _recorded_batch(self) -> int:
         return int(self.recorded.inputs[self.adapter.sample_input].shape[0])
 
-    def _rows_for(self, batch: int, device: torch.device) -> tuple[list[int], torch.Tensor, torch.Tensor]:
-        """Patched rows of a ``batch``-row call and their donor rows (computed once per batch size)."""
+    def _rows_for(self, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, int | None]:
+        """Patched rows of a ``batch``-row call, their donor rows and :func:`tail_start` (once per batch size)."""
         cached = self._row_cache.get(batch)
         if cached is None:
             rows = self._patched_rows(batch)
@@ -152,9 +152,9 @@ class PatchSession:
                 reference = self._recorded_batch()
             sources = donor_rows(rows, batch, reference)
             cached = (
-                rows,
                 torch.tensor(rows, dtype=torch.long, device=device),
                 torch.tensor(sources, dtype=torch.long, device=device),
+                tail_start(rows, batch),
             )
             self._row_cache[batch] = cached
         return cached
@@ -175,13 +175,11 @@ class PatchSession:
             return None
         sample = bound[self.adapter.sample_input]
         batch = int(sample.shape[0])
-        rows, rows_t, sources = self._rows_for(batch, sample.device)
+        rows_t, sources, tail = self._rows_for(batch, sample.device)
         self.patched_steps.add(self.step)
         if self.adapter.strategy == "inject":
             # target rows selected for this batch size are reused by every later call of the same size
-            self.call = _CallState(
-                batch, rows_t, sources, selected=self._selected.setdefault(batch, {}), tail=tail_start(rows, batch)
-            )
+            self.call = _CallState(batch, rows_t, sources, selected=self._selected.setdefault(batch, {}), tail=tail)
             return None
         self._check_text_length(bound)
         if self._target_is_source(bound, batch, rows_t, sources):
@@ -189,8 +187,8 @@ class PatchSession:
         args, kwargs = self._target_inputs(bound, args, kwargs, batch, rows_t, sources)
         text = bound.get("encoder_hidden_states")
         tokens = int(text.shape[1]) if text is not None else 0
-        extra_positions = torch.arange(batch, batch + len(rows), device=sample.device)
-        self.call = _CallState(batch, rows_t, extra_positions, len(rows), tokens)
+        extra_positions = torch.arange(batch, batch + len(rows_t), device=sample.device)
+        self.call = _CallState(batch, rows_t, extra_positions, len(rows_t), tokens)
         return args, kwargs
 
     def _check_text_length(self, bound: dict[str, Any]) -> None:
