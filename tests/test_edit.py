@@ -139,3 +139,150 @@ def test_edit_benchmark_runs_end_to_end_on_a_tiny_model(pipe, tmp_path):
     summary = json.loads((results / "edit_glyph.json").read_text())
     assert summary["edits"] == 3 and summary["layer_map"]["layers"] == ["mid_block.attentions.0.transformer_blocks.0.attn2"]
     assert {path.name for path in results.iterdir()} == {"edit_glyph.json", "edit_glyph.md", "edit_glyph.png"}
+
+
+# --- region blending -----------------------------------------------------------------------------------
+
+BOX = (4, 8, 12, 24)  # (top, left, bottom, right) inside the tiny 16 x 32 image
+
+
+def _outside(image: torch.Tensor, box=BOX) -> torch.Tensor:
+    keep = torch.ones(image.shape[-2:], dtype=torch.bool)
+    keep[box[0] : box[2], box[1] : box[3]] = False
+    return image[:, keep]
+
+
+def test_region_edit_keeps_every_pixel_outside_the_region(pipe):
+    layers = [layer.name for layer in discover_text_layers(pipe)]
+    free = edit_text(pipe, PROMPT, "stop", "go", layers=layers, seed=4, ocr=None, **STEPS)
+    boxed = edit_text(pipe, PROMPT, "stop", "go", layers=layers, seed=4, ocr=None, region=BOX, **STEPS)
+    assert torch.equal(boxed.original, free.original) and torch.equal(boxed.original, _plain(pipe, PROMPT, 4))
+    # without a region the whole image moves; with one, outside the box it is the original bit for bit
+    assert not torch.equal(_outside(free.edited), _outside(free.original))
+    assert torch.equal(_outside(boxed.edited), _outside(boxed.original))
+    inside = (slice(None), slice(BOX[0], BOX[2]), slice(BOX[1], BOX[3]))
+    assert not torch.equal(boxed.edited[inside], boxed.original[inside])
+    assert boxed.metrics["ssim"] > free.metrics["ssim"]
+    assert boxed.metrics["region"] == {"kind": "box", "box": list(BOX)} and free.metrics["region"] is None
+    mask = torch.zeros(16, 32)
+    mask[BOX[0] : BOX[2], BOX[1] : BOX[3]] = 1.0
+    masked = edit_text(pipe, PROMPT, "stop", "go", layers=layers, seed=4, ocr=None, region=mask.numpy(), **STEPS)
+    assert torch.equal(masked.edited, boxed.edited) and masked.metrics["region"] == {"kind": "mask", "share": 0.25}
+
+
+def test_region_edit_to_the_same_text_is_bit_identical(pipe):
+    result = edit_text(pipe, PROMPT, "stop", "stop", layers=[0, 3], seed=2, ocr=None, region=BOX, **STEPS)
+    assert torch.equal(result.original, result.edited) and result.metrics["identical"]
+
+
+def test_text_region_is_the_declared_sign_of_a_scene_pipeline():
+    from safetext.models.glyph import build_glyph_pipeline
+    from tests.test_glyph_scene import TINY_SCENE
+
+    scene = build_glyph_pipeline(TINY_SCENE, seed=0)
+    scene.set_progress_bar_config(disable=True)
+    result = edit_text(scene, PROMPT, "stop", "go", layers=[0, 3], seed=1, ocr=None, region="text", **STEPS)
+    top, left, bottom, right = scene.sign_box(margin=2)  # the 16 x 32 sign in the 32 x 48 scene, plus 2 pixels
+    assert result.metrics["region"] == {"kind": "text", "box": [top, left, bottom, right]}
+    assert torch.equal(_outside(result.edited, (top, left, bottom, right)), _outside(result.original, (top, left, bottom, right)))
+    assert not torch.equal(result.edited, result.original)
+
+
+def test_region_rejects_bad_regions_before_generating(pipe):
+    from safetext.edit import RegionError
+
+    calls = []
+
+    class Counting:
+        """The pipeline, counting calls (a region error must come before any generation)."""
+
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def __call__(self, *args, callback_on_step_end=None, **kwargs):
+            calls.append(1)
+            return self.inner(*args, callback_on_step_end=callback_on_step_end, **kwargs)
+
+    before = _plain(pipe, PROMPT, 0)
+    counting = Counting(pipe)
+    cases = [
+        ("text", "declares no text region \\(sign_box\\); pass region=\\(top, left, bottom, right\\)"),
+        ("sign", "region must be 'text', a \\(top, left, bottom, right\\) box or an H x W mask, got 'sign'"),
+        ((4, 8, 4, 24), "is empty or negative"),
+        ((4, 8, 12.5, 24), "box of ints"),
+        (np.full((16, 32), 1.5), "values must lie in \\[0, 1\\]"),
+        (np.ones((2, 16, 32)), "must be 2-D"),
+    ]
+    for region, message in cases:
+        with pytest.raises(RegionError, match=message):
+            edit_text(counting, PROMPT, "stop", "go", layers=[0], ocr=None, region=region, **STEPS)
+    assert calls == []
+    with pytest.raises(EditError, match="edit_text sets callback_on_step_end itself"):
+        edit_text(pipe, PROMPT, "stop", "go", layers=[0], ocr=None, region=BOX, callback_on_step_end=lambda *a: {}, **STEPS)
+
+    class NoCallback:
+        def __getattr__(self, name):
+            return getattr(pipe, name)
+
+        def __call__(self, prompt, generator=None, output_type="np", num_inference_steps=3):
+            return pipe(prompt, generator=generator, output_type=output_type, num_inference_steps=num_inference_steps)
+
+    with pytest.raises(RegionError, match="NoCallback has no callback_on_step_end argument"):
+        edit_text(NoCallback(), PROMPT, "stop", "go", layers=[0], ocr=None, region=BOX, **STEPS)
+    # a box that does not fit is only known once the image is: the error comes after the original run,
+    # and the pipeline is left clean (no hook, the next plain call is the raw one)
+    with pytest.raises(RegionError, match="does not fit the 16 x 32 image"):
+        edit_text(pipe, PROMPT, "stop", "go", layers=[0], ocr=None, region=(0, 0, 17, 32), **STEPS)
+    assert torch.equal(_plain(pipe, PROMPT, 0), before)
+    assert all(not module._forward_hooks for module in pipe.unet.modules())
+
+
+def test_trajectory_blend_area_averages_the_mask_onto_latents():
+    from safetext.edit.region import RegionError, TrajectoryBlend
+
+    mask = torch.zeros(16, 16)
+    mask[0:8, 0:6] = 1.0  # a latent cell of 4 x 4 pixels is as editable as its share of the box
+    blend = TrajectoryBlend(mask)
+    original, edited = torch.zeros(1, 4, 4, 4), torch.ones(1, 4, 4, 4)
+    blend.record(None, 0, 999, {"latents": original})
+    out = blend.blend(None, 0, 999, {"latents": edited})["latents"]
+    expected = torch.tensor([[1.0, 0.5, 0.0, 0.0]] * 2 + [[0.0] * 4] * 2)
+    assert torch.equal(out[0, 0], expected) and torch.equal(out[0, 3], expected)
+    with pytest.raises(RegionError, match="the original ran 1 steps"):
+        blend.blend(None, 1, 990, {"latents": edited})
+    with pytest.raises(RegionError, match="packed latents, as in Flux, are not supported"):
+        blend.blend(None, 0, 999, {"latents": torch.ones(1, 16, 64)})
+
+
+def test_glyph_pipeline_step_callback_sees_and_replaces_the_latents(pipe):
+    seen = []
+
+    def callback(p, step, timestep, kwargs):
+        seen.append((step, int(timestep), tuple(kwargs["latents"].shape)))
+        return {"latents": torch.zeros_like(kwargs["latents"])} if step == 2 else {}
+
+    image = pipe(PROMPT, generator=torch.Generator().manual_seed(0), output_type="pt", callback_on_step_end=callback, **STEPS).images
+    assert [step for step, _, _ in seen] == [0, 1, 2] and seen[0][2] == (1, 3, 16, 32)
+    assert torch.equal(image, torch.full_like(image, 0.5))  # zero latents after the last step decode to mid-grey
+    with pytest.raises(ValueError, match=r"callback_on_step_end_tensor_inputs \['noise'\] are not available"):
+        pipe(PROMPT, callback_on_step_end=callback, callback_on_step_end_tensor_inputs=["noise"], **STEPS)
+
+
+def test_cli_region_flag(pipe, tmp_path, capsys):
+    model = tmp_path / "model"
+    save_glyph_pipeline(pipe, model, fp16=False)
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    common = [PROMPT, "--from", "stop", "--to", "go", "--model", str(model), "--steps", "3", "--no-ocr"]
+    args = parser.parse_args(["edit", *common, "--region", "4,8,12,24", "--out", str(tmp_path / "boxed")])
+    assert args.func(args) == 0
+    assert json.loads((tmp_path / "boxed" / "metrics.json").read_text())["region"] == {"kind": "box", "box": [4, 8, 12, 24]}
+    bad = parser.parse_args(["edit", *common, "--region", "4,8,12", "--out", str(tmp_path / "bad")])
+    assert bad.func(bad) == 2
+    assert "--region must be 'text' or TOP,LEFT,BOTTOM,RIGHT in pixels" in capsys.readouterr().err
+    text = parser.parse_args(["edit", *common, "--region", "text", "--out", str(tmp_path / "bad")])
+    assert text.func(text) == 2
+    assert "GlyphPipeline declares no text region" in capsys.readouterr().err

@@ -5,5 +5,6 @@
 """
 
 from safetext.edit.edit import EditError, EditResult, edit_text, side_by_side, target_prompt_for, tensor_to_pil
+from safetext.edit.region import RegionError
 
-__all__ = ["EditError", "EditResult", "edit_text", "side_by_side", "target_prompt_for", "tensor_to_pil"]
+__all__ = ["EditError", "EditResult", "RegionError", "edit_text", "side_by_side", "target_prompt_for", "tensor_to_pil"]

@@ -3,7 +3,8 @@
     safetext edit 'A red sign that says "stop".' --from stop --to go --seed 3 --out edit/
 
 regenerates the image of PROMPT (same seed and settings) as is and with the text changed, and writes
-``original.png``, ``edited.png``, ``side_by_side.png`` and ``metrics.json`` to ``--out``.
+``original.png``, ``edited.png``, ``side_by_side.png`` and ``metrics.json`` to ``--out``. With
+``--region text`` (or ``--region TOP,LEFT,BOTTOM,RIGHT``) everything outside that region stays the original.
 """
 
 from __future__ import annotations
@@ -11,6 +12,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+
+
+def _parse_region(value: str | None) -> str | tuple[int, ...] | None:
+    if value is None or value == "text":
+        return value
+    try:
+        box = tuple(int(part) for part in value.split(","))
+    except ValueError:
+        box = ()
+    if len(box) != 4:
+        from safetext.edit.region import RegionError
+
+        raise RegionError(f"--region must be 'text' or TOP,LEFT,BOTTOM,RIGHT in pixels (e.g. 18,14,46,114), got {value!r}")
+    return box
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -34,6 +49,7 @@ def _run(args: argparse.Namespace) -> int:
             start_fraction=args.start_fraction,
             seed=args.seed,
             ocr=None if args.no_ocr else "rapidocr",
+            region=_parse_region(args.region),
             **call_kwargs,
         )
     except (SafetextError, FileNotFoundError) as error:
@@ -60,6 +76,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--start-fraction", type=float, default=None, help="override the map's start fraction")
     p.add_argument("--steps", type=int, default=None, help="num_inference_steps (default: the pipeline's)")
     p.add_argument("--guidance", type=float, default=None, help="guidance_scale (default: the pipeline's)")
+    p.add_argument(
+        "--region",
+        default=None,
+        help="keep the rest of the image: 'text' (the model's text region) or TOP,LEFT,BOTTOM,RIGHT in pixels; "
+        "outside it the edited image is the original",
+    )
     p.add_argument("--no-ocr", action="store_true", help="skip OCR of the two images in the metrics")
     p.add_argument("--out", default="edit", help="output directory (default: edit/)")
     p.set_defaults(func=_run)

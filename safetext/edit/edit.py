@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from safetext.edit.region import Region, TrajectoryBlend, check_region, region_mask
 from safetext.errors import SafetextError
 from safetext.patching.kv_patch import KVPatch, PatchReport
 from safetext.patching.layer_map import LayerMap
@@ -167,6 +168,7 @@ def edit_text(
     start_fraction: float | None = None,
     seed: int = 0,
     ocr: Any = "rapidocr",
+    region: Region | None = None,
     **call_kwargs: Any,
 ) -> EditResult:
     """Regenerate an image with its written text changed from ``source_text`` to ``target_text``.
@@ -183,6 +185,10 @@ def edit_text(
             with ``layers``).
         seed: seed of the image (a CPU ``torch.Generator``), the same for both images.
         ocr: OCR backend or backend name for the metrics (``None``: no OCR).
+        region: keep the edit inside this part of the image (see :mod:`safetext.edit.region`): ``"text"``
+            (the pipeline's declared text region), a ``(top, left, bottom, right)`` pixel box or an
+            ``H x W`` mask in [0, 1]. After every step the edited latents outside it are replaced by the
+            original's, so the rest of the image is the original's. ``None`` (default): no blending.
         **call_kwargs: the pipeline settings the image was made with (``num_inference_steps``, ...).
 
     Returns:
@@ -191,8 +197,11 @@ def edit_text(
     Raises:
         EditError: ``source_text`` not in the prompt, both ``layers`` and ``layer_map``, or a reserved argument.
         LayerMapError: layers the model lacks.
+        RegionError: a malformed region, or a pipeline that cannot blend (no ``callback_on_step_end``).
     """
     reserved = sorted(set(call_kwargs) & set(RESERVED_EDIT_ARGUMENTS))
+    if region is not None:
+        reserved += sorted(set(call_kwargs) & {"callback_on_step_end", "callback_on_step_end_tensor_inputs"})
     if reserved:
         raise EditError(f"edit_text sets {', '.join(reserved)} itself; pass the seed as seed= and drop {reserved}")
     if not isinstance(prompt, str) or not prompt.strip():
@@ -200,14 +209,26 @@ def edit_text(
     target_prompt = target_prompt_for(prompt, source_text, target_text)
     names, start, map_name, notes = _resolve_patch(pipe, layer_map, layers, start_fraction)
     patch = KVPatch(pipe, layers=names, start_fraction=start)
+    if region is not None:
+        check_region(pipe, region)  # malformed regions fail before anything is generated
 
-    def call() -> dict[str, Any]:
-        return {**call_kwargs, "prompt": prompt, "generator": torch.Generator().manual_seed(seed), "output_type": "np"}
+    def call(callback: Any = None) -> dict[str, Any]:
+        kwargs = {**call_kwargs, "prompt": prompt, "generator": torch.Generator().manual_seed(seed), "output_type": "np"}
+        if callback is not None:
+            kwargs.update(callback_on_step_end=callback, callback_on_step_end_tensor_inputs=["latents"])
+        return kwargs
 
     began = time.perf_counter()
-    original = _to_tensor(pipe(**call()).images)
+    if region is None:
+        blend = None
+        original = _to_tensor(pipe(**call()).images)
+    else:
+        # the region's size is only known once the image is, so the mask is attached after the recording run
+        blend = TrajectoryBlend(torch.zeros(0))
+        original = _to_tensor(pipe(**call(blend.record)).images)
+        blend.mask = region_mask(pipe, region, original.shape[-2], original.shape[-1])
     middle = time.perf_counter()
-    output, report = patch.run(call(), {"prompt": target_prompt})
+    output, report = patch.run(call(None if blend is None else blend.blend), {"prompt": target_prompt})
     edited = _to_tensor(output.images)
     ended = time.perf_counter()
     reader = _get_ocr(ocr)
@@ -227,12 +248,24 @@ def edit_text(
         start_fraction=start,
         start_step=report.start_step,
         total_steps=report.total_steps,
+        region=_describe_region(region, None if blend is None else blend.mask),
         seconds_original=middle - began,
         seconds_edit=ended - middle,
         notes=list(notes),
     )
     picture = side_by_side(tensor_to_pil(original), tensor_to_pil(edited), ("original", f"edited: {target_text}"))
     return EditResult(original, edited, picture, metrics, prompt, target_prompt, report)
+
+
+def _describe_region(region: Any, mask: torch.Tensor | None) -> Any:
+    if region is None or mask is None:
+        return None
+    if isinstance(region, str):
+        rows, cols = torch.nonzero(mask, as_tuple=True)
+        return {"kind": region, "box": [int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1]}
+    if isinstance(region, (np.ndarray, torch.Tensor)):
+        return {"kind": "mask", "share": float(mask.mean())}
+    return {"kind": "box", "box": [int(v) for v in region]}
 
 
 def _metrics(original: torch.Tensor, edited: torch.Tensor, ocr: Any, source_text: str, target_text: str) -> dict[str, Any]:

@@ -13,6 +13,7 @@ pipelines, so safetext patches it through exactly the same code path as SDXL.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -84,6 +85,7 @@ class GlyphPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
     """
 
     model_cpu_offload_seq = "text_encoder->unet"
+    _callback_tensor_inputs = ["latents"]
 
     def __init__(
         self,
@@ -148,6 +150,8 @@ class GlyphPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         negative_prompt_embeds: torch.Tensor | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
+        callback_on_step_end: Callable[..., dict[str, Any]] | None = None,
+        callback_on_step_end_tensor_inputs: list[str] | tuple[str, ...] = ("latents",),
     ) -> ImagePipelineOutput | tuple[Any]:
         """Generate sign images.
 
@@ -164,9 +168,18 @@ class GlyphPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
             prompt_embeds, negative_prompt_embeds: precomputed text encoder states.
             output_type: ``"pil"``, ``"np"`` (B, H, W, 3 float in [0, 1]) or ``"pt"`` (B, 3, H, W).
             return_dict: return an ``ImagePipelineOutput`` (default) or a tuple.
+            callback_on_step_end: diffusers' step callback, ``callback(pipe, step_index, timestep,
+                callback_kwargs) -> dict``, called after every scheduler step; a ``latents`` entry in the
+                dict it returns replaces the current latents.
+            callback_on_step_end_tensor_inputs: tensors passed in ``callback_kwargs`` (only ``latents``).
         """
         if prompt is None and prompt_embeds is None:
             raise ValueError("pass `prompt` or `prompt_embeds`")
+        unknown = sorted(set(callback_on_step_end_tensor_inputs) - set(self._callback_tensor_inputs))
+        if unknown:
+            raise ValueError(
+                f"callback_on_step_end_tensor_inputs {unknown} are not available; choose from {list(self._callback_tensor_inputs)}"
+            )
         device = self._execution_device
         if prompt_embeds is None:
             prompts = [prompt] if isinstance(prompt, str) else list(prompt)
@@ -200,7 +213,7 @@ class GlyphPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
 
         sign_reference = tuple(self.config.sign_size) if getattr(self.config, "sign_size", None) else None
         self.scheduler.set_timesteps(num_inference_steps, device=device)
-        for t in self.progress_bar(self.scheduler.timesteps):
+        for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
             model_in = torch.cat([latents] * 2) if do_cfg else latents
             model_in = self.scheduler.scale_model_input(model_in, t)
             out = self.unet(denoiser_input(model_in, sign_reference), t, encoder_hidden_states=embeds).sample
@@ -209,6 +222,10 @@ class GlyphPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
                 uncond, cond = pred.chunk(2)
                 pred = uncond + guidance_scale * (cond - uncond)
             latents = self.scheduler.step(pred, t, latents).prev_sample
+            if callback_on_step_end is not None:
+                tensors = {"latents": latents}
+                callback_kwargs = {name: tensors[name] for name in callback_on_step_end_tensor_inputs}
+                latents = callback_on_step_end(self, i, t, callback_kwargs).pop("latents", latents)
 
         image = (latents / 2 + 0.5).clamp(0, 1)
         if output_type == "pt":
