@@ -286,3 +286,21 @@ def test_cli_region_flag(pipe, tmp_path, capsys):
     text = parser.parse_args(["edit", *common, "--region", "text", "--out", str(tmp_path / "bad")])
     assert text.func(text) == 2
     assert "GlyphPipeline declares no text region" in capsys.readouterr().err
+
+
+def test_region_on_a_latent_diffusion_pipeline():
+    from tests.tiny_pipelines import build_sd15
+
+    sd = build_sd15()
+    kwargs = {"height": 32, "width": 32, "num_inference_steps": 3, "guidance_scale": 5.0}
+    layers = [layer.name for layer in discover_text_layers(sd)]
+    free = edit_text(sd, "a sign that says stop", "stop", "go", layers=layers, seed=1, ocr=None, **kwargs)
+    whole = edit_text(sd, "a sign that says stop", "stop", "go", layers=layers, seed=1, ocr=None, region=(0, 0, 32, 32), **kwargs)
+    assert torch.equal(whole.edited, free.edited)  # a region covering the image blends nothing away
+    none = edit_text(sd, "a sign that says stop", "stop", "go", layers=layers, seed=1, ocr=None, region=np.zeros((32, 32)), **kwargs)
+    assert torch.equal(none.edited, none.original) and not torch.equal(free.edited, free.original)
+    half = edit_text(sd, "a sign that says stop", "stop", "go", layers=layers, seed=1, ocr=None, region=(0, 0, 32, 16), **kwargs)
+    # the 4 x 4 latents: the right half is the original's, so the decoded right edge barely moves
+    right_change = (half.edited[:, :, 24:] - half.original[:, :, 24:]).abs().mean()
+    left_change = (half.edited[:, :, :8] - half.original[:, :, :8]).abs().mean()
+    assert right_change < 0.5 * left_change  # (the tiny random VAE decoder mixes neighbouring latents)
