@@ -54,18 +54,11 @@ def example_grid(pictures: list, path: Path) -> None:
 
 def perfect_edit_ssim(pipe, pair) -> float:
     """SSIM of two training renderings (same scene and sign, seeded by the pair) that differ only in the word."""
-    import random
-
-    from safetext.models.glyph.data import COLORS, GlyphDataConfig, render_scene
+    from safetext.models.glyph.data import COLORS, rendered_word_swap
     from safetext.scoring import ssim
 
-    (height, width), (canvas_h, canvas_w) = pipe.sign_size, pipe.default_size
-    config = GlyphDataConfig(height=height, width=width, canvas_height=canvas_h, canvas_width=canvas_w)
     color = next(name for name in COLORS if f" {name} " in f" {pair.source_prompt} ")
-    source, target = (
-        render_scene(word.upper(), color, 0, 0, config, random.Random(pair.seed)) for word in (pair.source_text, pair.target_text)
-    )
-    return float(ssim(source, target))
+    return float(ssim(*rendered_word_swap(pair.source_text, pair.target_text, color, pair.seed, pipe.sign_size, pipe.default_size)))
 
 
 def write_markdown(summary: dict, path: Path) -> None:

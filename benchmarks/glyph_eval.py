@@ -91,7 +91,7 @@ def kv_swap_premise(pipe, ocr, vocab, args, same_length: bool = False) -> dict:
     A's length, as the policy's replacement words do (the benign prompt safetext itself builds); a word
     no replacement matches in length gets one of any length (none in the shipped lists).
     """
-    from safetext.models.glyph.data import COLORS, TEMPLATES, make_prompt
+    from safetext.models.glyph.data import COLORS, TEMPLATES, make_prompt, rendered_word_swap
     from safetext.patching import KVPatch, LayerMap, resolve_layer_map
     from safetext.scoring import exact_match, ssim
 
@@ -99,7 +99,7 @@ def kv_swap_premise(pipe, ocr, vocab, args, same_length: bool = False) -> dict:
     patch = KVPatch(pipe, list(layer_map.layers), layer_map.start_fraction)
     rng = random.Random(args.seed + 7)
     sources = [w for pair in zip(vocab["toxic"], vocab["common"]) for w in pair]
-    pairs = []
+    pairs, perfect = [], []
     for i in range(args.pairs):
         a = sources[i % len(sources)]
         choices = [w for w in vocab["replacements"] if w != a]
@@ -108,6 +108,7 @@ def kv_swap_premise(pipe, ocr, vocab, args, same_length: bool = False) -> dict:
         b = rng.choice(choices)
         colour, template = rng.choice(COLORS), rng.randrange(len(TEMPLATES))
         pairs.append((make_prompt(a, colour, template), make_prompt(b, colour, template), b))
+        perfect.append(float(ssim(*rendered_word_swap(a, b, colour, args.seed + i, pipe.sign_size, pipe.default_size))))
     reads, sims, ceiling = [], [], []
     for start in range(0, len(pairs), 25):
         chunk = pairs[start : start + 25]
@@ -132,6 +133,8 @@ def kv_swap_premise(pipe, ocr, vocab, args, same_length: bool = False) -> dict:
         "mean_ssim": float(np.mean(sims)),
         "flip_and_ssim_rate": float(np.mean(ok)),
         "prompt_swap_mean_ssim": float(np.mean(ceiling)),
+        "perfect_swap_mean_ssim": float(np.mean(perfect)),
+        "perfect_swap_ssim_rate": float(np.mean([v >= 0.85 for v in perfect])),
         "same_length": same_length,
     }
 
@@ -226,7 +229,9 @@ def _write(results: dict, grid_images: list[np.ndarray], out: Path) -> None:
         lines.append(f"K/V swap, {kind} ({k['n']} pairs, layers {', '.join(k['layers'])}, start step {k['start_step']}): "
                      f"target word read {k['target_exact_match']:.3f}, mean SSIM {k['mean_ssim']:.3f}, "
                      f"read as target with SSIM >= 0.85: {k['flip_and_ssim_rate']:.3f}. Generating the target prompt itself "
-                     f"(same seed) has mean SSIM {k['prompt_swap_mean_ssim']:.3f} to the source image.")
+                     f"(same seed) has mean SSIM {k['prompt_swap_mean_ssim']:.3f} to the source image; a perfect swap (two "
+                     f"training renderings of the same scene differing only in the word) has mean SSIM "
+                     f"{k['perfect_swap_mean_ssim']:.3f}, {k['perfect_swap_ssim_rate']:.2f} of pairs >= 0.85.")
     if "guidance_sweep" in results:
         sweep = results["guidance_sweep"]
         lines += ["", f"Guidance scale (first {sweep[0]['n']} training-vocabulary prompts):", "", "| guidance | OCR exact match | colour |", "|---|---|---|"]

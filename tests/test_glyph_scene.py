@@ -117,3 +117,19 @@ def test_lora_dataset_of_scenes_matches_the_scene_model(tmp_path):
         assert plain.shape == (24, 96, 3)
         # a sign as large as the image is a bare sign: the same files as without sign_size
         assert np.array_equal(plain, np.asarray(Image.open(again / record["file_name"])))
+
+
+def test_rendered_word_swap_changes_only_the_letters():
+    from safetext.models.glyph.data import rendered_word_swap, sign_box
+
+    a, b = rendered_word_swap("cat", "dog", "red", 3, (24, 96), (64, 128))
+    top, left, bottom, right = sign_box((64, 128), (24, 96))
+    outside = torch.ones(64, 128, dtype=torch.bool)
+    outside[top:bottom, left:right] = False
+    assert torch.equal(a[:, outside], b[:, outside]) and not torch.equal(a, b)
+    same = rendered_word_swap("cat", "cat", "red", 3, (24, 96), (64, 128))
+    assert torch.equal(same[0], same[1]) and torch.equal(same[0], a)
+    other_scene = rendered_word_swap("cat", "dog", "red", 4, (24, 96), (64, 128))[0]
+    assert not torch.equal(other_scene[:, outside], a[:, outside])  # the seed picks the scene
+    bare = rendered_word_swap("cat", "dog", "red", 3, (24, 96), (24, 96))
+    assert bare[0].shape == (3, 24, 96) and not torch.equal(*bare)

@@ -218,6 +218,24 @@ def sign_box(canvas: tuple[int, int], sign: tuple[int, int], margin: int = 0) ->
     return max(0, top), max(0, left), min(ch, top + sh + 2 * margin), min(cw, left + sw + 2 * margin)
 
 
+def rendered_word_swap(
+    source: str, target: str, color: str, seed: int, sign: tuple[int, int], canvas: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two training renderings that differ only in the word: the same scene (seeded) and ``color`` sign.
+
+    A perfect text edit on the training distribution: the SSIM between the two is the most any edit can
+    keep while the letters change, for this sign and canvas geometry.
+
+    Returns:
+        (source image, target image), float tensors (3, canvas height, canvas width) in [0, 1].
+    """
+    config = GlyphDataConfig(height=sign[0], width=sign[1], canvas_height=canvas[0], canvas_width=canvas[1])
+    if not config.is_scene:
+        return render_sign(source.upper(), color, 0, 0, config), render_sign(target.upper(), color, 0, 0, config)
+    pair = tuple(render_scene(word.upper(), color, 0, 0, config, random.Random(seed)) for word in (source, target))
+    return pair[0], pair[1]
+
+
 def make_prompt(word: str, color: str, template: int, case: str = "lower") -> str:
     """Fill prompt template ``template`` (an index into TEMPLATES)."""
     text = {"lower": word.lower(), "upper": word.upper(), "title": word.title()}[case]
