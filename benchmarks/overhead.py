@@ -57,19 +57,18 @@ LOCALIZED = {
 
 NOTE = (
     "Where the flagged time goes. Cross-attention models (SD1.5, SDXL, IF, PixArt) inject the sanitized "
-    "prompt's K/V, with zero extra denoiser forwards: the extra work is the pipeline's own prompt encoding of "
-    "the sanitized prompt (the recording: its text encoders, tokenizers and call prologue, 2-5 ms here; the "
-    "execution device is memoized per pipeline and the scheduler copied shallowly, which removed diffusers' "
-    "module walk, about half of the recording's earlier cost) plus a row copy in each patched K/V projection "
-    "per step (about 5-10 us each). On the tiny models that is a fixed 4-15 ms against denoising loops of "
-    "35-1400 ms: within target where the loop is long (SD1.5, SDXL, IF) and over it for PixArt, whose whole "
-    "20-step loop costs 35 ms, in which encoding one more prompt through its T5 alone is ~5%: a cost no "
-    "recording of the sanitized prompt can avoid. SD3 and Flux compute the target branch on the same noisy "
-    "input at every patched step, as extra batch rows of the same call (SD3 with CFG: 3 rows instead of 2; "
-    "Flux without CFG: 2 instead of 1), so the per-call fixed costs are paid once; when the target's prompt "
-    "inputs equal the prompt's own the call runs unpatched and stays bit-identical. On real "
-    "checkpoints the fixed costs are a far smaller fraction (a real SDXL step costs more than this whole tiny "
-    "run) and the shipped presets patch 1-3 layers."
+    "prompt's K/V, with zero extra denoiser forwards: the extra work is the recording (the pipeline's own prompt "
+    "encoding of the sanitized prompt: text encoders, tokenizers and call prologue; the `recording` column) plus "
+    "the hooks: a row replacement in each patched K/V projection per step (PixArt also swaps its padding-bias "
+    "rows once per step) and a step counter on the denoiser. On the tiny models that is a fixed few ms against "
+    "denoising loops of 50-1400 ms: within target where the loop is long (SD1.5, SDXL, IF) and over it for "
+    "PixArt, whose 20-step loop is so short that encoding the sanitized prompt through its T5 alone exceeds "
+    "the 1.05x target (the `recording` column): a cost no method that encodes the sanitized prompt avoids. "
+    "SD3 and Flux compute the target branch on the same noisy input at every patched step, as extra batch rows "
+    "of the same call (SD3 with CFG: 3 rows instead of 2; Flux without CFG: 2 instead of 1), so the per-call "
+    "fixed costs are paid once; when the target's prompt inputs equal the prompt's own the call runs unpatched "
+    "and stays bit-identical. On real checkpoints the fixed costs are a far smaller fraction (a real SDXL step "
+    "costs more than this whole tiny run) and the shipped presets patch 1-3 layers."
 )
 
 
@@ -102,6 +101,7 @@ def bench_one(
     wall: dict[str, list[float]] = {name: [] for name in variants}
     cpu: dict[str, list[float]] = {name: [] for name in variants}
     own: list[float] = []  # guarded clean: time outside the (untouched) pipeline call, i.e. safetext's own work
+    recording: list[float] = []  # guarded flagged: the sanitized prompt's recording (its prompt encoding)
     clean_identical, flagged_changed = True, True
     for round_index in range(rounds):
         order = variants[round_index % 4 :] + variants[: round_index % 4]
@@ -113,6 +113,8 @@ def bench_one(
             cpu[name].append(cpu_seconds)
             if name == "guarded_clean":
                 own.append(wall_seconds - output.verdict.details["timings"]["generation_seconds"])
+            elif name == "guarded_flagged":
+                recording.append(output.verdict.details["timings"]["patch_overhead_seconds"])
         clean_identical &= torch.equal(images["raw_clean"], images["guarded_clean"])
         flagged_changed &= not torch.equal(images["raw_flagged"], images["guarded_flagged"])
     medians = {name: statistics.median(values) for name, values in wall.items()}
@@ -131,6 +133,9 @@ def bench_one(
         "clean_own_overhead_ms": round(1000 * statistics.median(own), 4),
         "clean_ratio_own": round((medians["raw_clean"] + statistics.median(own)) / medians["raw_clean"], 4),
         "flagged_ratio": round(cpu_medians["guarded_flagged"] / cpu_medians["raw_flagged"], 4),
+        # the part of the flagged overhead no method that encodes the sanitized prompt avoids
+        "flagged_recording_ms": round(1000 * statistics.median(recording), 4),
+        "flagged_recording_ratio": round((medians["raw_flagged"] + statistics.median(recording)) / medians["raw_flagged"], 4),
         "clean_bit_identical": bool(clean_identical),
         "flagged_changed": bool(flagged_changed),
         "flagged_action": verdict.action.value,
@@ -159,10 +164,13 @@ def to_markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "median; this is what the clean target is judged on, because the interleaved ratio (next column) moves "
         "by a few percent with the machine's load even though both sides run the identical pipeline.",
         "* **flagged**: ratio of the median thread CPU time, guarded / raw (wall-clock ratio in parentheses).",
+        "* **recording**: median time of the flagged call's recording of the sanitized prompt (the pipeline's own "
+        "prompt encoding, measured inside the call), and the ratio it alone gives over the raw median: the floor "
+        "of any method that encodes the sanitized prompt; the flagged ratio above it is the patch's hooks.",
         "",
         "| pipeline | family | steps | layer map | clean: own time | clean ratio | clean, interleaved | "
-        "flagged | flagged target | clean bit-identical | flagged changed |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "flagged | flagged target | recording | clean bit-identical | flagged changed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         target = target_for(row)
@@ -173,6 +181,7 @@ def to_markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             f"{row['clean_own_overhead_ms']:.2f} ms | {row['clean_ratio_own']:.4f}x {clean_ok} | "
             f"{row['clean_ratio']:.3f}x ({row['clean_ratio_wall']:.3f}x) | "
             f"{row['flagged_ratio']:.3f}x {flagged_ok} ({row['flagged_ratio_wall']:.3f}x) | <= {target}x | "
+            f"{row['flagged_recording_ms']:.1f} ms = {row['flagged_recording_ratio']:.3f}x | "
             f"{row['clean_bit_identical']} | {row['flagged_changed']} |"
         )
     lines += [

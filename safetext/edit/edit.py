@@ -224,7 +224,7 @@ def edit_text(
         original = _to_tensor(pipe(**call()).images)
     else:
         # the region's size is only known once the image is, so the mask is attached after the recording run
-        blend = TrajectoryBlend(torch.zeros(0))
+        blend = TrajectoryBlend()
         original = _to_tensor(pipe(**call(blend.record)).images)
         blend.mask = region_mask(pipe, region, original.shape[-2], original.shape[-1])
     middle = time.perf_counter()

@@ -133,10 +133,11 @@ class TrajectoryBlend:
     run's. One object serves one pair of runs (it is per request; nothing is kept on the pipeline).
 
     Args:
-        mask: ``(H, W)`` mask at image resolution, 1 where the edited run is kept.
+        mask: ``(H, W)`` mask at image resolution, 1 where the edited run is kept. It may be set after
+            :meth:`record` (a region given as a box needs the image size) but before :meth:`blend`.
     """
 
-    def __init__(self, mask: torch.Tensor) -> None:
+    def __init__(self, mask: torch.Tensor | None = None) -> None:
         self.mask = mask
         self.trajectory: list[torch.Tensor] = []
         self._resized: dict[tuple[Any, ...], torch.Tensor] = {}
@@ -172,6 +173,8 @@ class TrajectoryBlend:
         return latents
 
     def _mask_for(self, latents: torch.Tensor) -> torch.Tensor:
+        if self.mask is None:
+            raise RegionError("TrajectoryBlend.blend needs a mask: set TrajectoryBlend.mask after recording")
         key = (tuple(latents.shape[-2:]), latents.dtype, latents.device)
         if key not in self._resized:
             height, width = latents.shape[-2:]
