@@ -7,8 +7,8 @@ For ``--edits`` prompt pairs (glyph common words, seed 2000: not the localizatio
 edited image. An edit succeeds when the edited image reads as the target word and its SSIM to the
 original is >= 0.85. Acceptance (issue 4): >= 80% of edits succeed.
 
-``--region text`` keeps everything outside the model's text region (the sign plus 2 pixels) on the
-original's denoising trajectory (``edit_text(region="text")``), so only the sign is regenerated.
+``--region text`` pins everything but the inside of the model's sign (2 px in from its edges) to the
+original's denoising trajectory (``edit_text(region="text")``): only the letters' area is regenerated.
 
 Two references are reported for every edit: regenerating the target prompt with the same seed (what an
 edit must beat on SSIM), and a *perfect edit* on the model's training distribution: two renderings of

@@ -182,7 +182,8 @@ def test_text_region_is_the_declared_sign_of_a_scene_pipeline():
     scene = build_glyph_pipeline(TINY_SCENE, seed=0)
     scene.set_progress_bar_config(disable=True)
     result = edit_text(scene, PROMPT, "stop", "go", layers=[0, 3], seed=1, ocr=None, region="text", **STEPS)
-    top, left, bottom, right = scene.sign_box(margin=2)  # the 16 x 32 sign in the 32 x 48 scene, plus 2 pixels
+    top, left, bottom, right = scene.sign_box(margin=-2)  # inside the 16 x 32 sign of the 32 x 48 scene
+    assert (top, left, bottom, right) == (10, 10, 22, 38)
     assert result.metrics["region"] == {"kind": "text", "box": [top, left, bottom, right]}
     assert torch.equal(_outside(result.edited, (top, left, bottom, right)), _outside(result.original, (top, left, bottom, right)))
     assert not torch.equal(result.edited, result.original)

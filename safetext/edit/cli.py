@@ -79,7 +79,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--region",
         default=None,
-        help="keep the rest of the image: 'text' (the model's text region) or TOP,LEFT,BOTTOM,RIGHT in pixels; "
+        help="keep the rest of the image: 'text' (inside the model's sign) or TOP,LEFT,BOTTOM,RIGHT in pixels; "
         "outside it the edited image is the original",
     )
     p.add_argument("--no-ocr", action="store_true", help="skip OCR of the two images in the metrics")

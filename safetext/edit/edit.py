@@ -186,7 +186,7 @@ def edit_text(
         seed: seed of the image (a CPU ``torch.Generator``), the same for both images.
         ocr: OCR backend or backend name for the metrics (``None``: no OCR).
         region: keep the edit inside this part of the image (see :mod:`safetext.edit.region`): ``"text"``
-            (the pipeline's declared text region), a ``(top, left, bottom, right)`` pixel box or an
+            (inside the sign the pipeline declares, 2 px in from its edges), a ``(top, left, bottom, right)`` pixel box or an
             ``H x W`` mask in [0, 1]. After every step the edited latents outside it are replaced by the
             original's, so the rest of the image is the original's. ``None`` (default): no blending.
         **call_kwargs: the pipeline settings the image was made with (``num_inference_steps``, ...).
