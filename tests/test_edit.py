@@ -231,7 +231,7 @@ def test_region_rejects_bad_regions_before_generating(pipe):
         def __call__(self, prompt, generator=None, output_type="np", num_inference_steps=3):
             return pipe(prompt, generator=generator, output_type=output_type, num_inference_steps=num_inference_steps)
 
-    with pytest.raises(RegionError, match="NoCallback has no callback_on_step_end argument"):
+    with pytest.raises(RegionError, match="NoCallback takes neither callback_on_step_end nor callback"):
         edit_text(NoCallback(), PROMPT, "stop", "go", layers=[0], ocr=None, region=BOX, **STEPS)
     # a box that does not fit is only known once the image is: the error comes after the original run,
     # and the pipeline is left clean (no hook, the next plain call is the raw one)
@@ -305,3 +305,30 @@ def test_region_on_a_latent_diffusion_pipeline():
     right_change = (half.edited[:, :, 24:] - half.original[:, :, 24:]).abs().mean()
     left_change = (half.edited[:, :, :8] - half.original[:, :, :8]).abs().mean()
     assert right_change < 0.5 * left_change  # (the tiny random VAE decoder mixes neighbouring latents)
+
+
+@pytest.mark.parametrize("name", ["sdxl", "sd3", "pixart", "if"])
+def test_region_blending_on_other_latent_pipelines(name):
+    from tests.tiny_pipelines import TINY_BUILDERS, TINY_CALL_KWARGS
+
+    pipe = TINY_BUILDERS[name]()
+    kwargs = {k: v for k, v in TINY_CALL_KWARGS[name].items() if k != "output_type"}
+    kwargs["num_inference_steps"] = 2
+    layers = [layer.name for layer in discover_text_layers(pipe)]
+    free = edit_text(pipe, "a sign that says stop", "stop", "go", layers=layers, seed=1, ocr=None, **kwargs)
+    whole = edit_text(pipe, "a sign that says stop", "stop", "go", layers=layers, seed=1, ocr=None, region=(0, 0, 32, 32), **kwargs)
+    kept = edit_text(pipe, "a sign that says stop", "stop", "go", layers=layers, seed=1, ocr=None, region=np.zeros((32, 32)), **kwargs)
+    assert not torch.equal(free.edited, free.original)
+    assert torch.equal(whole.edited, free.edited) and torch.equal(kept.edited, kept.original)
+
+
+def test_region_on_packed_latents_is_refused_with_the_reason():
+    from safetext.edit import RegionError
+    from tests.tiny_pipelines import TINY_CALL_KWARGS, build_flux
+
+    flux = build_flux()
+    kwargs = {k: v for k, v in TINY_CALL_KWARGS["flux"].items() if k != "output_type"}
+    kwargs["num_inference_steps"] = 2
+    with pytest.raises(RegionError, match="packed latents, as in Flux, are not supported"):
+        edit_text(flux, "a sign that says stop", "stop", "go", layers=[0], seed=1, ocr=None, region=(0, 0, 16, 16), **kwargs)
+    assert all(not module._forward_hooks and not module._forward_pre_hooks for module in flux.transformer.modules())

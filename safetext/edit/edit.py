@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from safetext.edit.region import Region, TrajectoryBlend, check_region, region_mask
+from safetext.edit.region import Region, TrajectoryBlend, check_region, region_mask, step_callback_arguments
 from safetext.errors import SafetextError
 from safetext.patching.kv_patch import KVPatch, PatchReport
 from safetext.patching.layer_map import LayerMap
@@ -197,11 +197,11 @@ def edit_text(
     Raises:
         EditError: ``source_text`` not in the prompt, both ``layers`` and ``layer_map``, or a reserved argument.
         LayerMapError: layers the model lacks.
-        RegionError: a malformed region, or a pipeline that cannot blend (no ``callback_on_step_end``).
+        RegionError: a malformed region, or a pipeline that cannot blend (no step callback, packed latents).
     """
     reserved = sorted(set(call_kwargs) & set(RESERVED_EDIT_ARGUMENTS))
     if region is not None:
-        reserved += sorted(set(call_kwargs) & {"callback_on_step_end", "callback_on_step_end_tensor_inputs"})
+        reserved += sorted(set(call_kwargs) & {"callback_on_step_end", "callback_on_step_end_tensor_inputs", "callback", "callback_steps"})
     if reserved:
         raise EditError(f"edit_text sets {', '.join(reserved)} itself; pass the seed as seed= and drop {reserved}")
     if not isinstance(prompt, str) or not prompt.strip():
@@ -215,7 +215,7 @@ def edit_text(
     def call(callback: Any = None) -> dict[str, Any]:
         kwargs = {**call_kwargs, "prompt": prompt, "generator": torch.Generator().manual_seed(seed), "output_type": "np"}
         if callback is not None:
-            kwargs.update(callback_on_step_end=callback, callback_on_step_end_tensor_inputs=["latents"])
+            kwargs.update(step_callback_arguments(pipe, callback))
         return kwargs
 
     began = time.perf_counter()

@@ -11,8 +11,9 @@ original surroundings at every step.
     >>> result = edit_text(pipe, prompt, "stop", "go", region="text")           # inside the pipeline's sign
     >>> result = edit_text(pipe, prompt, "stop", "go", region=(20, 16, 44, 112))  # (top, left, bottom, right)
 
-Region blending needs a pipeline with diffusers' ``callback_on_step_end`` and 4-D ``(B, C, H, W)``
-latents (the Stable Diffusion, SDXL, SD3, PixArt and glyph pipelines; Flux packs its latents).
+Region blending needs a pipeline with a step callback (diffusers' ``callback_on_step_end``, or the legacy
+``callback``) and 4-D ``(B, C, H, W)`` latents: the Stable Diffusion, SDXL, SD3, PixArt, DeepFloyd IF and
+glyph pipelines; not Flux, which packs its latents.
 """
 
 from __future__ import annotations
@@ -42,21 +43,43 @@ class RegionError(SafetextError, ValueError):
     """A region for an edit is malformed, does not fit the image, or the pipeline cannot blend."""
 
 
-def check_region(pipe: Any, region: Region) -> None:
-    """What can be checked before generating: the pipeline can blend and the region is well formed.
+def step_callback_arguments(pipe: Any, callback: Any) -> dict[str, Any]:
+    """Pipeline arguments that run ``callback(pipe, step, timestep, {"latents": ...}) -> dict`` after each step.
+
+    Uses diffusers' ``callback_on_step_end`` where the pipeline has it; otherwise the legacy
+    ``callback(step, timestep, latents)`` (PixArt-alpha, DeepFloyd IF), whose returned latents are copied into
+    the pipeline's latents in place (the loop goes on with that tensor).
 
     Raises:
-        RegionError: a pipeline without ``callback_on_step_end``, or see :func:`region_mask`.
+        RegionError: the pipeline takes neither.
     """
     try:
         parameters = inspect.signature(pipe.__call__).parameters
     except (TypeError, ValueError):
         parameters = {}
-    if "callback_on_step_end" not in parameters:
-        raise RegionError(
-            f"{type(pipe).__name__} has no callback_on_step_end argument, which region blending needs to reach the "
-            "latents after each step; edit without region= on this pipeline"
-        )
+    if "callback_on_step_end" in parameters:
+        return {"callback_on_step_end": callback, "callback_on_step_end_tensor_inputs": ["latents"]}
+    if "callback" in parameters and "callback_steps" in parameters:
+
+        def legacy(step: int, timestep: Any, latents: torch.Tensor) -> None:
+            replaced = callback(pipe, step, timestep, {"latents": latents}).get("latents", latents)
+            if replaced is not latents:
+                latents.copy_(replaced)
+
+        return {"callback": legacy, "callback_steps": 1}
+    raise RegionError(
+        f"{type(pipe).__name__} takes neither callback_on_step_end nor callback, one of which region blending needs "
+        "to reach the latents after each step; edit without region= on this pipeline"
+    )
+
+
+def check_region(pipe: Any, region: Region) -> None:
+    """What can be checked before generating: the pipeline can blend and the region is well formed.
+
+    Raises:
+        RegionError: a pipeline without a step callback, or see :func:`region_mask`.
+    """
+    step_callback_arguments(pipe, None)
     if isinstance(region, str):
         _declared_region(pipe, region)
     elif isinstance(region, (np.ndarray, torch.Tensor)):
