@@ -422,7 +422,9 @@ def test_localize_benchmark_runs_end_to_end_on_a_tiny_model(model_dir, tmp_path)
     finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr[-2000:]
     summary = json.loads((tmp_path / "localize_glyph.json").read_text())
-    assert [row["criterion"] for row in summary["acceptance"]][0] == "share of text-attention layers"
+    criteria = [row["criterion"] for row in summary["acceptance"]]
+    assert criteria[0] == "share of text-attention layers" and len(criteria) == 8
+    assert "held-out flipped with SSIM >= 0.85 (per pair), equal word length" in criteria
     assert summary["held_out"]["pairs"] == 4 and summary["localization"]["parameters"]["text_layers"] == 7
     assert LayerMap.load(tmp_path / "glyph_layer_map.yaml").name == "glyph"
     assert {path.name for path in tmp_path.iterdir()} >= {"localize_glyph.md", "localize_glyph.png"}
