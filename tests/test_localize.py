@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 import threading
@@ -406,6 +407,7 @@ def test_two_accelerate_processes_give_the_single_process_map(model_dir, tmp_pat
     launched = subprocess.run(
         [sys.executable, "-m", "safetext.localize.cli", *common, "--out", str(tmp_path / "two"), "--processes", "2"],
         capture_output=True, text=True, timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},  # an inherited OMP_NUM_THREADS=2 would change the workers' sums
     )
     assert launched.returncode == 0, launched.stderr[-2000:]
     assert LayerMap.load(tmp_path / "two" / "layer_map.yaml") == LayerMap.load(tmp_path / "one" / "layer_map.yaml")
