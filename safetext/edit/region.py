@@ -98,8 +98,7 @@ def region_mask(pipe: Any, region: Region, height: int, width: int) -> torch.Ten
             the image, a mask of another size or with values outside [0, 1], or another kind of value.
     """
     if isinstance(region, str):
-        top, left, bottom, right = _declared_region(pipe, region)(height, width)
-        return _box_mask((max(0, top), max(0, left), min(height, bottom), min(width, right)), height, width)
+        return _box_mask(_declared_region(pipe, region)(height, width), height, width)  # clipped to the image
     if isinstance(region, (np.ndarray, torch.Tensor)):
         mask = torch.as_tensor(np.asarray(region, dtype=np.float32) if isinstance(region, np.ndarray) else region)
         mask = mask.detach().to(device="cpu", dtype=torch.float32)
@@ -165,24 +164,21 @@ class TrajectoryBlend:
 
     def __init__(self, mask: torch.Tensor | None = None) -> None:
         self.mask = mask
-        self.trajectory: list[torch.Tensor] = []
+        self.trajectory: dict[int, torch.Tensor] = {}  # step -> latents (legacy callbacks may skip steps)
         self._resized: dict[tuple[Any, ...], torch.Tensor] = {}
 
     def record(self, pipe: Any, step: int, timestep: Any, callback_kwargs: dict[str, Any]) -> dict[str, Any]:
-        latents = self._latents(callback_kwargs)
-        if step != len(self.trajectory):
-            raise RegionError(f"recorded step {step} out of order (have {len(self.trajectory)} steps)")
-        self.trajectory.append(latents.detach().clone())
+        self.trajectory[step] = self._latents(callback_kwargs).detach().clone()
         return {}
 
     def blend(self, pipe: Any, step: int, timestep: Any, callback_kwargs: dict[str, Any]) -> dict[str, Any]:
         latents = self._latents(callback_kwargs)
-        if step >= len(self.trajectory):
+        original = self.trajectory.get(step)
+        if original is None:
             raise RegionError(
                 f"the edited run reached step {step + 1} but the original ran {len(self.trajectory)} steps; "
                 "both runs must use the same settings"
             )
-        original = self.trajectory[step]
         if original.shape != latents.shape:
             raise RegionError(f"latents of shape {tuple(latents.shape)} at step {step}; the original had {tuple(original.shape)}")
         # lerp is exact at weights 0 and 1 and when both runs agree, so pixels outside the region are the original's.
