@@ -9,6 +9,9 @@ original is >= 0.85. Acceptance (issue 4): >= 80% of edits succeed.
 
 ``--region text`` pins everything but the inside of the model's sign (2 px in from its edges) to the
 original's denoising trajectory (``edit_text(region="text")``): only the letters' area is regenerated.
+``--region auto`` finds the region without the model's declared sign, from the original run's
+cross-attention to the source word (``edit_text(region="auto")``); the table then also reports how well
+that box matches the sign (IoU).
 
 Two references are reported for every edit: regenerating the target prompt with the same seed (what an
 edit must beat on SSIM), and a *perfect edit* on the model's training distribution: two renderings of
@@ -61,6 +64,13 @@ def perfect_edit_ssim(pipe, pair) -> float:
     return float(ssim(*rendered_word_swap(pair.source_text, pair.target_text, color, pair.seed, pipe.sign_size, pipe.default_size)))
 
 
+def box_iou(a, b) -> float:
+    """Intersection over union of two (top, left, bottom, right) boxes."""
+    inter = max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    area = lambda box: (box[2] - box[0]) * (box[3] - box[1])  # noqa: E731
+    return inter / (area(a) + area(b) - inter)
+
+
 def write_markdown(summary: dict, path: Path) -> None:
     lengths = "the source word's length" if summary.get("same_length") else "any length"
     lines = [
@@ -83,6 +93,10 @@ def write_markdown(summary: dict, path: Path) -> None:
         f"| perfect edit (renderer, same scene, other word): mean SSIM | {summary['perfect_ssim']:.3f} | |",
         f"| perfect edit: share with SSIM >= {SSIM_MIN} (the most any edit can pass) | {summary['perfect_pass_rate']:.3f} | |",
         f"| seconds per edit (original + edited) | {summary['seconds_per_edit']:.2f} | |",
+    ]
+    if summary.get("auto_box_sign_iou") is not None:
+        lines.append(f"| region='auto' box vs the model's sign: mean IoU | {summary['auto_box_sign_iou']:.3f} | |")
+    lines += [
         "",
         f"Passed: {'yes' if summary['passed'] else 'NO'} ({summary['edits']} edits). Edits are into words of "
         f"{lengths}; regenerating the target "
@@ -107,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--edits", type=int, default=50)
     parser.add_argument("--split", default="common", choices=("common", "heldout"), help="words of the edited prompts")
     parser.add_argument("--same-length", action="store_true", help="edit into words of the source word's length only")
-    parser.add_argument("--region", default=None, choices=("text",), help="keep the image outside the text region (default: no region)")
+    parser.add_argument("--region", default=None, choices=("text", "auto"), help="keep the image outside the text region (default: no region)")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--results", default=str(RESULTS), help="where to write the result files")
@@ -152,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             "ssim": metrics["ssim"], "psnr": metrics["psnr"], "success": success,
             "regenerated_ssim": regenerated_ssim, "regenerated_reads_target": regenerated_reads,
             "perfect_ssim": perfect_ssim,
+            "region_box": (metrics["region"] or {}).get("box"),
         })
         if len(pictures) < GRID_ROWS:
             pictures.append(result.side_by_side)
@@ -173,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
         "perfect_ssim": statistics.fmean(row["perfect_ssim"] for row in rows),
         "perfect_pass_rate": sum(row["perfect_ssim"] >= SSIM_MIN for row in rows) / len(rows),
         "region": args.region,
+        "auto_box_sign_iou": (
+            statistics.fmean(box_iou(row["region_box"], pipe.sign_box()) for row in rows) if args.region == "auto" else None
+        ),
         "same_length": args.same_length,
         "seconds_per_edit": statistics.fmean(seconds),
         "examples": rows,

@@ -211,7 +211,7 @@ def test_region_rejects_bad_regions_before_generating(pipe):
     counting = Counting(pipe)
     cases = [
         ("text", "declares no text region \\(sign_box\\); pass region=\\(top, left, bottom, right\\)"),
-        ("sign", "region must be 'text', a \\(top, left, bottom, right\\) box or an H x W mask, got 'sign'"),
+        ("sign", "region must be 'text', 'auto', a \\(top, left, bottom, right\\) box or an H x W mask, got 'sign'"),
         ((4, 8, 4, 24), "is empty or negative"),
         ((4, 8, 12.5, 24), "box of ints"),
         (np.full((16, 32), 1.5), "values must lie in \\[0, 1\\]"),
@@ -283,7 +283,7 @@ def test_cli_region_flag(pipe, tmp_path, capsys):
     assert json.loads((tmp_path / "boxed" / "metrics.json").read_text())["region"] == {"kind": "box", "box": [4, 8, 12, 24]}
     bad = parser.parse_args(["edit", *common, "--region", "4,8,12", "--out", str(tmp_path / "bad")])
     assert bad.func(bad) == 2
-    assert "--region must be 'text' or TOP,LEFT,BOTTOM,RIGHT in pixels" in capsys.readouterr().err
+    assert "--region must be 'text', 'auto' or TOP,LEFT,BOTTOM,RIGHT in pixels" in capsys.readouterr().err
     text = parser.parse_args(["edit", *common, "--region", "text", "--out", str(tmp_path / "bad")])
     assert text.func(text) == 2
     assert "GlyphPipeline declares no text region" in capsys.readouterr().err

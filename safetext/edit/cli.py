@@ -4,7 +4,8 @@
 
 regenerates the image of PROMPT (same seed and settings) as is and with the text changed, and writes
 ``original.png``, ``edited.png``, ``side_by_side.png`` and ``metrics.json`` to ``--out``. With
-``--region text`` (or ``--region TOP,LEFT,BOTTOM,RIGHT``) everything outside that region stays the original.
+``--region text``, ``--region auto`` (found from the word's cross-attention) or ``--region TOP,LEFT,BOTTOM,RIGHT``
+everything outside that region stays the original.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 
 
 def _parse_region(value: str | None) -> str | tuple[int, ...] | None:
-    if value is None or value == "text":
+    if value is None or value in ("text", "auto"):
         return value
     try:
         box = tuple(int(part) for part in value.split(","))
@@ -24,7 +25,7 @@ def _parse_region(value: str | None) -> str | tuple[int, ...] | None:
     if len(box) != 4:
         from safetext.edit.region import RegionError
 
-        raise RegionError(f"--region must be 'text' or TOP,LEFT,BOTTOM,RIGHT in pixels (e.g. 18,14,46,114), got {value!r}")
+        raise RegionError(f"--region must be 'text', 'auto' or TOP,LEFT,BOTTOM,RIGHT in pixels (e.g. 18,14,46,114), got {value!r}")
     return box
 
 
@@ -79,8 +80,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--region",
         default=None,
-        help="keep the rest of the image: 'text' (inside the model's sign) or TOP,LEFT,BOTTOM,RIGHT in pixels; "
-        "outside it the edited image is the original",
+        help="keep the rest of the image: 'text' (inside the model's sign), 'auto' (where the original run's "
+        "cross-attention to the --from text lands) or TOP,LEFT,BOTTOM,RIGHT in pixels; outside it the edited image "
+        "is the original",
     )
     p.add_argument("--no-ocr", action="store_true", help="skip OCR of the two images in the metrics")
     p.add_argument("--out", default="edit", help="output directory (default: edit/)")

@@ -23,6 +23,7 @@ import math
 import re
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from safetext.edit.region import Region, TrajectoryBlend, check_region, region_mask, step_callback_arguments
+from safetext.edit import attention as word_attention
+from safetext.edit.region import Region, TrajectoryBlend, box_mask, check_region, region_mask, step_callback_arguments
 from safetext.errors import SafetextError
+from safetext.patching.hooks import installed
 from safetext.patching.kv_patch import KVPatch, PatchReport
 from safetext.patching.layer_map import LayerMap
 from safetext.patching.resolve import resolve_layer_map
@@ -186,8 +189,9 @@ def edit_text(
         seed: seed of the image (a CPU ``torch.Generator``), the same for both images.
         ocr: OCR backend or backend name for the metrics (``None``: no OCR).
         region: keep the edit inside this part of the image (see :mod:`safetext.edit.region`): ``"text"``
-            (inside the sign the pipeline declares, 2 px in from its edges), a ``(top, left, bottom, right)`` pixel box or an
-            ``H x W`` mask in [0, 1]. After every step the edited latents outside it are replaced by the
+            (inside the sign the pipeline declares, 2 px in from its edges), ``"auto"`` (the box where the
+            original run's cross-attention to ``source_text`` lands, see :mod:`safetext.edit.attention`; no
+            coordinates needed), a ``(top, left, bottom, right)`` pixel box or an ``H x W`` mask in [0, 1]. After every step the edited latents outside it are replaced by the
             original's, so the rest of the image is the original's. ``None`` (default): no blending.
         **call_kwargs: the pipeline settings the image was made with (``num_inference_steps``, ...).
 
@@ -209,8 +213,12 @@ def edit_text(
     target_prompt = target_prompt_for(prompt, source_text, target_text)
     names, start, map_name, notes = _resolve_patch(pipe, layer_map, layers, start_fraction)
     patch = KVPatch(pipe, layers=names, start_fraction=start)
+    recorder = None
     if region is not None:
         check_region(pipe, region)  # malformed regions fail before anything is generated
+        if isinstance(region, str) and region == "auto":
+            positions = word_attention.text_token_positions(pipe, prompt, source_text)
+            recorder = word_attention.WordAttention(word_attention.cross_attention_layers(pipe), positions)
 
     def call(callback: Any = None) -> dict[str, Any]:
         kwargs = {**call_kwargs, "prompt": prompt, "generator": torch.Generator().manual_seed(seed), "output_type": "np"}
@@ -219,14 +227,22 @@ def edit_text(
         return kwargs
 
     began = time.perf_counter()
+    box = None
     if region is None:
         blend = None
         original = _to_tensor(pipe(**call()).images)
     else:
         # the region's size is only known once the image is, so the mask is attached after the recording run
         blend = TrajectoryBlend()
-        original = _to_tensor(pipe(**call(blend.record)).images)
-        blend.mask = region_mask(pipe, region, original.shape[-2], original.shape[-1])
+        with installed(recorder, recorder.register) if recorder is not None else nullcontext():
+            original = _to_tensor(pipe(**call(blend.record)).images)
+        height, width = original.shape[-2:]
+        if recorder is not None:
+            box = word_attention.attention_box(recorder.combined_map(height, width), word_attention.AUTO_REGION_THRESHOLD)
+            box = word_attention.fit_text_length(box, source_text, target_text, width)
+            blend.mask = box_mask(box, height, width)
+        else:
+            blend.mask = region_mask(pipe, region, height, width)
     middle = time.perf_counter()
     output, report = patch.run(call(None if blend is None else blend.blend), {"prompt": target_prompt})
     edited = _to_tensor(output.images)
@@ -248,7 +264,7 @@ def edit_text(
         start_fraction=start,
         start_step=report.start_step,
         total_steps=report.total_steps,
-        region=_describe_region(region, None if blend is None else blend.mask),
+        region=_describe_region(region, None if blend is None else blend.mask, box),
         seconds_original=middle - began,
         seconds_edit=ended - middle,
         notes=list(notes),
@@ -257,9 +273,11 @@ def edit_text(
     return EditResult(original, edited, picture, metrics, prompt, target_prompt, report)
 
 
-def _describe_region(region: Any, mask: torch.Tensor | None) -> Any:
+def _describe_region(region: Any, mask: torch.Tensor | None, auto_box: tuple[int, int, int, int] | None = None) -> Any:
     if region is None or mask is None:
         return None
+    if auto_box is not None:
+        return {"kind": "auto", "box": list(auto_box), "threshold": word_attention.AUTO_REGION_THRESHOLD}
     if isinstance(region, str):
         rows, cols = torch.nonzero(mask, as_tuple=True)
         return {"kind": region, "box": [int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1]}

@@ -10,6 +10,10 @@ original surroundings at every step.
 
     >>> result = edit_text(pipe, prompt, "stop", "go", region="text")           # inside the pipeline's sign
     >>> result = edit_text(pipe, prompt, "stop", "go", region=(20, 16, 44, 112))  # (top, left, bottom, right)
+    >>> result = edit_text(pipe, prompt, "stop", "go", region="auto")  # where the word drew attention
+
+``region="auto"`` needs no coordinates: the box is found from the original run's cross-attention to the
+source text (:mod:`safetext.edit.attention`).
 
 Region blending needs a pipeline with a step callback (diffusers' ``callback_on_step_end``, or the legacy
 ``callback``) and 4-D ``(B, C, H, W)`` latents: the Stable Diffusion, SDXL, SD3, PixArt, DeepFloyd IF and
@@ -28,7 +32,8 @@ import torch.nn.functional as F
 
 from safetext.errors import SafetextError
 
-#: What ``edit_text(region=...)`` accepts: ``"text"`` (inside the pipeline's declared sign), a
+#: What ``edit_text(region=...)`` accepts: ``"text"`` (inside the pipeline's declared sign), ``"auto"`` (where
+#: the original run's cross-attention to the source text lands, see :mod:`safetext.edit.attention`), a
 #: ``(top, left, bottom, right)`` pixel box, or an ``H x W`` mask with values in [0, 1] (1 = editable).
 Region = Union[str, Sequence[int], np.ndarray, torch.Tensor]
 
@@ -80,7 +85,11 @@ def check_region(pipe: Any, region: Region) -> None:
         RegionError: a pipeline without a step callback, or see :func:`region_mask`.
     """
     step_callback_arguments(pipe, None)
-    if isinstance(region, str):
+    if isinstance(region, str) and region == "auto":
+        from safetext.edit.attention import cross_attention_layers
+
+        cross_attention_layers(pipe)
+    elif isinstance(region, str):
         _declared_region(pipe, region)
     elif isinstance(region, (np.ndarray, torch.Tensor)):
         if np.ndim(region) != 2:
@@ -98,7 +107,7 @@ def region_mask(pipe: Any, region: Region, height: int, width: int) -> torch.Ten
             the image, a mask of another size or with values outside [0, 1], or another kind of value.
     """
     if isinstance(region, str):
-        return _box_mask(_declared_region(pipe, region)(height, width), height, width)  # clipped to the image
+        return box_mask(_declared_region(pipe, region)(height, width), height, width)  # clipped to the image
     if isinstance(region, (np.ndarray, torch.Tensor)):
         mask = torch.as_tensor(np.asarray(region, dtype=np.float32) if isinstance(region, np.ndarray) else region)
         mask = mask.detach().to(device="cpu", dtype=torch.float32)
@@ -113,12 +122,14 @@ def region_mask(pipe: Any, region: Region, height: int, width: int) -> torch.Ten
             f"region box (top, left, bottom, right) = {(top, left, bottom, right)} does not fit the {height} x {width} "
             f"image; pass pixel coordinates with bottom <= {height} and right <= {width}"
         )
-    return _box_mask((top, left, bottom, right), height, width)
+    return box_mask((top, left, bottom, right), height, width)
 
 
 def _declared_region(pipe: Any, region: str) -> Any:
+    if region == "auto":
+        raise RegionError("region='auto' is found from the original run's attention, inside edit_text; it has no mask before that run")
     if region != "text":
-        raise RegionError(f"region must be 'text', a (top, left, bottom, right) box or an H x W mask, got {region!r}")
+        raise RegionError(f"region must be 'text', 'auto', a (top, left, bottom, right) box or an H x W mask, got {region!r}")
     from safetext.scoring.ocr import text_region
 
     declared = text_region(pipe, margin=-TEXT_REGION_INSET)
@@ -134,7 +145,7 @@ def _box(region: Any) -> tuple[int, int, int, int]:
     if not (
         isinstance(region, Sequence) and len(region) == 4 and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in region)
     ):
-        raise RegionError(f"region must be 'text', a (top, left, bottom, right) box of ints or an H x W mask, got {region!r}")
+        raise RegionError(f"region must be 'text', 'auto', a (top, left, bottom, right) box of ints or an H x W mask, got {region!r}")
     top, left, bottom, right = (int(v) for v in region)
     if not (0 <= top < bottom and 0 <= left < right):
         raise RegionError(
@@ -144,7 +155,7 @@ def _box(region: Any) -> tuple[int, int, int, int]:
     return top, left, bottom, right
 
 
-def _box_mask(box: tuple[int, int, int, int], height: int, width: int) -> torch.Tensor:
+def box_mask(box: tuple[int, int, int, int], height: int, width: int) -> torch.Tensor:
     top, left, bottom, right = box
     mask = torch.zeros(height, width, dtype=torch.float32)
     mask[top:bottom, left:right] = 1.0

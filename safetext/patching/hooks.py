@@ -47,9 +47,12 @@ class HookSet:
     def __init__(self) -> None:
         self._handles: list[RemovableHandle] = []
 
-    def forward_hook(self, module: nn.Module, hook: Callable, *, prepend: bool = False) -> None:
-        """Register ``hook(module, args, output)``; ``prepend`` makes it run before hooks already there."""
-        self._handles.append(module.register_forward_hook(hook, prepend=prepend))
+    def forward_hook(self, module: nn.Module, hook: Callable, *, prepend: bool = False, with_kwargs: bool = False) -> None:
+        """Register ``hook(module, args, output)`` (``hook(module, args, kwargs, output)`` with ``with_kwargs``).
+
+        ``prepend`` makes it run before hooks already there.
+        """
+        self._handles.append(module.register_forward_hook(hook, prepend=prepend, with_kwargs=with_kwargs))
 
     def forward_pre_hook(self, module: nn.Module, hook: Callable) -> None:
         """Register ``hook(module, args, kwargs) -> None | (args, kwargs)``."""
