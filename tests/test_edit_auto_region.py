@@ -12,7 +12,8 @@ from safetext.edit import RegionError, edit_text
 from safetext.edit.attention import (
     WordAttention,
     attention_box,
-    cross_attention_layers,
+    attention_probabilities,
+    attention_taps,
     fit_text_length,
     text_token_positions,
 )
@@ -41,6 +42,13 @@ def test_text_tokens_are_the_word_in_every_tokenizer(glyph):
     assert _decoded(sd, "a sign that says stop here", text_token_positions(sd, "a sign that says stop here", "stop")) == "stop"
     pixart = TINY_BUILDERS["pixart"]()
     assert _decoded(pixart, PROMPT, text_token_positions(pixart, PROMPT, "stop")).lower() == "stop"
+    sd3 = TINY_BUILDERS["sd3"]()  # CLIP tokens, then T5 tokens after the CLIP length
+    positions = text_token_positions(sd3, "a sign that says stop here", "stop")
+    clip = [p for p in positions if p < sd3.tokenizer_max_length]
+    t5 = [p - sd3.tokenizer_max_length for p in positions if p >= sd3.tokenizer_max_length]
+    assert clip and t5 and _decoded(sd3, "a sign that says stop here", clip) == "stop"
+    t5_ids = sd3.tokenizer_3("a sign that says stop here").input_ids
+    assert sd3.tokenizer_3.decode([t5_ids[p] for p in t5]).replace(" ", "").lower() == "stop"
     # case-insensitive like the edit's own text replacement
     assert text_token_positions(glyph, 'A sign that says "STOP".', "stop") == text_token_positions(glyph, 'A sign that says "STOP".', "STOP")
 
@@ -74,16 +82,78 @@ def test_recorded_attention_matches_diffusers_attention_scores(name):
     kwargs = {**TINY_CALL_KWARGS[name], "num_inference_steps": 2}
     prompt = "a sign that says stop here"
     positions = text_token_positions(pipe, prompt, "stop")
-    layers = cross_attention_layers(pipe)
+    layers = attention_taps(pipe)
     recorder = WordAttention(layers, positions)
     with installed(recorder, recorder.register):
         pipe(prompt, generator=torch.Generator().manual_seed(0), **kwargs)
-    layer = layers[0][0]
+    layer = layers[0].name
     reference = _reference_word_attention(pipe, layer, prompt, positions, kwargs)
     assert recorder.calls[layer] == len(reference) == 2  # one call per step
     torch.testing.assert_close(recorder.sums[layer], sum(reference), rtol=1e-4, atol=1e-6)
-    assert set(recorder.sums) == {layer_name for layer_name, _ in layers}
+    assert set(recorder.sums) == {taps.name for taps in layers}
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in pipe.components["unet" if name == "sd15" else "transformer"].modules())
+
+
+def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    return x.view(x.shape[0], x.shape[1], heads, -1).transpose(1, 2)
+
+
+@pytest.mark.parametrize("name", ["sd15", "pixart", "if", "sd3", "sd3-qk-norm"])
+def test_attention_probabilities_rebuild_the_layers_output(name):
+    """Probabilities times the layer's values, through its output projection, give the layer's own output.
+
+    The values are laid out as the diffusers processors do (IF: text before image; SD3: image before text),
+    independently of the taps, so a wrong key order moves the word's columns and fails here.
+    """
+    qk_norm = name.endswith("-qk-norm")
+    name = name.removesuffix("-qk-norm")
+    pipe = TINY_BUILDERS[name]()
+    if qk_norm:  # SD3.5-style RMS norms on queries and keys of both streams
+        from diffusers import SD3Transformer2DModel
+
+        torch.manual_seed(0)
+        config = {k: v for k, v in pipe.transformer.config.items() if not k.startswith("_")}
+        pipe.transformer = SD3Transformer2DModel(**{**config, "qk_norm": "rms_norm"}).eval()
+        assert pipe.transformer.transformer_blocks[0].attn.norm_added_k is not None
+        for module in pipe.transformer.modules():  # non-trivial norm weights
+            if type(module).__name__ == "RMSNorm" and getattr(module, "weight", None) is not None:
+                torch.nn.init.uniform_(module.weight, 0.5, 1.5)
+    kwargs = {**TINY_CALL_KWARGS[name], "num_inference_steps": 2}
+    taps = attention_taps(pipe)[-1]
+    attention = taps.attention
+    seen: dict = {}
+    modules = {"query": attention.to_q, "text_key": taps.text_key, "image_key": taps.image_key,
+               "text_value": attention.add_v_proj if taps.text_key is not attention.to_k else attention.to_v,
+               "image_value": attention.to_v if taps.image_key is not None else None}
+    handles = [m.register_forward_hook(lambda _m, _a, out, key=key: seen.__setitem__(key, out[-1:].detach()))
+               for key, m in modules.items() if m is not None]
+    handles.append(attention.register_forward_hook(
+        lambda _m, args, kw, out: seen.update(inputs=(args, kw), output=out), with_kwargs=True))
+    try:
+        pipe("a sign that says stop", generator=torch.Generator().manual_seed(0), **kwargs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    args, kw = seen["inputs"]
+    mask = kw.get("attention_mask")
+    probabilities = attention_probabilities(taps, seen["query"], seen["text_key"], seen.get("image_key"), mask)
+    heads = int(attention.heads)
+    values = _heads(seen["text_value"], heads)
+    if taps.image_key is not None:
+        image_values = _heads(seen["image_value"], heads)
+        values = torch.cat([values, image_values] if name == "if" else [image_values, values], dim=2)
+    mixed = (probabilities @ values[0]).transpose(0, 1).reshape(probabilities.shape[1], -1)  # (queries, heads * dim)
+    rebuilt = attention.to_out[0](mixed)
+    output = seen["output"]
+    if name == "sd3":
+        expected = output[0][-1]  # the image stream's output
+    elif name == "if":
+        residual = (args[0] if args else kw["hidden_states"])[-1]
+        rebuilt, expected = rebuilt.transpose(0, 1).reshape(residual.shape) + residual, output[-1]
+    else:
+        expected = output[-1]
+    assert probabilities.shape[-1] == values.shape[2] and torch.allclose(probabilities.sum(-1), torch.ones(()))
+    torch.testing.assert_close(rebuilt, expected, rtol=1e-4, atol=1e-5)
 
 
 def test_auto_region_edit_keeps_the_outside_of_its_box(glyph, monkeypatch):
@@ -107,6 +177,21 @@ def test_auto_region_edit_keeps_the_outside_of_its_box(glyph, monkeypatch):
     same = edit_text(glyph, PROMPT, "stop", "stop", layers=layers, seed=4, ocr=None, region="auto", **STEPS)
     assert torch.equal(same.edited, same.original)
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in glyph.unet.modules())
+
+
+@pytest.mark.parametrize("name", ["sd15", "pixart", "if", "sd3"])
+def test_auto_region_is_a_box_on_every_latent_family(name, monkeypatch):
+    monkeypatch.setattr("safetext.edit.attention.AUTO_REGION_THRESHOLD", 0.9)
+    pipe = TINY_BUILDERS[name]()
+    kwargs = {k: v for k, v in TINY_CALL_KWARGS[name].items() if k != "output_type"}
+    kwargs["num_inference_steps"] = 2
+    args = ("a sign that says stop here", "stop", "go")
+    auto = edit_text(pipe, *args, layers=[0], seed=1, ocr=None, region="auto", **kwargs)
+    box = auto.metrics["region"]["box"]
+    assert auto.metrics["region"]["kind"] == "auto" and 0 <= box[0] < box[2] <= 32 and 0 <= box[1] < box[3] <= 32
+    boxed = edit_text(pipe, *args, layers=[0], seed=1, ocr=None, region=tuple(box), **kwargs)
+    plain = edit_text(pipe, *args, layers=[0], seed=1, ocr=None, **kwargs)
+    assert torch.equal(auto.edited, boxed.edited) and torch.equal(auto.original, plain.original)
 
 
 def test_auto_region_finds_the_word_on_the_sign_of_the_shipped_model():
@@ -149,14 +234,12 @@ def test_a_longer_target_widens_the_box_about_its_centre():
     assert fit_text_length((20, 40, 40, 90), " stop ", "stops", 128) == (20, 33, 40, 97)  # surrounding spaces ignored
 
 
-@pytest.mark.parametrize("name", ["if", "sd3"])
-def test_auto_region_needs_cross_attention(name):
-    pipe = TINY_BUILDERS[name]()
-    kwargs = {k: v for k, v in TINY_CALL_KWARGS[name].items() if k != "output_type"}
-    with pytest.raises(RegionError, match="mixes image and text keys in one attention; it works on unet_cross, pixart"):
+def test_auto_region_on_packed_latents_is_refused_before_generating():
+    pipe = TINY_BUILDERS["flux"]()
+    kwargs = {k: v for k, v in TINY_CALL_KWARGS["flux"].items() if k != "output_type"}
+    with pytest.raises(RegionError, match="its latents are packed, which region blending cannot reach; it works on unet_cross, pixart, added_kv, sd3_joint"):
         edit_text(pipe, "a sign that says stop", "stop", "go", layers=[0], seed=1, ocr=None, region="auto", **kwargs)
-    denoiser = pipe.components["unet" if name == "if" else "transformer"]
-    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in denoiser.modules())
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in pipe.transformer.modules())
 
 
 def test_auto_region_refuses_text_the_tokenizer_drops(glyph):

@@ -16,11 +16,14 @@ in proportion when the target text is longer than the source (it will need the r
     {'kind': 'auto', 'box': [23, 31, 38, 96], 'threshold': 0.7}
 
 The source text's tokens are the prompt's tokens that change when the text is removed from the prompt
-(the pipeline's own ``tokenizer``), so nothing here knows a tokenizer's vocabulary.
+(the pipeline's own tokenizers), so nothing here knows a tokenizer's vocabulary; on SD3 the word is followed
+in both parts of the prompt sequence (CLIP tokens, then T5 tokens).
 
-Needs a denoiser whose text layers are plain cross-attention (``to_q`` reads the image, ``to_k`` the
-prompt): Stable Diffusion 1.x/2.x, SDXL, PixArt and the glyph model. Added-K/V (DeepFloyd IF) and joint
-attention (SD3, Flux) mix image and text keys in one softmax; pass a box there.
+Works on every family whose latents region blending can reach: plain cross-attention (Stable Diffusion
+1.x/2.x, SDXL, PixArt, glyph), added K/V (DeepFloyd IF: text keys before the image's own keys in one
+softmax) and SD3's joint attention (image keys, then text keys; the per-head norms applied as the processor
+does). The probabilities are the ones the layer's attention uses (tested by rebuilding each layer's output
+from them). Flux packs its latents, which region blending cannot reach.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -48,8 +52,8 @@ AUTO_REGION_THRESHOLD = 0.7
 #: :func:`attention_box` finds the peak's connected region on a map at most this many positions on a side.
 COMPONENT_MAX_SIDE = 256
 
-#: Adapter families whose text layers are plain cross-attention.
-CROSS_ATTENTION_FAMILIES: tuple[str, ...] = ("unet_cross", "pixart")
+#: Adapter families whose attention maps ``region="auto"`` reads.
+AUTO_REGION_FAMILIES: tuple[str, ...] = ("unet_cross", "pixart", "added_kv", "sd3_joint")
 
 
 def _remove_text(prompt: str, text: str) -> str:
@@ -63,49 +67,144 @@ def _token_ids(tokenizer: Any, prompt: str) -> list[int]:
     return [int(v) for v in (ids.tolist() if torch.is_tensor(ids) else ids)]
 
 
-def text_token_positions(pipe: Any, prompt: str, text: str) -> list[int]:
-    """Positions of ``text``'s tokens in ``prompt`` as the pipeline's tokenizer splits it.
-
-    The tokens between the longest common prefix and suffix of the prompt with and without ``text``.
-
-    Raises:
-        RegionError: the pipeline has no ``tokenizer``, or ``text`` adds no token to the prompt.
-    """
-    tokenizer = getattr(pipe, "tokenizer", None)
-    if tokenizer is None or not callable(tokenizer):
-        raise RegionError(f"{type(pipe).__name__} has no tokenizer, which region='auto' needs; pass a (top, left, bottom, right) box")
-    with_text, without = _token_ids(tokenizer, prompt), _token_ids(tokenizer, _remove_text(prompt, text))
+def _span(with_text: list[int], without: list[int]) -> list[int]:
     prefix = 0
     while prefix < min(len(with_text), len(without)) and with_text[prefix] == without[prefix]:
         prefix += 1
     suffix = 0
     while suffix < min(len(with_text), len(without)) - prefix and with_text[-1 - suffix] == without[-1 - suffix]:
         suffix += 1
-    positions = list(range(prefix, len(with_text) - suffix))
+    return list(range(prefix, len(with_text) - suffix))
+
+
+def _token_groups(pipe: Any) -> list[tuple[Any, int]]:
+    """``(tokenizer, offset)`` of each part of the prompt sequence the denoiser reads.
+
+    SD3 puts its CLIP tokens (``tokenizer_max_length`` of them) before its T5 tokens; every other supported
+    pipeline has one sequence (SDXL's two CLIP encoders are concatenated along features, not tokens).
+    """
+    groups = [(getattr(pipe, "tokenizer", None), 0)]
+    t5, encoder = getattr(pipe, "tokenizer_3", None), getattr(pipe, "text_encoder_3", None)
+    if t5 is not None and encoder is not None:
+        groups.append((t5, int(getattr(pipe, "tokenizer_max_length", None) or groups[0][0].model_max_length)))
+    return groups
+
+
+def text_token_positions(pipe: Any, prompt: str, text: str) -> list[int]:
+    """Positions of ``text``'s tokens in the prompt sequence the denoiser reads, as the pipeline tokenizes it.
+
+    In each part of the sequence (see :func:`_token_groups`), the tokens between the longest common prefix
+    and suffix of the prompt with and without ``text``.
+
+    Raises:
+        RegionError: the pipeline has no ``tokenizer``, or ``text`` adds no token to the prompt.
+    """
+    groups = _token_groups(pipe)
+    if groups[0][0] is None or not callable(groups[0][0]):
+        raise RegionError(f"{type(pipe).__name__} has no tokenizer, which region='auto' needs; pass a (top, left, bottom, right) box")
+    without = _remove_text(prompt, text)
+    positions: list[int] = []
+    for tokenizer, offset in groups:
+        positions += [offset + p for p in _span(_token_ids(tokenizer, prompt), _token_ids(tokenizer, without))]
     if not positions:
         raise RegionError(
-            f"{text!r} adds no token to the prompt as {type(tokenizer).__name__} splits it (truncated?); "
+            f"{text!r} adds no token to the prompt as {type(groups[0][0]).__name__} splits it (truncated?); "
             "pass a (top, left, bottom, right) box instead of region='auto'"
         )
     return positions
 
 
-def cross_attention_layers(pipe: Any) -> list[tuple[str, nn.Module]]:
-    """``(name, attention module)`` of every text layer, when they are plain cross-attention.
+@dataclass(frozen=True)
+class AttentionTaps:
+    """Where one text-attention layer's queries and keys come from, and how its softmax is laid out.
+
+    Attributes:
+        name: module name of the attention module.
+        attention: the attention module (``to_q`` gives the image queries).
+        text_key: the projection giving the text keys.
+        image_key: the projection giving image keys in the same softmax (added K/V, joint), else ``None``.
+        text_first: text keys precede the image keys in the softmax (added K/V) rather than follow them (joint).
+        query_norm, image_key_norm, text_key_norm: attribute names of per-head norms the processor applies.
+    """
+
+    name: str
+    attention: nn.Module
+    text_key: nn.Module
+    image_key: nn.Module | None = None
+    text_first: bool = True
+    query_norm: str | None = None
+    image_key_norm: str | None = None
+    text_key_norm: str | None = None
+
+
+def _taps(family: str, name: str, attention: nn.Module) -> AttentionTaps:
+    if family == "added_kv":
+        image = None if getattr(attention, "only_cross_attention", False) else attention.to_k
+        return AttentionTaps(name, attention, attention.add_k_proj, image, text_first=True)
+    if family == "sd3_joint":
+        return AttentionTaps(
+            name, attention, attention.add_k_proj, attention.to_k, text_first=False,
+            query_norm="norm_q", image_key_norm="norm_k", text_key_norm="norm_added_k",
+        )
+    return AttentionTaps(name, attention, attention.to_k, query_norm="norm_q", text_key_norm="norm_k")
+
+
+def attention_taps(pipe: Any) -> list[AttentionTaps]:
+    """The :class:`AttentionTaps` of every text-attention layer of the pipeline's denoiser.
 
     Raises:
-        RegionError: another family (added K/V, joint attention), with the families that work.
+        RegionError: a family whose latents region blending cannot reach (Flux), with the families that work.
     """
     from safetext.patching.layers import resolve_adapter
 
     denoiser, adapter = resolve_adapter(pipe)
-    if adapter.family not in CROSS_ATTENTION_FAMILIES:
+    if adapter.family not in AUTO_REGION_FAMILIES:
         raise RegionError(
-            f"region='auto' reads cross-attention maps, and {type(denoiser).__name__} ({adapter.family}) mixes image "
-            f"and text keys in one attention; it works on {', '.join(CROSS_ATTENTION_FAMILIES)} denoisers. Pass a "
-            "(top, left, bottom, right) box or an H x W mask"
+            f"region='auto' is not available for {type(denoiser).__name__} ({adapter.family}): its latents are packed, "
+            f"which region blending cannot reach; it works on {', '.join(AUTO_REGION_FAMILIES)} denoisers. Edit "
+            "without region="
         )
-    return [(layer.name, denoiser.get_submodule(layer.name)) for layer in adapter.discover(denoiser)]
+    return [_taps(adapter.family, layer.name, denoiser.get_submodule(layer.name)) for layer in adapter.discover(denoiser)]
+
+
+def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """(1, tokens, heads * dim) -> (1, heads, tokens, dim), in float32."""
+    return x.float().view(1, x.shape[1], heads, x.shape[-1] // heads).transpose(1, 2)
+
+
+def _normed(attention: nn.Module, norm: str | None, x: torch.Tensor) -> torch.Tensor:
+    module = getattr(attention, norm, None) if norm else None
+    return module(x) if module is not None else x
+
+
+def attention_probabilities(
+    taps: AttentionTaps, query: torch.Tensor, text_key: torch.Tensor, image_key: torch.Tensor | None = None, mask: Any = None
+) -> torch.Tensor:
+    """The layer's attention probabilities for one row: ``(heads, queries, keys)``, keys in the softmax's order.
+
+    Args:
+        taps: the layer.
+        query, text_key, image_key: outputs of its projections for that row, ``(1, tokens, heads * dim)``.
+        mask: the ``attention_mask`` the layer received (an additive padding bias over the text tokens, or over
+            all keys), if any.
+    """
+    attention = taps.attention
+    heads = int(attention.heads)
+    q = _normed(attention, taps.query_norm, _heads(query, heads))
+    text = _normed(attention, taps.text_key_norm, _heads(text_key, heads))
+    if image_key is not None:
+        image = _normed(attention, taps.image_key_norm, _heads(image_key, heads))
+        keys = torch.cat([text, image] if taps.text_first else [image, text], dim=2)
+    else:
+        keys = text
+    scores = (q @ keys.transpose(-1, -2))[0] * float(attention.scale)  # (heads, queries, keys)
+    if torch.is_tensor(mask) and mask.shape[-1] in (keys.shape[2], text.shape[2]):
+        bias = mask[-1:].float().reshape(-1, mask.shape[-1])[-1]  # the row's bias (one for every query of a padding mask)
+        if bias.shape[0] != keys.shape[2]:  # over the text tokens only
+            pad = torch.zeros(keys.shape[2] - bias.shape[0], dtype=bias.dtype, device=bias.device)
+            bias = torch.cat([bias, pad] if taps.text_first else [pad, bias])
+        scores = scores + bias
+    return scores.softmax(-1)
 
 
 class WordAttention:
@@ -116,11 +215,11 @@ class WordAttention:
     object, never on the modules.
 
     Args:
-        layers: ``(name, attention module)`` pairs (see :func:`cross_attention_layers`).
+        layers: the layers' :class:`AttentionTaps` (see :func:`attention_taps`).
         positions: the token positions to follow (see :func:`text_token_positions`).
     """
 
-    def __init__(self, layers: Sequence[tuple[str, nn.Module]], positions: Sequence[int]) -> None:
+    def __init__(self, layers: Sequence[AttentionTaps], positions: Sequence[int]) -> None:
         self.layers = list(layers)
         self.positions = list(positions)
         self.sums: dict[str, torch.Tensor] = {}
@@ -128,10 +227,12 @@ class WordAttention:
         self._pending: dict[str, dict[str, torch.Tensor]] = {}
 
     def register(self, hooks: HookSet) -> None:
-        for name, attention in self.layers:
-            hooks.forward_hook(attention.to_q, self._stash(name, "q"))
-            hooks.forward_hook(attention.to_k, self._stash(name, "k"))
-            hooks.forward_hook(attention, self._finish(name), with_kwargs=True)
+        for taps in self.layers:
+            hooks.forward_hook(taps.attention.to_q, self._stash(taps.name, "query"))
+            hooks.forward_hook(taps.text_key, self._stash(taps.name, "text_key"))
+            if taps.image_key is not None:
+                hooks.forward_hook(taps.image_key, self._stash(taps.name, "image_key"))
+            hooks.forward_hook(taps.attention, self._finish(taps), with_kwargs=True)
 
     def _stash(self, name: str, kind: str) -> Any:
         def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
@@ -141,35 +242,24 @@ class WordAttention:
 
         return hook
 
-    def _finish(self, name: str) -> Any:
+    def _finish(self, taps: AttentionTaps) -> Any:
         def hook(module: nn.Module, args: tuple, kwargs: dict[str, Any], output: Any) -> None:
             if not is_active(self):
                 return None
-            pending = self._pending.pop(name, {})
-            if "q" not in pending or "k" not in pending:
+            pending = self._pending.pop(taps.name, {})
+            if "query" not in pending or "text_key" not in pending or (taps.image_key is not None and "image_key" not in pending):
                 return None
             mask = kwargs.get("attention_mask", args[2] if len(args) > 2 else None)
-            weights = self._word_attention(module, pending["q"], pending["k"], mask)
-            self.sums[name] = weights if name not in self.sums else self.sums[name] + weights
-            self.calls[name] = self.calls.get(name, 0) + 1
+            probabilities = attention_probabilities(taps, pending["query"], pending["text_key"], pending.get("image_key"), mask)
+            text_tokens = pending["text_key"].shape[1]
+            start = 0 if taps.text_first or taps.image_key is None else probabilities.shape[-1] - text_tokens
+            columns = [start + p for p in self.positions if p < text_tokens]
+            weights = probabilities[..., columns].sum(-1).mean(0)  # (queries,)
+            self.sums[taps.name] = weights if taps.name not in self.sums else self.sums[taps.name] + weights
+            self.calls[taps.name] = self.calls.get(taps.name, 0) + 1
             return None
 
         return hook
-
-    def _word_attention(self, attention: nn.Module, q: torch.Tensor, k: torch.Tensor, mask: Any) -> torch.Tensor:
-        heads = int(attention.heads)
-        head_dim = q.shape[-1] // heads
-        q = q.float().view(1, -1, heads, head_dim).transpose(1, 2)
-        k = k.float().view(1, -1, heads, head_dim).transpose(1, 2)
-        if getattr(attention, "norm_q", None) is not None:
-            q = attention.norm_q(q)
-        if getattr(attention, "norm_k", None) is not None:
-            k = attention.norm_k(k)
-        scores = q @ k.transpose(-1, -2) * float(attention.scale)  # (1, heads, positions, tokens)
-        if torch.is_tensor(mask) and mask.shape[-1] == scores.shape[-1]:
-            scores = scores + mask[-1:].float().reshape(1, 1, -1, mask.shape[-1])[..., -1:, :]  # padding bias of the cond row
-        positions = [p for p in self.positions if p < scores.shape[-1]]
-        return scores.softmax(-1)[..., positions].sum(-1).mean(1)[0]  # (positions,)
 
     def combined_map(self, height: int, width: int) -> torch.Tensor:
         """The layers' maps at ``height`` x ``width``, each summing to 1, weighted by concentration.

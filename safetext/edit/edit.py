@@ -218,7 +218,7 @@ def edit_text(
         check_region(pipe, region)  # malformed regions fail before anything is generated
         if isinstance(region, str) and region == "auto":
             positions = word_attention.text_token_positions(pipe, prompt, source_text)
-            recorder = word_attention.WordAttention(word_attention.cross_attention_layers(pipe), positions)
+            recorder = word_attention.WordAttention(word_attention.attention_taps(pipe), positions)
 
     def call(callback: Any = None) -> dict[str, Any]:
         kwargs = {**call_kwargs, "prompt": prompt, "generator": torch.Generator().manual_seed(seed), "output_type": "np"}

@@ -86,9 +86,9 @@ def check_region(pipe: Any, region: Region) -> None:
     """
     step_callback_arguments(pipe, None)
     if isinstance(region, str) and region == "auto":
-        from safetext.edit.attention import cross_attention_layers
+        from safetext.edit.attention import attention_taps
 
-        cross_attention_layers(pipe)
+        attention_taps(pipe)
     elif isinstance(region, str):
         _declared_region(pipe, region)
     elif isinstance(region, (np.ndarray, torch.Tensor)):
