@@ -266,3 +266,23 @@ def test_region_mask_cannot_make_an_auto_region_before_the_run(glyph):
 
     with pytest.raises(RegionError, match="found from the original run's attention, inside edit_text"):
         region_mask(glyph, "auto", 16, 32)
+
+
+def test_word_attention_in_head_chunks_equals_all_heads_at_once(monkeypatch):
+    pipe = TINY_BUILDERS["sd3"]()
+    kwargs = {**TINY_CALL_KWARGS["sd3"], "num_inference_steps": 2}
+    positions = text_token_positions(pipe, "a sign that says stop here", "stop")
+    assert int(pipe.transformer.transformer_blocks[0].attn.heads) > 1
+
+    def record() -> dict:
+        recorder = WordAttention(attention_taps(pipe), positions)
+        with installed(recorder, recorder.register):
+            pipe("a sign that says stop here", generator=torch.Generator().manual_seed(0), **kwargs)
+        return recorder.sums
+
+    whole = record()
+    monkeypatch.setattr("safetext.edit.attention.WORD_ATTENTION_CHUNK", 1)  # one head at a time
+    chunked = record()
+    assert whole.keys() == chunked.keys()
+    for name in whole:
+        torch.testing.assert_close(chunked[name], whole[name], rtol=1e-5, atol=1e-7)

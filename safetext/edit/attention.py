@@ -49,6 +49,10 @@ from safetext.patching.hooks import HookSet, is_active
 #: outline, which costs SSIM; higher ones hug the source word, which widening for a longer target makes up.
 AUTO_REGION_THRESHOLD = 0.7
 
+#: :class:`WordAttention` computes at most this many attention probabilities at once (a few heads of a large
+#: layer at a time: 64 MiB in float32).
+WORD_ATTENTION_CHUNK = 1 << 24
+
 #: :func:`attention_box` finds the peak's connected region on a map at most this many positions on a side.
 COMPONENT_MAX_SIDE = 256
 
@@ -178,7 +182,12 @@ def _normed(attention: nn.Module, norm: str | None, x: torch.Tensor) -> torch.Te
 
 
 def attention_probabilities(
-    taps: AttentionTaps, query: torch.Tensor, text_key: torch.Tensor, image_key: torch.Tensor | None = None, mask: Any = None
+    taps: AttentionTaps,
+    query: torch.Tensor,
+    text_key: torch.Tensor,
+    image_key: torch.Tensor | None = None,
+    mask: Any = None,
+    heads: slice = slice(None),
 ) -> torch.Tensor:
     """The layer's attention probabilities for one row: ``(heads, queries, keys)``, keys in the softmax's order.
 
@@ -187,13 +196,14 @@ def attention_probabilities(
         query, text_key, image_key: outputs of its projections for that row, ``(1, tokens, heads * dim)``.
         mask: the ``attention_mask`` the layer received (an additive padding bias over the text tokens, or over
             all keys), if any.
+        heads: which heads (default: all; :class:`WordAttention` goes through large layers a few at a time).
     """
     attention = taps.attention
-    heads = int(attention.heads)
-    q = _normed(attention, taps.query_norm, _heads(query, heads))
-    text = _normed(attention, taps.text_key_norm, _heads(text_key, heads))
+    count = int(attention.heads)
+    q = _normed(attention, taps.query_norm, _heads(query, count)[:, heads])
+    text = _normed(attention, taps.text_key_norm, _heads(text_key, count)[:, heads])
     if image_key is not None:
-        image = _normed(attention, taps.image_key_norm, _heads(image_key, heads))
+        image = _normed(attention, taps.image_key_norm, _heads(image_key, count)[:, heads])
         keys = torch.cat([text, image] if taps.text_first else [image, text], dim=2)
     else:
         keys = text
@@ -250,11 +260,17 @@ class WordAttention:
             if "query" not in pending or "text_key" not in pending or (taps.image_key is not None and "image_key" not in pending):
                 return None
             mask = kwargs.get("attention_mask", args[2] if len(args) > 2 else None)
-            probabilities = attention_probabilities(taps, pending["query"], pending["text_key"], pending.get("image_key"), mask)
-            text_tokens = pending["text_key"].shape[1]
-            start = 0 if taps.text_first or taps.image_key is None else probabilities.shape[-1] - text_tokens
+            query, text_key, image_key = pending["query"], pending["text_key"], pending.get("image_key")
+            text_tokens = text_key.shape[1]
+            image_tokens = 0 if image_key is None else image_key.shape[1]
+            start = 0 if taps.text_first else image_tokens
             columns = [start + p for p in self.positions if p < text_tokens]
-            weights = probabilities[..., columns].sum(-1).mean(0)  # (queries,)
+            heads = int(module.heads)
+            step = max(1, WORD_ATTENTION_CHUNK // (query.shape[1] * (text_tokens + image_tokens)))  # bounded memory
+            weights = sum(
+                attention_probabilities(taps, query, text_key, image_key, mask, slice(h, h + step))[..., columns].sum((0, 2))
+                for h in range(0, heads, step)
+            ) / heads  # (queries,): the word's share, averaged over heads
             self.sums[taps.name] = weights if taps.name not in self.sums else self.sums[taps.name] + weights
             self.calls[taps.name] = self.calls.get(taps.name, 0) + 1
             return None
