@@ -258,7 +258,10 @@ def test_cli_region_auto(glyph, tmp_path, capsys):
     args = parser.parse_args(["edit", PROMPT, "--from", "stop", "--to", "go", "--model", str(model), "--steps", "2",
                               "--no-ocr", "--region", "auto", "--out", str(tmp_path / "out")])
     assert args.func(args) == 0
-    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["region"]["kind"] == "auto"
+    region = json.loads((tmp_path / "out" / "metrics.json").read_text())["region"]
+    assert region["kind"] == "auto"
+    printed = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert printed["region"] == region
 
 
 def test_region_mask_cannot_make_an_auto_region_before_the_run(glyph):

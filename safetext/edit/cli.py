@@ -60,6 +60,8 @@ def _run(args: argparse.Namespace) -> int:
     for note in result.metrics.get("notes", ()):
         print(f"note: {note}", file=sys.stderr)
     shown = {key: result.metrics[key] for key in ("original_text", "edited_text", "ssim", "psnr") if key in result.metrics}
+    if result.metrics.get("region"):
+        shown["region"] = result.metrics["region"]  # e.g. the box region="auto" found
     print(json.dumps(shown))
     print(f"wrote {', '.join(str(path) for path in files.values())}")
     return 0
