@@ -2,8 +2,8 @@
 
 A pipeline that writes a word attends to that word's prompt tokens from the image positions where the
 letters go. While the original image is generated, :class:`WordAttention` records, in every
-cross-attention layer of the denoiser and at every step, how much attention each image position of the
-conditional branch pays to the source text's tokens (softmax over all prompt tokens, the text padding
+text-attention layer of the denoiser and at every step, how much attention each image position of the
+conditional branch pays to the source text's tokens (the layer's own softmax over all its keys, padding
 mask applied, summed over the word's tokens, averaged over heads). Each layer's map is upsampled to the
 image and normalized to sum 1; layers are combined weighted by how concentrated their map is
 (1 - entropy / log(positions)), so the few layers that look at the letters dominate the many that spread
