@@ -191,8 +191,9 @@ def edit_text(
         region: keep the edit inside this part of the image (see :mod:`safetext.edit.region`): ``"text"``
             (inside the sign the pipeline declares, 2 px in from its edges), ``"auto"`` (the box where the
             original run's cross-attention to ``source_text`` lands, see :mod:`safetext.edit.attention`; no
-            coordinates needed), a ``(top, left, bottom, right)`` pixel box or an ``H x W`` mask in [0, 1]. After every step the edited latents outside it are replaced by the
-            original's, so the rest of the image is the original's. ``None`` (default): no blending.
+            coordinates needed), a ``(top, left, bottom, right)`` pixel box or an ``H x W`` mask in [0, 1].
+            After every step the edited latents outside it are replaced by the original's, so the rest of the
+            image is the original's. ``None`` (default): no blending.
         **call_kwargs: the pipeline settings the image was made with (``num_inference_steps``, ...).
 
     Returns:
