@@ -60,10 +60,11 @@ COMPONENT_MAX_SIDE = 256
 AUTO_REGION_FAMILIES: tuple[str, ...] = ("unet_cross", "pixart", "added_kv", "sd3_joint")
 
 
-def _remove_text(prompt: str, text: str) -> str:
+def substitute_text(prompt: str, text: str, replacement: str) -> str:
+    """``prompt`` with every occurrence of ``text`` replaced: as is when it occurs exactly, else case-insensitively."""
     if text in prompt:
-        return prompt.replace(text, "")
-    return re.sub(re.escape(text), "", prompt, flags=re.IGNORECASE)
+        return prompt.replace(text, replacement)
+    return re.sub(re.escape(text), lambda _: replacement, prompt, flags=re.IGNORECASE)
 
 
 def _token_ids(tokenizer: Any, prompt: str) -> list[int]:
@@ -106,7 +107,7 @@ def text_token_positions(pipe: Any, prompt: str, text: str) -> list[int]:
     groups = _token_groups(pipe)
     if groups[0][0] is None or not callable(groups[0][0]):
         raise RegionError(f"{type(pipe).__name__} has no tokenizer, which region='auto' needs; pass a (top, left, bottom, right) box")
-    without = _remove_text(prompt, text)
+    without = substitute_text(prompt, text, "")
     positions: list[int] = []
     for tokenizer, offset in groups:
         positions += [offset + p for p in _span(_token_ids(tokenizer, prompt), _token_ids(tokenizer, without))]

@@ -63,15 +63,12 @@ def target_prompt_for(prompt: str, source_text: str, target_text: str) -> str:
         raise EditError("source_text must be the non-empty text written in the image (e.g. 'stop')")
     if not target_text or not target_text.strip():
         raise EditError("target_text must be the non-empty text to write instead (e.g. 'go')")
-    if source_text in prompt:
-        return prompt.replace(source_text, target_text)
-    pattern = re.compile(re.escape(source_text), re.IGNORECASE)
-    if not pattern.search(prompt):
+    if source_text not in prompt and not re.search(re.escape(source_text), prompt, re.IGNORECASE):
         raise EditError(
             f"source_text {source_text!r} does not occur in the prompt {prompt!r}; pass the text exactly as the "
             "prompt asks to write it"
         )
-    return pattern.sub(lambda _: target_text, prompt)
+    return word_attention.substitute_text(prompt, source_text, target_text)
 
 
 def _to_tensor(images: Any) -> torch.Tensor:
