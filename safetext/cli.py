@@ -1,4 +1,4 @@
-"""The `safetext` command: generate, scan, policy lint, localize, train-lora, edit, bench, serve, train-glyph."""
+"""The `safetext` command: generate, scan, policy lint, localize, inspect, train-lora, edit, bench, serve, train-glyph."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "safetext.bench.cli",
     "safetext.service.cli",
     "safetext.localize.cli",
+    "safetext.patching.cli",
     "safetext.edit.cli",
 )
 

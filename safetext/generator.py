@@ -40,9 +40,9 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from safetext.errors import PolicyError, PolicyViolation
+from safetext.errors import LayerMapError, PolicyError, PolicyViolation
 from safetext.patching import KVPatch, LayerMap, resolve_layer_map
 from safetext.policy.verdict import Action, Verdict
 from safetext.verify import ImageVerifier, output_images
@@ -51,6 +51,28 @@ logger = logging.getLogger("safetext.generator")
 
 PROMPT_SLOT = re.compile(r"^prompt(_\d+)?$")
 EMBEDS_ARGUMENT = re.compile(r"^(?!negative_).*prompt_embeds(_\d+)?$")
+#: What a generator does with a flagged prompt on a model that has no localized layer map.
+UNKNOWN_MODEL_MODES: tuple[str, ...] = ("all_layers", "raise", "block")
+UnknownModelMode = Literal["all_layers", "raise", "block"]
+
+
+def unknown_model_mode(on_unknown_model: str | None, strict: bool) -> str:
+    """The ``on_unknown_model`` mode of a generator; ``strict=True`` is an alias of ``"raise"``.
+
+    Raises:
+        LayerMapError: an unknown mode, or ``strict=True`` together with another mode.
+    """
+    if on_unknown_model is None:
+        return "raise" if strict else "all_layers"
+    if on_unknown_model not in UNKNOWN_MODEL_MODES:
+        raise LayerMapError(
+            f"on_unknown_model must be one of {', '.join(repr(m) for m in UNKNOWN_MODEL_MODES)}, got {on_unknown_model!r}"
+        )
+    if strict and on_unknown_model != "raise":
+        raise LayerMapError(
+            f"strict=True means on_unknown_model='raise' but on_unknown_model={on_unknown_model!r} was given; pass one"
+        )
+    return on_unknown_model
 
 
 @dataclass(frozen=True)
@@ -157,7 +179,18 @@ class SafeTextGenerator:
         layer_map: a :class:`~safetext.patching.LayerMap`, a map file, or a preset name; None picks the
             shipped preset matching the model, else every text-attention layer (with a note in the
             verdict).
-        strict: raise :class:`~safetext.errors.LayerMapError` instead of falling back to all layers.
+        strict: alias of ``on_unknown_model="raise"`` (kept for existing callers).
+        on_unknown_model: what to do when no layer map is known for the model (no ``layer_map`` given
+            and no shipped preset matches; ``safetext inspect`` shows why):
+
+            * ``"all_layers"`` (default): patch every text-attention layer from step 0. The flagged
+              word is still kept out of the image, but the whole prompt's influence is swapped in
+              every layer, so the image drifts further from the unguarded one (composition, style,
+              other text) than with a localized map; the verdict carries a note saying so.
+            * ``"raise"``: refuse the model at construction (:class:`~safetext.errors.LayerMapError`).
+            * ``"block"``: serve clean prompts as usual, but block flagged prompts
+              (:class:`~safetext.errors.PolicyViolation`, the verdict's action ``block``) instead of
+              patching them with the all-layer map.
         allow_prompt_embeds: let precomputed ``prompt_embeds`` through unscanned (default: refuse).
         metrics: an optional :class:`safetext.telemetry.SafetextMetrics` observed once per request.
         verifier: an :class:`~safetext.verify.ImageVerifier` that OCRs every image and escalates while
@@ -166,7 +199,7 @@ class SafeTextGenerator:
 
     Raises:
         UnsupportedArchitectureError: the pipeline's denoiser is unknown.
-        LayerMapError: the layer map does not fit the model (or none exists and ``strict``).
+        LayerMapError: the layer map does not fit the model, or none exists and ``on_unknown_model='raise'``.
         PatchError: fused QKV projections (call ``pipe.unfuse_qkv_projections()`` first).
         PolicyError: the policy cannot be loaded.
     """
@@ -178,13 +211,15 @@ class SafeTextGenerator:
         layer_map: LayerMap | str | os.PathLike | None = None,
         strict: bool = False,
         *,
+        on_unknown_model: UnknownModelMode | None = None,
         allow_prompt_embeds: bool = False,
         metrics: Any = None,
         verifier: Any = None,
     ) -> None:
         self.pipe = pipe
         self.policy = _load_policy(policy)
-        self.resolved = resolve_layer_map(pipe, layer_map, strict=strict)
+        self.on_unknown_model = unknown_model_mode(on_unknown_model, strict)
+        self.resolved = resolve_layer_map(pipe, layer_map, strict=self.on_unknown_model == "raise")
         self.patch = KVPatch(
             pipe, [layer.name for layer in self.resolved.layers], self.resolved.layer_map.start_fraction
         )
@@ -229,6 +264,20 @@ class SafeTextGenerator:
             verdict = verdict.with_details(timings=timings)
             self._observe(verdict, None, timings)
             raise PolicyViolation(self._block_message(verdict), verdict)
+        if decision.patched_prompts and self.on_unknown_model == "block" and self.resolved.source == "fallback":
+            blocked = verdict.model_copy(update={"action": Action.BLOCK}).with_details(
+                layer_map=self.resolved.layer_map.name, layer_map_source="fallback", timings=timings
+            )
+            blocked = blocked.with_note(
+                "blocked instead of patched: no localized layer map for this model and on_unknown_model='block'"
+            )
+            self._observe(blocked, None, timings)
+            raise PolicyViolation(
+                "request blocked: the prompt needs patching, but this model has no localized layer map and the "
+                "generator was created with on_unknown_model='block' (`safetext inspect` shows why no preset "
+                "matched); see the exception's .verdict",
+                blocked,
+            )
         generation_started = time.perf_counter()
         verify = self.verifier is not None and (bool(decision.patched_prompts) or self.verifier.check_allowed)
         generator_states = _generator_states(call_kwargs.get("generator")) if verify else None
@@ -244,6 +293,11 @@ class SafeTextGenerator:
             )
             for note in self.resolved.notes:
                 verdict = verdict.with_note(note)
+            if report.start_step_clamped:
+                verdict = verdict.with_note(
+                    f"the layer map starts at step {report.scheduled_start_step} of {report.total_steps}, past this "
+                    f"short schedule; patched from step {report.start_step} (the last step(s)) instead"
+                )
         if verify:
             output, verdict = self._verify(call_kwargs, decision, output, verdict, generator_states, timings)
         timings["generation_seconds"] = time.perf_counter() - generation_started

@@ -35,6 +35,9 @@ from safetext.policy.verdict import Action, Verdict
 DECISIONS: tuple[str, ...] = tuple(action.value for action in Action) + ("error",)
 #: Values of the ``guarded`` label (was the K/V patch active during the generation).
 GUARDED: tuple[str, ...] = ("true", "false")
+#: Values of the ``decision`` label of ``safetext_fallback_map_requests_total``: patched with the
+#: all-layer fallback map, or blocked because the generator was made with ``on_unknown_model="block"``.
+FALLBACK_DECISIONS: tuple[str, ...] = (Action.NEUTRALIZE.value, Action.BLOCK.value)
 #: Label value that stands for every value outside the allowed set or beyond the cardinality cap.
 OTHER = "other"
 #: Name of the single log event emitted per request.
@@ -93,6 +96,9 @@ class SafetextMetrics:
         ``safetext_requests_total{decision}``: requests by outcome (allow, log, neutralize, block, error).
         ``safetext_findings_total{category,backend}``: findings by policy category and backend.
         ``safetext_escalations_total{step}``: escalation steps taken after a failed image re-check.
+        ``safetext_fallback_map_requests_total{decision}``: flagged requests on a model without a
+            localized layer map: patched with every text-attention layer (neutralize) or blocked
+            (``on_unknown_model="block"``). Read from ``verdict.details["layer_map_source"]``.
         ``safetext_scan_seconds``: time to scan a prompt.
         ``safetext_generation_seconds{guarded}``: pipeline time, with (true) or without (false) the patch.
         ``safetext_patch_overhead_seconds``: time the patch adds to a guarded generation (setup + extra encoding).
@@ -129,6 +135,11 @@ class SafetextMetrics:
                 "safetext_escalations_total", "Escalation steps after a failed image re-check.", ["step"],
                 registry=self.registry,
             )
+            self.fallback_map_requests = Counter(
+                "safetext_fallback_map_requests_total",
+                "Flagged requests on a model without a localized layer map (all-layer patch or block).",
+                ["decision"], registry=self.registry,
+            )
             self.scan_seconds = Histogram(
                 "safetext_scan_seconds", "Prompt scan time.", buckets=SCAN_BUCKETS, registry=self.registry
             )
@@ -150,6 +161,8 @@ class SafetextMetrics:
             self.requests.labels(decision=decision)
         for guarded in GUARDED:
             self.generation_seconds.labels(guarded=guarded)
+        for decision in FALLBACK_DECISIONS:
+            self.fallback_map_requests.labels(decision=decision)
 
     def observe_request(
         self,
@@ -163,8 +176,9 @@ class SafetextMetrics:
         """Record one finished request (call once per request, also for scan-only and blocked ones).
 
         Counts the decision, every finding and every escalation step listed in the verdict
-        (``verdict.details["escalations"]``, see :func:`escalation_steps`), and observes each time
-        that is given.
+        (``verdict.details["escalations"]``, see :func:`escalation_steps`), a request served by a
+        fallback layer map (``verdict.details["layer_map_source"] == "fallback"``), and observes each
+        time that is given.
 
         Args:
             verdict: the request's final verdict.
@@ -178,6 +192,9 @@ class SafetextMetrics:
             self.findings.labels(category=self._category(finding.category), backend=self._backend(finding.backend)).inc()
         for step in escalation_steps(verdict):
             self.observe_escalation(step)
+        if isinstance(verdict.details, Mapping) and verdict.details.get("layer_map_source") == "fallback":
+            decision = verdict.action.value if verdict.action.value in FALLBACK_DECISIONS else OTHER
+            self.fallback_map_requests.labels(decision=decision).inc()
         if scan_seconds is not None:
             self.scan_seconds.observe(_seconds(scan_seconds, "scan_seconds"))
         if generation_seconds is not None:

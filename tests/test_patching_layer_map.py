@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import pytest
 import torch
+import yaml
 from diffusers import SD3Transformer2DModel, UNet2DConditionModel
 from pydantic import ValidationError
 
 from safetext.errors import LayerMapError, UnsupportedArchitectureError
 from safetext.patching import LayerMap, ModelFingerprint, find_preset, resolve_layer_map, shipped_presets
-from tests.test_patching_layers import (
-    IF_I_XL_UNET_CONFIG,
-    SD3_MEDIUM_TRANSFORMER_CONFIG,
-    SDXL_BASE_UNET_CONFIG,
-    meta_model,
-)
+from safetext.patching.layer_map import legacy_config_sha256, normalized_parameter_name
+from tests.test_patching_layers import SD3_MEDIUM_TRANSFORMER_CONFIG, SDXL_BASE_UNET_CONFIG, meta_model
+from tests.test_real_checkpoints import hub_config, hub_model
 from tests.tiny_pipelines import build_sd15
 
 
@@ -88,24 +86,79 @@ def test_fingerprint_ignores_weights_and_names_but_not_config():
     other = UNet2DConditionModel(**{**a.unet.config, "cross_attention_dim": 16})
     assert ModelFingerprint.of(other) != ModelFingerprint.of(a)
     assert ModelFingerprint.of(a).denoiser_class == "UNet2DConditionModel"
+    # options that change no parameter do not change the identity; the head count does
+    same = UNet2DConditionModel(**{**a.unet.config, "sample_size": 64, "upcast_attention": None})
+    assert ModelFingerprint.of(same) == ModelFingerprint.of(a)
+    heads = UNet2DConditionModel(**{**a.unet.config, "attention_head_dim": 4})
+    assert a.unet.config.attention_head_dim != 4
+    assert [p.shape for p in heads.parameters()] == [p.shape for p in a.unet.parameters()]
+    assert ModelFingerprint.of(heads) != ModelFingerprint.of(a)
+
+
+def test_adapter_parameters_do_not_change_the_fingerprint():
+    from peft import LoraConfig
+
+    pipe = build_sd15()
+    before = ModelFingerprint.of(pipe)
+    pipe.unet.add_adapter(LoraConfig(r=2, target_modules=["to_k", "to_v", "to_q", "to_out.0"]))
+    names = [name for name, _ in pipe.unet.named_parameters()]
+    assert any(".base_layer." in name for name in names) and any(".lora_A." in name for name in names)
+    assert ModelFingerprint.of(pipe) == before
+    assert normalized_parameter_name("a.attn2.to_k.base_layer.weight") == "a.attn2.to_k.weight"
+    assert normalized_parameter_name("a.attn2.to_k.lora_B.default.weight") is None
+    assert normalized_parameter_name("a.attn2.processor.to_k_ip.0.weight") is None
+
+
+def test_fused_projections_keep_the_identity_and_are_refused_with_their_own_error():
+    from safetext.errors import PatchError
+    from safetext.patching import KVPatch
+
+    pipe = build_sd15()
+    before = ModelFingerprint.of(pipe)
+    pipe.fuse_qkv_projections()
+    assert ModelFingerprint.of(pipe) == before
+    with pytest.raises(PatchError, match="are fused"):
+        KVPatch(pipe, None, 0.0)
+
+
+def test_legacy_map_files_still_load_match_and_migrate(sd15, tmp_path):
+    current = LayerMap.for_model(sd15, [1], 0.25, name="old")
+    legacy = {
+        **current.to_dict(),
+        "fingerprint": {"denoiser_class": "UNet2DConditionModel", "config_sha256": legacy_config_sha256(sd15)},
+    }
+    path = tmp_path / "old.yaml"
+    path.write_text(yaml.safe_dump(legacy))
+    loaded = LayerMap.load(path)
+    assert loaded.fingerprint.is_legacy and loaded.fingerprint.structure_sha256 is None
+    assert loaded.matches(sd15)
+    other = UNet2DConditionModel(**{**sd15.unet.config, "cross_attention_dim": 16})
+    assert not loaded.matches(other)
+    assert resolve_layer_map(sd15, loaded).notes == ()
+    migrated = loaded.migrate(sd15)
+    assert migrated.fingerprint == ModelFingerprint.of(sd15) and migrated.layers == loaded.layers
+    assert "config_sha256" not in migrated.to_yaml()
+    with pytest.raises(LayerMapError, match="was made for UNet2DConditionModel@config:"):
+        loaded.migrate(other)
+    with pytest.raises(LayerMapError, match="fingerprint: Value error, a fingerprint needs structure_sha256"):
+        LayerMap.from_yaml(yaml.safe_dump({**legacy, "fingerprint": {"denoiser_class": "X"}}))
 
 
 @pytest.mark.parametrize(
-    ("cls", "config", "name", "layers", "start"),
+    ("hub_name", "name", "layers", "start"),
     [
         (
-            UNet2DConditionModel,
-            SDXL_BASE_UNET_CONFIG,
+            "sdxl-base-1.0",
             "sdxl-base-1.0",
             [f"up_blocks.0.attentions.2.transformer_blocks.{i}.attn2" for i in (1, 2, 3)],
             0.08,
         ),
-        (SD3Transformer2DModel, SD3_MEDIUM_TRANSFORMER_CONFIG, "sd3-medium", ["transformer_blocks.10.attn"], 2 / 28),
-        (UNet2DConditionModel, IF_I_XL_UNET_CONFIG, "if-i-xl-v1.0", ["up_blocks.1.attentions.3"], 0.04),
+        ("sd3-medium", "sd3-medium", ["transformer_blocks.10.attn"], 2 / 28),
+        ("if-i-xl-v1.0", "if-i-xl-v1.0", ["up_blocks.1.attentions.3"], 0.04),
     ],
 )
-def test_paper_presets_match_their_real_configs(cls, config, name, layers, start):
-    model = meta_model(cls, config)
+def test_paper_presets_match_their_published_configs(hub_name, name, layers, start):
+    model = hub_model(hub_name)
     resolved = resolve_layer_map(model)
     assert resolved.source == "preset"
     assert resolved.layer_map.name == name
@@ -116,16 +169,19 @@ def test_paper_presets_match_their_real_configs(cls, config, name, layers, start
     assert find_preset(model) is resolved.layer_map
 
 
+def test_hand_written_configs_of_the_same_models_match_too():
+    # the options that shape the model, written without nulls or private keys
+    assert find_preset(meta_model(UNet2DConditionModel, SDXL_BASE_UNET_CONFIG)).name == "sdxl-base-1.0"
+    assert find_preset(meta_model(SD3Transformer2DModel, SD3_MEDIUM_TRANSFORMER_CONFIG)).name == "sd3-medium"
+
+
 def test_presets_resolve_by_index_to_the_papers_numbers():
-    indices = {
-        "sdxl-base-1.0": (UNet2DConditionModel, SDXL_BASE_UNET_CONFIG, (55, 56, 57)),
-        "sd3-medium": (SD3Transformer2DModel, SD3_MEDIUM_TRANSFORMER_CONFIG, (10,)),
-        "if-i-xl-v1.0": (UNet2DConditionModel, IF_I_XL_UNET_CONFIG, (17,)),
-    }
+    indices = {"sdxl-base-1.0": (55, 56, 57), "sd3-medium": (10,), "if-i-xl-v1.0": (17,)}
     presets = {preset.name: preset for preset in shipped_presets()}
     assert set(presets) == set(indices) | {"glyph"}  # glyph: the embedded model's own map, not from the paper
-    for name, (cls, config, expected) in indices.items():
-        assert tuple(layer.index for layer in presets[name].select(meta_model(cls, config))) == expected
+    for name, expected in indices.items():
+        assert tuple(layer.index for layer in presets[name].select(hub_model(name))) == expected
+    assert hub_config("if-i-xl-v1.0")["cross_attention_dim"] == 2816
 
 
 def test_resolution_order_explicit_preset_fallback(sd15, tmp_path):

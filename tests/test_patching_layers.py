@@ -67,8 +67,9 @@ SDXL_BASE_UNET_CONFIG = {
     "use_linear_projection": True,
 }
 
-# DeepFloyd/IF-I-XL-v1.0, unet/config.json (stage I, 64x64 pixels). The block structure (4 levels,
-# 3 layers per block, added-K/V attention at the lower three) fixes the 22 text-attention layers.
+# DeepFloyd/IF-I-XL-v1.0, unet/config.json (stage I, 64x64 pixels), the options that shape it (the
+# published file: tests/data/hub_configs/if-i-xl-v1.0). The block structure (4 levels, 3 layers per
+# block, added-K/V attention at the lower three) fixes the 22 text-attention layers.
 IF_I_XL_UNET_CONFIG = {
     "act_fn": "gelu",
     "addition_embed_type": "text",
@@ -76,7 +77,7 @@ IF_I_XL_UNET_CONFIG = {
     "attention_head_dim": 64,
     "block_out_channels": [704, 1408, 2112, 2816],
     "class_embed_type": None,
-    "cross_attention_dim": 2048,
+    "cross_attention_dim": 2816,
     "cross_attention_norm": "group_norm",
     "down_block_types": [
         "ResnetDownsampleBlock2D",

@@ -4,11 +4,13 @@
 * :class:`KVPatch` — swap the text K/V of chosen layers for a target prompt's, from a start step on.
 * :class:`LayerMap` / :func:`resolve_layer_map` — which layers to patch for which model (presets for
   SDXL base, SD3 medium, IF-I-XL).
+* :func:`inspect_model` — which map a model gets and why (``safetext inspect``).
 * :func:`register_adapter` — teach safetext a new architecture (one adapter file, one call).
 """
 
 from safetext.patching.adapters.base import ArchitectureAdapter, TextAttentionLayer
 from safetext.patching.kv_patch import KVPatch, PatchReport, denoiser_hooks_snapshot, start_step_for
+from safetext.patching.inspection import ModelInspection, build_meta_denoiser, inspect_model
 from safetext.patching.layer_map import LayerMap, ModelFingerprint
 from safetext.patching.layers import check_patchable, discover_text_layers, find_denoiser, select_layers
 from safetext.patching.recording import RecordedCall, record_denoiser_inputs
@@ -20,16 +22,19 @@ __all__ = [
     "KVPatch",
     "LayerMap",
     "ModelFingerprint",
+    "ModelInspection",
     "PatchReport",
     "RecordedCall",
     "ResolvedLayerMap",
     "TextAttentionLayer",
+    "build_meta_denoiser",
     "check_patchable",
     "denoiser_hooks_snapshot",
     "discover_text_layers",
     "find_denoiser",
     "find_preset",
     "get_adapter",
+    "inspect_model",
     "record_denoiser_inputs",
     "register_adapter",
     "registered_adapters",

@@ -58,15 +58,25 @@ from safetext.patching.recording import ExecutionDeviceCache, forward_parameters
 from safetext.patching.session import PatchSession
 
 
-def start_step_for(start_fraction: float, total_steps: int) -> int:
+def start_step_for(start_fraction: float, total_steps: int, *, clamp: bool = True) -> int:
     """First patched step index: ``ceil(start_fraction * total_steps)``, exact for fractions like 4/50.
+
+    A map's start fraction comes from a 20-50 step schedule. On a few-step schedule (turbo, LCM,
+    Lightning, Flux schnell: 1-4 steps) ``ceil`` can land on or past the end, which would patch nothing:
+    a start fraction below 1 is clamped into the schedule, ``min(ceil(f * n), n - 1)``, so at least the
+    last step is patched (SDXL's 0.08 at 1 step: step 0; the glyph map's 0.2 at 1 step: step 0, at 4
+    steps: step 1 as before). ``start_fraction == 1`` still patches no step.
 
     Args:
         start_fraction: in [0, 1]; 0 patches every step, 1 patches none.
         total_steps: the run's number of denoising steps.
+        clamp: clamp into the schedule (False: the plain ``ceil``, capped at ``total_steps``).
     """
     fraction = Fraction(start_fraction).limit_denominator(10_000)
-    return min(total_steps, math.ceil(fraction * total_steps))
+    step = min(total_steps, math.ceil(fraction * total_steps))
+    if clamp and fraction < 1 and total_steps > 0:
+        step = min(step, total_steps - 1)
+    return step
 
 
 @dataclass(frozen=True)
@@ -80,6 +90,8 @@ class PatchReport:
         layer_indices: their 0-based forward-order indices.
         start_fraction: the configured start, as a fraction of the schedule.
         start_step: first patched step index.
+        scheduled_start_step: ``ceil(start_fraction * total_steps)`` before the clamp into the
+            schedule; differs from ``start_step`` when the schedule is too short for the fraction.
         total_steps: denoising steps of the run.
         patched_steps: steps at which K/V were actually replaced.
         patched_prompts: indices of the prompts whose conditional rows were patched.
@@ -99,6 +111,12 @@ class PatchReport:
     patched_prompts: tuple[int, ...]
     lora_layers: tuple[str, ...] = ()
     record_seconds: float = 0.0
+    scheduled_start_step: int | None = None
+
+    @property
+    def start_step_clamped(self) -> bool:
+        """True when the map's start step was past the schedule's end and was clamped into it."""
+        return self.scheduled_start_step is not None and self.scheduled_start_step != self.start_step
 
     def as_details(self) -> dict[str, Any]:
         """JSON-ready dict for ``Verdict.details``."""
@@ -109,6 +127,8 @@ class PatchReport:
             "layer_indices": list(self.layer_indices),
             "start_fraction": self.start_fraction,
             "start_step": self.start_step,
+            "start_step_clamped": self.start_step_clamped,
+            "scheduled_start_step": self.start_step if self.scheduled_start_step is None else self.scheduled_start_step,
             "total_steps": self.total_steps,
             "patched_steps": self.patched_steps,
             "patched_prompts": list(self.patched_prompts),
@@ -246,6 +266,7 @@ class KVPatch:
             patched_prompts=chosen,
             lora_layers=lora,
             record_seconds=record_seconds,
+            scheduled_start_step=start_step_for(self.start_fraction, total, clamp=False),
         )
 
     def __repr__(self) -> str:

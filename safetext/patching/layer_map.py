@@ -1,14 +1,15 @@
 """LayerMap: which text-attention layers of which model to patch, and from which step.
 
 A layer map is a small reviewed file (YAML or JSON) that ties a localization result to one model
-architecture through an identity fingerprint (denoiser class + hash of its config; weights do not
-enter, so a fine-tune of a known model gets the same map)::
+architecture through an identity fingerprint (denoiser class + hash of its parameter names and
+shapes, see :class:`ModelFingerprint`; weights and config spellings do not enter, so a fine-tune of a
+known model gets the same map)::
 
     name: sdxl-base-1.0
     family: unet_cross
     fingerprint:
       denoiser_class: UNet2DConditionModel
-      config_sha256: 5c1d...
+      structure_sha256: 5c1d...
     layers:
       - up_blocks.0.attentions.2.transformer_blocks.1.attn2
     start_fraction: 0.08
@@ -27,12 +28,13 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from safetext.errors import LayerMapError
 from safetext.patching.adapters.base import TextAttentionLayer
@@ -44,42 +46,149 @@ def _canonical(value: Any) -> Any:
     return json.loads(json.dumps(value, sort_keys=True, default=str))
 
 
-class ModelFingerprint(BaseModel):
-    """Identity of a denoiser architecture: its class and a hash of its (non-default) config values.
+#: Path segments of parameters that adapters add next to a denoiser's own weights: peft tuners
+#: (LoRA, DoRA, LoHa, LoKr, OFT, BOFT, IA3, VeRA), attention processors holding their own weights
+#: (IP-Adapter ``to_k_ip``), IP-Adapter image projections, and the fused QKV/KV Linears that
+#: ``fuse_qkv_projections`` adds (a fused model keeps its identity; the patch refuses it with its own error).
+_ADAPTER_SEGMENT = re.compile(
+    r"^(lora_.*|hada_.*|lokr_.*|oft_.*|boft_.*|ia3_.*|vera_.*|processor|image_projection_layers|"
+    r"to_qkv|to_kv|to_added_qkv)$"
+)
+#: Path segments that wrap the original module (peft's ``base_layer``): dropped from names.
+_WRAPPER_SEGMENTS = frozenset({"base_layer"})
 
-    Config entries equal to the class's ``__init__`` defaults and private ``_``-prefixed entries
-    (``_name_or_path``, ``_diffusers_version``) are left out, so the hash is the same for a model loaded
-    from the Hub, one built from the same config dict, and across diffusers releases that add new
-    defaulted options.
+
+def normalized_parameter_name(name: str) -> str | None:
+    """The name a parameter has in the bare denoiser, or None for an adapter-only parameter.
+
+    ``to_k.base_layer.weight`` (peft LoRA wrapping ``to_k``) becomes ``to_k.weight``;
+    ``to_k.lora_A.default.weight`` and ``attn2.processor.to_k_ip.0.weight`` become None.
+    """
+    parts = name.split(".")
+    if any(_ADAPTER_SEGMENT.match(part) for part in parts):
+        return None
+    return ".".join(part for part in parts if part not in _WRAPPER_SEGMENTS)
+
+
+def denoiser_structure(pipe_or_model: Any) -> dict[str, Any]:
+    """What a layer map depends on: the denoiser class, its parameters' names and shapes, its attention heads.
+
+    Weights, dtypes and devices do not enter (a model on the ``meta`` device has the same structure as
+    the loaded one), nor do config options that change no parameter (``sample_size``,
+    ``upcast_attention``, null-vs-default spellings, private ``_`` keys, keys another diffusers release
+    adds with their default). Adapter parameters are left out (:func:`normalized_parameter_name`).
+
+    Returns:
+        ``{"class": str, "parameters": {name: shape}, "heads": {attention module: heads}}``.
+    """
+    denoiser = find_denoiser(pipe_or_model)
+    parameters: dict[str, list[int]] = {}
+    for name, parameter in denoiser.named_parameters(remove_duplicate=False):
+        normalized = normalized_parameter_name(name)
+        if normalized is not None:
+            parameters[normalized] = [int(size) for size in parameter.shape]
+    heads: dict[str, int] = {}
+    for name, module in denoiser.named_modules():
+        normalized = normalized_parameter_name(name) if name else name
+        if normalized is not None and hasattr(module, "to_q") and isinstance(getattr(module, "heads", None), int):
+            heads[normalized] = int(module.heads)
+    return {
+        "class": type(denoiser).__name__,
+        "parameters": dict(sorted(parameters.items())),
+        "heads": dict(sorted(heads.items())),
+    }
+
+
+def structure_sha256(structure: dict[str, Any]) -> str:
+    """sha256 of a :func:`denoiser_structure` (canonical JSON)."""
+    return hashlib.sha256(json.dumps(structure, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def legacy_config_sha256(pipe_or_model: Any) -> str:
+    """The identity hash of layer maps written before ``structure_sha256``: sha256 of the non-default config.
+
+    Kept only to match (and migrate) old map files: it changes with null-vs-default spellings, which
+    the structure hash does not.
+    """
+    denoiser = find_denoiser(pipe_or_model)
+    config = dict(getattr(denoiser, "config", {}) or {})
+    defaults = {
+        name: parameter.default
+        for name, parameter in inspect.signature(type(denoiser).__init__).parameters.items()
+        if parameter.default is not inspect.Parameter.empty
+    }
+    kept = {}
+    for key, value in config.items():
+        if key.startswith("_"):
+            continue
+        if key in defaults and _canonical(defaults[key]) == _canonical(value):
+            continue
+        kept[key] = _canonical(value)
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+class ModelFingerprint(BaseModel):
+    """Identity of a denoiser architecture: its class and a hash of its parameter structure.
+
+    ``structure_sha256`` hashes :func:`denoiser_structure`: every parameter's name and shape (adapter
+    parameters such as LoRA's left out, peft's ``base_layer`` unwrapped) and every attention module's
+    head count. A model loaded from the Hub, one built from the same config on the ``meta`` device,
+    its fine-tunes (other weights, other ``sample_size``) and the config as another diffusers release
+    writes it (nulls for defaults, added defaulted keys) all share it; a model with another parameter
+    layout (SDXL base vs refiner, SD3 medium vs 3.5 medium) does not.
+
+    ``config_sha256`` is the hash of map files written before ``structure_sha256`` existed (a hash of
+    the non-default config values); such files still load and match the models they matched before,
+    and :meth:`LayerMap.migrate` rewrites them.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     denoiser_class: str = Field(description="Class name of the denoiser, e.g. 'UNet2DConditionModel'.")
-    config_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the canonical non-default config.")
+    structure_sha256: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{64}$", description="sha256 of the denoiser's parameter structure."
+    )
+    config_sha256: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{64}$", description="legacy: sha256 of the non-default config values."
+    )
+
+    @model_validator(mode="after")
+    def _has_a_hash(self) -> ModelFingerprint:
+        if self.structure_sha256 is None and self.config_sha256 is None:
+            raise ValueError("a fingerprint needs structure_sha256 (or, in old files, config_sha256)")
+        return self
 
     @classmethod
     def of(cls, pipe_or_model: Any) -> ModelFingerprint:
         """Fingerprint of a pipeline's denoiser (or of the denoiser itself)."""
+        structure = denoiser_structure(pipe_or_model)
+        return cls(denoiser_class=structure["class"], structure_sha256=structure_sha256(structure))
+
+    @property
+    def is_legacy(self) -> bool:
+        """True for a fingerprint from an old map file (only ``config_sha256``)."""
+        return self.structure_sha256 is None
+
+    def matches(self, pipe_or_model: Any, fingerprint: ModelFingerprint | None = None) -> bool:
+        """True when the model (a pipeline or denoiser) has this identity.
+
+        Args:
+            pipe_or_model: the model.
+            fingerprint: ``ModelFingerprint.of(pipe_or_model)`` when the caller already has it.
+        """
         denoiser = find_denoiser(pipe_or_model)
-        config = dict(getattr(denoiser, "config", {}) or {})
-        defaults = {
-            name: parameter.default
-            for name, parameter in inspect.signature(type(denoiser).__init__).parameters.items()
-            if parameter.default is not inspect.Parameter.empty
-        }
-        kept = {}
-        for key, value in config.items():
-            if key.startswith("_"):
-                continue
-            if key in defaults and _canonical(defaults[key]) == _canonical(value):
-                continue
-            kept[key] = _canonical(value)
-        digest = hashlib.sha256(json.dumps(kept, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-        return cls(denoiser_class=type(denoiser).__name__, config_sha256=digest)
+        if type(denoiser).__name__ != self.denoiser_class:
+            return False
+        if self.structure_sha256 is not None:
+            own = fingerprint if fingerprint is not None else ModelFingerprint.of(denoiser)
+            return own.structure_sha256 == self.structure_sha256
+        return legacy_config_sha256(denoiser) == self.config_sha256
 
     def short(self) -> str:
-        return f"{self.denoiser_class}@{self.config_sha256[:12]}"
+        """``Class@<first 12 hex digits>`` (``Class@config:<...>`` for a legacy fingerprint)."""
+        if self.structure_sha256 is not None:
+            return f"{self.denoiser_class}@{self.structure_sha256[:12]}"
+        return f"{self.denoiser_class}@config:{self.config_sha256[:12]}"
 
 
 class LayerMap(BaseModel):
@@ -137,7 +246,27 @@ class LayerMap(BaseModel):
 
     def matches(self, pipe_or_model: Any) -> bool:
         """True when the model has the fingerprint this map was made for."""
-        return ModelFingerprint.of(pipe_or_model) == self.fingerprint
+        return self.fingerprint.matches(pipe_or_model)
+
+    def migrate(self, pipe_or_model: Any) -> LayerMap:
+        """This map with the current fingerprint (``structure_sha256``) of the model it was made for.
+
+        A map file written before ``structure_sha256`` existed carries only ``config_sha256``; given a
+        model that matches it (the model the map was made for, or a config of it built on the ``meta``
+        device), this returns the same map with the model's structure fingerprint, to ``save`` over the
+        old file. A map that already has one is returned unchanged.
+
+        Raises:
+            LayerMapError: the model does not match the map's fingerprint.
+        """
+        if not self.fingerprint.is_legacy:
+            return self
+        if not self.fingerprint.matches(pipe_or_model):
+            raise LayerMapError(
+                f"layer map {self.name!r} was made for {self.fingerprint.short()}, which this model is not "
+                f"({ModelFingerprint.of(pipe_or_model).short()}); migrate it with the model it was made for"
+            )
+        return self.model_copy(update={"fingerprint": ModelFingerprint.of(pipe_or_model)})
 
     def select(self, pipe_or_model: Any) -> tuple[TextAttentionLayer, ...]:
         """The model's layers named by this map.
@@ -158,7 +287,7 @@ class LayerMap(BaseModel):
 
     # -- serialization -------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        return self.model_dump(mode="json", exclude_none=True)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"

@@ -50,7 +50,8 @@ class RecordedCall:
     Attributes:
         inputs: the denoiser's arguments by parameter name (tensors as the pipeline built them, for the
             conditional rows only: the recording runs without classifier-free guidance).
-        total_steps: denoising steps the run would take (distinct consecutive scheduler timesteps).
+        total_steps: denoising steps the run would take (distinct consecutive scheduler timesteps from
+            the denoiser's first call on: an img2img ``strength`` below 1 skips the first ones).
     """
 
     inputs: Mapping[str, Any]
@@ -116,6 +117,24 @@ def count_steps(timesteps: Any) -> int:
         return 0
     values = [float(t) for t in (timesteps.tolist() if torch.is_tensor(timesteps) else list(timesteps))]
     return sum(1 for i, t in enumerate(values) if i == 0 or t != values[i - 1])
+
+
+def remaining_schedule(timesteps: Any, first_timestep: float | None) -> Any:
+    """The part of a schedule the denoiser runs, from its first call's timestep on.
+
+    img2img / inpaint pipelines set the full schedule and skip its first ``(1 - strength)`` steps; the
+    patch counts steps from the denoiser's first call, so the run's length is what is left from there.
+    Flux pipelines pass ``t / 1000``; a timestep found nowhere in the schedule keeps the whole schedule.
+    """
+    if timesteps is None or first_timestep is None:
+        return timesteps
+    values = [float(t) for t in (timesteps.tolist() if torch.is_tensor(timesteps) else list(timesteps))]
+    for candidate in (first_timestep, first_timestep * 1000.0):
+        tolerance = 1e-4 * max(1.0, abs(candidate))
+        start = next((i for i, t in enumerate(values) if abs(t - candidate) <= tolerance), None)
+        if start is not None:
+            return values[start:]
+    return timesteps
 
 
 def _is_scheduler(component: Any) -> bool:
@@ -302,7 +321,8 @@ def record_denoiser_inputs(
             "target prompt's conditioning (is num_inference_steps 0?)."
         )
     scheduler = getattr(replica, "scheduler", None)
-    total = count_steps(getattr(scheduler, "timesteps", None))
+    schedule = remaining_schedule(getattr(scheduler, "timesteps", None), timestep_value(captured.get("timestep")))
+    total = count_steps(schedule)
     if total == 0:
         total = int(call_kwargs.get("num_inference_steps") or 0)
     return RecordedCall(inputs=captured, total_steps=total)

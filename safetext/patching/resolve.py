@@ -8,9 +8,12 @@
 * explicit: a :class:`LayerMap`, a path to a map file, or the name of a shipped preset. Its layer
   names must exist in the model (else :class:`~safetext.errors.LayerMapError` listing the valid ones).
 * preset: the shipped maps in ``safetext/patching/presets/`` (the paper's SDXL base, SD3 medium and
-  IF-I-XL results) whose fingerprint equals the model's.
+  IF-I-XL results, and the glyph model's own) whose fingerprint matches the model's parameter
+  structure (:class:`~safetext.patching.ModelFingerprint`), so fine-tunes and re-saved configs of
+  those models get them too.
 * fallback: every text-attention layer from step 0, with a note recorded in the verdict explaining
-  that this changes more of the image than a localized map; ``strict=True`` raises instead.
+  that this changes more of the image than a localized map and why no preset matched (the nearest
+  shipped preset and what differs, as ``safetext inspect`` prints it); ``strict=True`` raises instead.
 """
 
 from __future__ import annotations
@@ -57,10 +60,15 @@ def shipped_presets() -> tuple[LayerMap, ...]:
     return _load_presets(str(PRESETS_DIR))
 
 
-def find_preset(pipe_or_model: Any) -> LayerMap | None:
-    """The shipped preset whose fingerprint equals the model's, if any."""
-    fingerprint = ModelFingerprint.of(pipe_or_model)
-    return next((preset for preset in shipped_presets() if preset.fingerprint == fingerprint), None)
+def find_preset(pipe_or_model: Any, fingerprint: ModelFingerprint | None = None) -> LayerMap | None:
+    """The shipped preset made for this model's architecture (its fingerprint matches), if any.
+
+    Args:
+        pipe_or_model: a pipeline or its denoiser.
+        fingerprint: ``ModelFingerprint.of(pipe_or_model)`` when the caller already has it.
+    """
+    fingerprint = fingerprint if fingerprint is not None else ModelFingerprint.of(pipe_or_model)
+    return next((p for p in shipped_presets() if p.fingerprint.matches(pipe_or_model, fingerprint)), None)
 
 
 def _explicit(layer_map: LayerMap | str | Path) -> LayerMap:
@@ -98,13 +106,13 @@ def resolve_layer_map(
     if layer_map is not None:
         chosen = _explicit(layer_map)
         notes = ()
-        if chosen.fingerprint != fingerprint:
+        if not chosen.fingerprint.matches(denoiser, fingerprint):
             notes = (
                 f"layer map {chosen.name!r} was made for {chosen.fingerprint.short()}, this model is "
                 f"{fingerprint.short()}; its layer names exist here, so it is used as given",
             )
         return ResolvedLayerMap(chosen, "explicit", chosen.select(denoiser), notes)
-    preset = find_preset(denoiser)
+    preset = find_preset(denoiser, fingerprint)
     if preset is not None:
         return ResolvedLayerMap(preset, "preset", preset.select(denoiser))
     layers = tuple(adapter.discover(denoiser))
@@ -122,9 +130,11 @@ def resolve_layer_map(
         start_fraction=0.0,
         notes="fallback: no localized map for this model",
     )
+    from safetext.patching.inspection import fallback_reason
+
     note = (
         f"no layer map for {fingerprint.short()}: patched all {len(layers)} text-attention layers from step 0, "
         "which changes more of the image than a localized map; run `safetext localize` and pass the result "
-        "as layer_map"
+        f"as layer_map (`safetext inspect` shows why: {fallback_reason(denoiser, fingerprint)})"
     )
     return ResolvedLayerMap(fallback, "fallback", layers, (note,))
