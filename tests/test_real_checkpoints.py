@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry
 from safetext.cli import main
 from safetext.errors import LayerMapError, PolicyViolation
 from safetext.generator import SafeTextGenerator
-from safetext.patching import KVPatch, ModelFingerprint, build_meta_denoiser, inspect_model, resolve_layer_map
+from safetext.patching import KVPatch, LayerMap, ModelFingerprint, build_meta_denoiser, inspect_model, resolve_layer_map
 from safetext.patching import find_preset, shipped_presets, start_step_for
 from safetext.patching.inspection import PRESET_CONFIGS_DIR, preset_config_path, preset_structure_sha256
 from safetext.patching.layer_map import legacy_config_sha256
@@ -140,6 +140,25 @@ def test_the_old_config_hash_split_the_published_sdxl_from_its_hand_written_twin
     published, hand_written = hub_model("sdxl-base-1.0"), meta_model(UNet2DConditionModel, SDXL_BASE_UNET_CONFIG)
     assert legacy_config_sha256(published) != legacy_config_sha256(hand_written)  # "upcast_attention": null vs false
     assert ModelFingerprint.of(published) == ModelFingerprint.of(hand_written)
+
+
+def test_old_preset_files_load_and_migrate_to_the_structure_fingerprint():
+    # the SDXL preset as shipped before: its config hash matched only a hand-written config
+    old = next(p for p in shipped_presets() if p.name == "sdxl-base-1.0").model_copy(
+        update={"fingerprint": ModelFingerprint(
+            denoiser_class="UNet2DConditionModel",
+            config_sha256="d416da0aaf5c2dc42d0fdb4ae9cc19c4ae3c7cb837c15721ff1808d6e819800f",
+        )}
+    )
+    hand_written = meta_model(UNet2DConditionModel, SDXL_BASE_UNET_CONFIG)
+    assert old.matches(hand_written) and not old.matches(hub_model("sdxl-base-1.0"))
+    migrated = old.migrate(hand_written)
+    assert migrated.matches(hub_model("sdxl-base-1.0"))
+    assert migrated.fingerprint == next(p for p in shipped_presets() if p.name == "sdxl-base-1.0").fingerprint
+    # a map file written by `safetext localize` before the change
+    glyph_map = LayerMap.load(Path(__file__).parents[1] / "benchmarks" / "results" / "glyph_layer_map.yaml")
+    assert glyph_map.fingerprint.is_legacy and glyph_map.matches(hub_model("glyph"))
+    assert glyph_map.migrate(hub_model("glyph")).fingerprint == find_preset(hub_model("glyph")).fingerprint
 
 
 @pytest.mark.parametrize(("first", "second"), REAL_PAIRS)
@@ -297,7 +316,7 @@ def test_img2img_strength_counts_only_the_steps_that_run():
     pipe.set_progress_bar_config(disable=True)
     image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     kwargs = {k: v for k, v in TINY_CALL_KWARGS["sd15"].items() if k not in ("height", "width")}
-    for strength, run_steps in ((1.0, 4), (0.5, 2), (0.3, 1)):
+    for strength, run_steps in ((0.5, 2), (0.3, 1)):  # 4 steps scheduled, the first 2 or 3 skipped
         call = dict(prompt=FLAGGED, image=image, strength=strength, **kwargs)
         raw = pipe(generator=torch.Generator().manual_seed(0), **call).images
         out, report = KVPatch(pipe, None, 0.9).generate(
