@@ -132,9 +132,13 @@ def resolve_layer_map(
     )
     from safetext.patching.inspection import fallback_reason
 
+    try:
+        reason = fallback_reason(denoiser, fingerprint)
+    except Exception as error:  # the explanation must never stop a fallback that works
+        reason = f"comparing with the shipped presets failed ({type(error).__name__}: {error})"
     note = (
         f"no layer map for {fingerprint.short()}: patched all {len(layers)} text-attention layers from step 0, "
         "which changes more of the image than a localized map; run `safetext localize` and pass the result "
-        f"as layer_map (`safetext inspect` shows why: {fallback_reason(denoiser, fingerprint)})"
+        f"as layer_map (`safetext inspect` shows why: {reason})"
     )
     return ResolvedLayerMap(fallback, "fallback", layers, (note,))
