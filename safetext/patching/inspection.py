@@ -24,7 +24,7 @@ import inspect
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -365,7 +365,7 @@ class ModelInspection:
             "start_fraction": layer_map.start_fraction,
             "reason": self.reason,
             "notes": list(self.resolved.notes),
-            "layers": [layer.__dict__ for layer in self.layers],
+            "layers": [asdict(layer) for layer in self.layers],
             "nearest_preset": self.comparison.to_dict() if self.comparison is not None else None,
         }
 
