@@ -91,7 +91,7 @@ def test_limits_are_derived_from_the_pipeline():
     assert native_size(glyph) == (16, 32) and default_steps(glyph) == 20
     resolved = ServiceLimits().resolve(SafeTextGenerator(glyph, policy="default"))
     assert (resolved.default_steps, resolved.max_steps, resolved.max_height, resolved.max_width) == (20, 40, 32, 64)
-    assert resolved.max_compute == 4 * 20 * 16 * 32
+    assert resolved.max_compute == 2 * 20 * 16 * 32  # two default images
     sd15 = TINY_BUILDERS["sd15"]()
     height, width = native_size(sd15)
     assert height == width == sd15.unet.config.sample_size * sd15.vae_scale_factor
@@ -114,13 +114,16 @@ def test_requests_beyond_the_model_limits_and_the_compute_budget_get_422(serve, 
              "steps: Input should be less than or equal to 40"),
             ({"prompt": CLEAN, "steps": 40, "width": 64, "height": 32, "num_images": 4},
              "compute: steps x width x height x num_images = 40 x 64 x 32 x 4 = 327,680 step-pixels is over the "
-             "per-request compute budget of 40,960 (--max-compute); lower steps, size or num_images"),
+             "per-request compute budget of 20,480 (--max-compute); lower steps, size or num_images"),
+            ({"prompt": CLEAN, "num_images": 3},
+             "compute: steps x width x height x num_images = 20 x 32 x 16 x 3 = 30,720 step-pixels is over the "
+             "per-request compute budget of 20,480 (--max-compute); lower steps, size or num_images"),
         ):
             response = client.post("/v1/generate", json=body)
             assert response.status_code == 422, response.text
             assert response.json()["error"] == "invalid_request"
             assert sorted(response.json()["detail"].split("; ")) == sorted(expected.split("; "))
-        within = client.post("/v1/generate", json={"prompt": CLEAN, "steps": 4, "width": 64, "height": 32, "num_images": 4})
+        within = client.post("/v1/generate", json={"prompt": CLEAN, "steps": 2, "width": 64, "height": 32, "num_images": 4})
         assert within.status_code == 200 and len(within.json()["images"]) == 4
 
 

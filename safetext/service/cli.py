@@ -27,7 +27,7 @@ _LIMIT_FLAGS = {
     "max_height": "largest image height (default: twice the model's native height)",
     "max_images": "most images per request",
     "max_compute": "most steps x width x height x images per request, 422 beyond "
-                   "(default: four native-size images at the default steps)",
+                   "(default: two native-size images at the default steps)",
     "max_json_depth": "deepest JSON nesting of a request body",
 }
 

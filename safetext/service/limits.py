@@ -28,7 +28,7 @@ FALLBACK_STEPS = 20
 #: default, and a compute budget of this many default images (native size, default steps).
 SIZE_FACTOR = 2
 STEPS_FACTOR = 2
-BUDGET_IMAGES = 4
+BUDGET_IMAGES = 2
 #: Caps the request bodies keep even when a limit is derived at start (the derived limit is checked per request).
 _HARD_MAX_STEPS = 1_000
 _HARD_MAX_SIDE = 8_192
@@ -50,8 +50,8 @@ class ServiceLimits:
         size_multiple: width and height must be multiples of this (the pipeline's constraint).
         max_images: most images per request.
         max_guidance_scale: largest classifier-free guidance scale.
-        max_compute: most ``steps x width x height x num_images`` per request (default: four images of
-            the native size at the default steps).
+        max_compute: most ``steps x width x height x num_images`` per request (default: two images of
+            the native size at the default steps, so one request costs at most twice a default one).
         max_json_depth: deepest nesting of the JSON body.
     """
 
