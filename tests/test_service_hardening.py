@@ -267,3 +267,34 @@ def test_sigterm_stops_the_server_within_the_shutdown_timeout():
     steps = int(steps_line.split()[0].split("=")[1])
     assert steps < 200 and "Cancelled" in steps_line, steps_line
     assert answers and not (isinstance(answers[0], httpx.Response) and answers[0].status_code == 200)
+
+
+def test_a_queued_request_whose_client_left_never_starts(serve, generator, policy):
+    calls: list[str] = []
+    gate, entered = threading.Event(), threading.Event()
+
+    class Gated:
+        def __init__(self) -> None:
+            self.policy, self.pipe = policy, generator.pipe
+
+        def __call__(self, **kwargs):
+            calls.append(kwargs["prompt"])
+            entered.set()
+            assert gate.wait(60)
+            return generator(**kwargs)
+
+    url = serve(create_app(Gated(), policy, token=TOKEN, max_queue=2))
+    with httpx.Client(base_url=url, headers=AUTH, timeout=120) as client:
+        first = threading.Thread(target=client.post, args=("/v1/generate",), kwargs={"json": {"prompt": CLEAN, "steps": 1}})
+        first.start()
+        assert entered.wait(60)
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(url + "/v1/generate", json={"prompt": "A queued sign", "steps": 1}, headers=AUTH, timeout=1.0)
+        deadline = time.monotonic() + 20
+        while client.get("/healthz").json()["queue"]["waiting"]:
+            assert time.monotonic() < deadline, "the abandoned request kept its place in the queue"
+            time.sleep(0.05)
+        gate.set()
+        first.join(60)
+        assert client.get("/healthz").json()["queue"] == {"running": 0, "waiting": 0, "workers": 1, "max_queue": 2}
+    assert calls == [CLEAN]  # the abandoned request never reached the pipeline
