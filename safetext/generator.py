@@ -109,11 +109,11 @@ def _restore_generator_states(generator: Any, states: Any) -> None:
         generator.set_state(states)
 
 
-def _load_policy(policy: Any) -> Any:
+def _load_policy(policy: Any, allow_paths: bool = False) -> Any:
     if policy is None or isinstance(policy, (str, os.PathLike, Mapping)):
         from safetext.policy import load_policy
 
-        return load_policy(policy)
+        return load_policy(policy, allow_paths=allow_paths)
     if callable(getattr(policy, "scan", None)):
         return policy
     raise PolicyError(
@@ -196,6 +196,8 @@ class SafeTextGenerator:
         verifier: an :class:`~safetext.verify.ImageVerifier` that OCRs every image and escalates while
             toxic text is visible; default: the one the policy's ``verification`` section asks for (off
             in the default policy, on in ``strict``).
+        allow_paths: let a policy file's list paths leave its folder (absolute, ``~``, ``..``); only for
+            trusted policy files (see :func:`safetext.policy.load_policy`).
 
     Raises:
         UnsupportedArchitectureError: the pipeline's denoiser is unknown.
@@ -215,9 +217,10 @@ class SafeTextGenerator:
         allow_prompt_embeds: bool = False,
         metrics: Any = None,
         verifier: Any = None,
+        allow_paths: bool = False,
     ) -> None:
         self.pipe = pipe
-        self.policy = _load_policy(policy)
+        self.policy = _load_policy(policy, allow_paths)
         self.on_unknown_model = unknown_model_mode(on_unknown_model, strict)
         self.resolved = resolve_layer_map(pipe, layer_map, strict=self.on_unknown_model == "raise")
         self.patch = KVPatch(

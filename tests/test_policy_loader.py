@@ -153,23 +153,24 @@ def test_flagged_replacement_word_is_refused(tmp_path):
 
 
 def test_env_interpolation_with_defaults(tmp_path, monkeypatch):
-    path = _write(tmp_path, MINIMAL + "max_prompt_chars: ${POLICY_TEST_MAX:123}\ndescription: 'for ${POLICY_TEST_TEAM:nobody}'\n")
+    path = _write(tmp_path, MINIMAL + "max_prompt_chars: ${POLICY_TEST_MAX:123}\n"
+                  "verification: {ocr_options: {mode: 'for ${POLICY_TEST_MODE:crop}'}}\n")
     monkeypatch.delenv("POLICY_TEST_MAX", raising=False)
-    monkeypatch.delenv("POLICY_TEST_TEAM", raising=False)
+    monkeypatch.delenv("POLICY_TEST_MODE", raising=False)
     policy = load_policy(path)
-    assert policy.config.max_prompt_chars == 123 and policy.config.description == "for nobody"
+    assert policy.config.max_prompt_chars == 123 and policy.config.verification.ocr_options == {"mode": "for crop"}
     monkeypatch.setenv("POLICY_TEST_MAX", "77")
-    monkeypatch.setenv("POLICY_TEST_TEAM", "trust")
+    monkeypatch.setenv("POLICY_TEST_MODE", "full")
     reloaded = load_policy(path)  # the cache key includes referenced variables
-    assert reloaded.config.max_prompt_chars == 77 and reloaded.config.description == "for trust"
+    assert reloaded.config.max_prompt_chars == 77 and reloaded.config.verification.ocr_options == {"mode": "for full"}
     assert reloaded is not policy
 
 
 def test_env_interpolation_without_default_must_be_set(tmp_path, monkeypatch):
     monkeypatch.delenv("POLICY_TEST_REQUIRED", raising=False)
-    path = _write(tmp_path, MINIMAL + "description: ${POLICY_TEST_REQUIRED}\n")
+    path = _write(tmp_path, MINIMAL + "max_prompt_chars: ${POLICY_TEST_REQUIRED}\n")
     assert lint_policy_file(path) == [
-        f"{path}:7:14: environment variable 'POLICY_TEST_REQUIRED' is not set. "
+        f"{path}:7:19: environment variable 'POLICY_TEST_REQUIRED' is not set. "
         "Fix: export POLICY_TEST_REQUIRED=... or give a default: ${POLICY_TEST_REQUIRED:value}"
     ]
     assert interpolate_env("a ${POLICY_TEST_REQUIRED:b} c") == "a b c"

@@ -292,7 +292,7 @@ def test_create_app_refuses_unsafe_configurations(generator, policy):
     with pytest.raises(ValueError, match="max_queue must be an integer >= 0, got -1"):
         create_app(generator, policy, token=TOKEN, max_queue=-1)
     with pytest.raises(ValueError, match=r"ServiceLimits.default_steps \(60\) exceeds max_steps \(50\)"):
-        ServiceLimits(default_steps=60)
+        ServiceLimits(default_steps=60, max_steps=50)
     assert create_app(generator, policy, token=None, insecure_no_auth=True) is not None
 
 

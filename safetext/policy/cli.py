@@ -19,6 +19,10 @@ from safetext.policy.schema import policy_json_schema_text
 from safetext.policy.verdict import Verdict
 
 
+_ALLOW_PATHS_HELP = ("let the policy's list paths leave its folder (absolute, ~, ..); only for trusted policy files "
+                     "(default: the policy's folder and safetext's shipped lists)")
+
+
 def format_verdict(verdict: Verdict) -> str:
     """Human-readable verdict: action, sanitized prompt, one line per finding."""
     lines = [f"action: {verdict.action.value}   (policy: {verdict.policy})"]
@@ -43,7 +47,7 @@ def format_verdict(verdict: Verdict) -> str:
 def _scan(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
     out, err = out or sys.stdout, err or sys.stderr
     try:
-        policy = load_policy(args.policy)
+        policy = load_policy(args.policy, allow_paths=args.allow_paths)
         verdict = policy.scan(args.text, slot=args.slot)
     except (PolicyError, BackendError) as exc:
         print(f"error: {exc}", file=err)
@@ -56,7 +60,7 @@ def _lint(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | Non
     out, err = out or sys.stdout, err or sys.stderr
     failed = False
     for path in args.files:
-        problems = lint_policy_file(path)
+        problems = lint_policy_file(path, allow_paths=args.allow_paths)
         if problems:
             failed = True
             for problem in problems:
@@ -90,12 +94,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     scan.add_argument("--policy", default=None, help="policy name (default, strict, permissive) or YAML file")
     scan.add_argument("--slot", default="prompt", help="pipeline argument the prompt belongs to")
     scan.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    scan.add_argument("--allow-paths", action="store_true", help=_ALLOW_PATHS_HELP)
     scan.set_defaults(func=_scan)
 
     policy = subparsers.add_parser("policy", help="policy file tools")
     policy_sub = policy.add_subparsers(dest="policy_command", required=True)
     lint = policy_sub.add_parser("lint", help="validate policy files; exit 1 with file:line:col messages")
     lint.add_argument("files", nargs="+", help="policy YAML files")
+    lint.add_argument("--allow-paths", action="store_true", help=_ALLOW_PATHS_HELP)
     lint.set_defaults(func=_lint)
     schema = policy_sub.add_parser("schema", help="print the JSON Schema of policy files")
     schema.set_defaults(func=_schema)

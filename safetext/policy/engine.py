@@ -17,7 +17,7 @@ from safetext.errors import BackendError, PolicyError
 from safetext.policy.backends import BackendContext, Detection, ScanDocument, create_backend
 from safetext.policy.lexicon import Lexicon, TermSource, build_lexicon, normalized_forms, read_word_list
 from safetext.policy.normalize import normalize_chars, tokenize
-from safetext.policy.rendered import find_rendered_spans, overlaps
+from safetext.policy.rendered import SpanSet, find_rendered_spans, overlaps
 from safetext.policy.replacement import Replacer
 from safetext.policy.schema import NormalizationConfig, PolicyConfig, Rule
 from safetext.policy.verdict import Action, Finding, Verdict
@@ -249,7 +249,8 @@ class Policy:
         text = document.text
         rendered_spans = document.rendered_spans
         check_rendered = self.config.rendered_text.enabled
-        taken: list[tuple[int, int]] = []
+        taken = SpanSet()  # logarithmic look-ups: n findings cost n log n, not n^2
+        allowed_spans = SpanSet(allowed)
         prompt_rules_seen: set[str] = set()
         findings: list[Finding] = []
         for backend in self._backends:
@@ -261,10 +262,10 @@ class Policy:
                         f"{text[detection.start:detection.end]!r}; fix the backend"
                     )
                 start, end = detection.start, detection.end
-                if any(a <= start and end <= b for a, b in allowed):
+                if allowed_spans.contains(start, end):
                     continue
                 whole_prompt = detection.scope == "prompt"
-                if not whole_prompt and any(s < end and start < e for s, e in taken):
+                if not whole_prompt and taken.overlaps(start, end):
                     continue  # first backend (and leftmost-longest match) wins
                 rendered = (not whole_prompt) and (not check_rendered or overlaps(start, end, rendered_spans))
                 best: tuple[Rule, Action] | None = None
@@ -282,7 +283,7 @@ class Policy:
                         continue
                     prompt_rules_seen.add(rule.id)
                 else:
-                    taken.append((start, end))
+                    taken.add(start, end)
                 original = text[start:end]
                 replacement = None
                 if action is Action.NEUTRALIZE:

@@ -12,6 +12,7 @@ Editors can validate policy files against the JSON Schema returned by :func:`pol
 from __future__ import annotations
 
 import json
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,6 +36,12 @@ NORMALIZATION_STEPS: tuple[str, ...] = (
 )
 
 SCHEMA_ID = "https://safetext.dev/schemas/policy-v1.json"
+
+#: JSON Schema key marking a field whose string values may hold ``${VAR}`` / ``${VAR:default}``;
+#: the loader expands environment variables there and nowhere else.
+ENV_MARK = "x-env-expandable"
+_ENV = {ENV_MARK: True}
+_ENV_NOTE = " `${VAR}` and `${VAR:default}` are replaced with environment values here (and only in such fields)."
 
 
 class _Strict(BaseModel):
@@ -113,7 +120,9 @@ class BackendSpec(_Strict):
     """One classifier backend; backends run in order and the first one that flags a span wins."""
 
     name: str = Field(description="Registered backend name: wordlist, better_profanity, alt_profanity_check, transformers, ...")
-    params: dict[str, Any] = Field(default_factory=dict, description="Backend-specific parameters.")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Backend-specific parameters." + _ENV_NOTE, json_schema_extra=_ENV
+    )
 
 
 class ReplacementConfig(_Strict):
@@ -158,7 +167,10 @@ class VerificationConfig(_Strict):
 
     enabled: bool = Field(default=False, description="OCR generated images and escalate when toxic text is visible.")
     ocr: str = Field(default="rapidocr", description="Registered OCR backend (safetext.scoring.get_ocr).")
-    ocr_options: dict[str, Any] = Field(default_factory=dict, description="Options of the OCR backend (e.g. {mode: full}).")
+    ocr_options: dict[str, Any] = Field(
+        default_factory=dict, description="Options of the OCR backend (e.g. {mode: full})." + _ENV_NOTE,
+        json_schema_extra=_ENV,
+    )
     check_allowed: bool = Field(default=True, description="Also check images of prompts the scan allowed.")
     escalation: tuple[EscalationStep, ...] = Field(
         default=("earlier_start", "all_layers", "block"),
@@ -184,7 +196,10 @@ class PolicyConfig(_Strict):
     version: Literal[1] = 1
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
-    max_prompt_chars: int = Field(default=10_000, gt=0, le=1_000_000, description="Longer prompts are refused with PolicyError.")
+    max_prompt_chars: int = Field(
+        default=10_000, gt=0, le=1_000_000, description="Longer prompts are refused with PolicyError." + _ENV_NOTE,
+        json_schema_extra=_ENV,
+    )
     outside_rendered: Action | None = Field(
         default=None,
         description="Action for findings outside rendered text for rules that set none; null = the rule's action.",
@@ -241,6 +256,31 @@ class PolicyConfig(_Strict):
             if rule.category == category and rule.scope == scope:
                 return rule
         return None
+
+
+def env_expandable_fields() -> tuple[str, ...]:
+    """Dotted paths of the fields whose values may use ``${VAR}`` (``backends[].params`` and the like).
+
+    Example:
+        >>> from safetext.policy.schema import env_expandable_fields
+        >>> env_expandable_fields()
+        ('max_prompt_chars', 'backends[].params', 'verification.ocr_options')
+    """
+    found: list[str] = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            path = f"{prefix}{name}"
+            extra = field.json_schema_extra
+            if isinstance(extra, dict) and extra.get(ENV_MARK):
+                found.append(path)
+                continue
+            for arg in (field.annotation, *typing.get_args(field.annotation)):
+                if isinstance(arg, type) and issubclass(arg, BaseModel):
+                    walk(arg, path + ("[]." if typing.get_origin(field.annotation) is tuple else "."))
+
+    walk(PolicyConfig, "")
+    return tuple(found)
 
 
 def policy_json_schema() -> dict[str, Any]:

@@ -7,9 +7,15 @@ Routes:
     ``GET /metrics``: Prometheus text from the app's own registry.
     ``GET /healthz``: liveness and queue state; the only route served without a token.
 
-Errors all have the body ``{"error": ..., "detail": ...}``: 401 unauthorized, 413 payload_too_large,
-422 invalid_request, 403 policy_violation (+ ``verdict``), 503 overloaded (+ ``Retry-After``),
-500 generation_failed.
+Errors all have the body ``{"error": ..., "detail": ...}``: 401 unauthorized, 404 not_found,
+405 method_not_allowed, 413 payload_too_large, 422 invalid_request (also a request over the compute
+budget), 403 policy_violation (+ ``verdict``), 503 overloaded (+ ``Retry-After``), 500
+generation_failed. Internal exception text never reaches a client: a 500 names the request id
+(also the ``X-Request-ID`` header) under which the service log holds the traceback.
+
+A generation whose client disconnects is cancelled between two denoising steps; on shutdown the
+service stops accepting, lets running generations finish for ``shutdown_timeout`` seconds, then
+cancels them the same way.
 """
 
 # No ``from __future__ import annotations``: FastAPI reads the route signatures at runtime and the
@@ -25,22 +31,27 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import threading
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from safetext.errors import PolicyError, PolicyViolation
 from safetext.policy.verdict import Verdict
-from safetext.service.admission import GenerationPool, Overloaded
+from safetext.service.admission import Cancelled, GenerationPool, Overloaded, step_canceller
 from safetext.service.guards import RequestGuardMiddleware
-from safetext.service.limits import ErrorResponse, GenerateResponse, ServiceLimits, build_request_models
+from safetext.service.limits import ErrorResponse, GenerateResponse, ServiceLimits, build_request_models, check_request
 from safetext.telemetry import SafetextMetrics, log_request_event
 
 logger = logging.getLogger("safetext.service")
 
 ROUTES = ("/v1/generate", "/v1/scan", "/metrics", "/healthz")
 _ERRORS = {code: {"model": ErrorResponse} for code in (401, 403, 413, 422, 500, 503)}
+#: Status of a request whose client went away before the answer (nginx's convention; nobody reads it).
+CLIENT_CLOSED = 499
 
 
 def create_app(
@@ -55,6 +66,7 @@ def create_app(
     limits: ServiceLimits | None = None,
     metrics: SafetextMetrics | None = None,
     log_prompts: bool = False,
+    shutdown_timeout: float = 30.0,
 ) -> FastAPI:
     """Build the service app around a guarded generator and a policy.
 
@@ -68,10 +80,13 @@ def create_app(
         insecure_no_auth: must be True to run with ``token=None``.
         max_queue: requests allowed to wait for a worker; beyond it the answer is 503 at once.
         max_concurrency: generation workers; each owns one pipeline (more than 1 needs a factory).
-        limits: request limits (default :class:`ServiceLimits`).
+        limits: request limits (default :class:`ServiceLimits`); limits left at None are derived from the
+            served pipeline at startup (its native size and default steps, see :meth:`ServiceLimits.resolve`).
         metrics: where to count (default: a new :class:`SafetextMetrics` on a fresh registry).
         log_prompts: put prompt text in the request log events (default: a hash only, unless the
             policy's config sets ``log_prompts: true``).
+        shutdown_timeout: seconds running generations may take to finish when the service stops; then
+            they are cancelled at their next denoising step.
 
     Example:
         >>> from safetext.service import create_app
@@ -93,6 +108,8 @@ def create_app(
         )
     if isinstance(max_queue, bool) or not isinstance(max_queue, int) or max_queue < 0:
         raise ValueError(f"max_queue must be an integer >= 0, got {max_queue!r}")
+    if not shutdown_timeout >= 0:
+        raise ValueError(f"shutdown_timeout must be >= 0 seconds, got {shutdown_timeout!r}")
     policy = _resolve_policy(policy, generator)
     log_prompts = log_prompts or bool(getattr(getattr(policy, "config", None), "log_prompts", False))
     limits = limits or ServiceLimits()
@@ -109,41 +126,63 @@ def create_app(
             if getattr(served, "metrics", None) is not None:
                 logger.warning("the served generator has its own metrics=; the service counts requests too, so "
                                "generations are counted twice. Build the generator without metrics=")
+        resolved = limits.resolve(generators[0])
+        app.state.limits, app.state.native = resolved, limits.native(generators[0])
         app.state.pool = GenerationPool(generators, max_queue)
-        logger.info("safetext service ready: %d worker(s), queue bound %d", max_concurrency, max_queue)
+        logger.info("safetext service ready: %d worker(s), queue bound %d, limits: %d steps (default %d), %dx%d px, "
+                    "%d images, compute budget %d step-pixels", max_concurrency, max_queue, resolved.max_steps,
+                    resolved.default_steps, resolved.max_width, resolved.max_height, resolved.max_images,
+                    resolved.max_compute)
         try:
             yield
         finally:
-            await asyncio.to_thread(app.state.pool.close)
+            await asyncio.to_thread(app.state.pool.close, shutdown_timeout)
 
     app = FastAPI(title="safetext", summary="Guarded text-to-image generation and prompt scanning.", lifespan=lifespan)
     app.state.metrics, app.state.policy, app.state.limits = metrics, policy, limits
     app.state.pool = None
     responses = _register_service_metrics(metrics, app)
     app.add_middleware(
-        RequestGuardMiddleware, token=token, max_body_bytes=limits.max_body_bytes,
+        RequestGuardMiddleware, token=token, max_body_bytes=limits.max_body_bytes, max_json_depth=limits.max_json_depth,
         on_response=lambda path, status: responses.labels(route=path if path in ROUTES else "other", status=str(status)).inc(),
     )
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
 
     @app.post("/v1/generate", response_model=GenerateResponse, responses=_ERRORS)
-    async def generate(body: GenerateRequest) -> Any:  # type: ignore[valid-type]
+    async def generate(body: GenerateRequest, request: Request) -> Any:  # type: ignore[valid-type]
         request_id, started = uuid.uuid4().hex, time.perf_counter()
         log = _request_logger(request_id, "/v1/generate", started, log_prompts)
+        resolved = app.state.limits
+        body = body.with_defaults(resolved)
+        problems = check_request(body, resolved, app.state.native)
+        if problems:
+            log(None, 422, error="limits")
+            return _invalid(problems, request_id)
+        cancel = threading.Event()
         try:
-            images, verdict, seconds = await app.state.pool.run(lambda gen: _generate(gen, body))
+            images, verdict, seconds = await _until_disconnect(
+                request, app.state.pool.run(lambda gen: _generate(gen, body, cancel), cancel), cancel
+            )
         except Overloaded as exc:
             return _error(503, "overloaded", str(exc), request_id, headers={"Retry-After": "1"})
+        except _ClientGone:
+            log(None, CLIENT_CLOSED, error="client_disconnected")
+            return _error(CLIENT_CLOSED, "cancelled", "the client disconnected; the generation was cancelled", request_id)
+        except Cancelled:
+            log(None, 503, error="cancelled")
+            return _error(503, "overloaded", "the service is shutting down; retry on another replica", request_id,
+                          headers={"Retry-After": "1"})
         except PolicyViolation as exc:
             verdict = _as_verdict(exc.verdict)
             metrics.observe_request(verdict, scan_seconds=_detail_seconds(verdict, "scan_seconds"))
             log(verdict, 403)
             return _error(403, "policy_violation", str(exc), request_id, verdict=verdict)
-        except (PolicyError, ValueError) as exc:
+        except PolicyError as exc:  # the prompt against the policy (too long, invalid Unicode): the client's to fix
             metrics.observe_error()
             log(None, 422, error=type(exc).__name__)
             return _error(422, "invalid_request", str(exc), request_id)
-        except Exception as exc:
+        except Exception as exc:  # anything else is ours; its text may hold paths or secrets: log it, answer the id
             metrics.observe_error()
             logger.exception("generation failed (request %s)", request_id)
             log(None, 500, error=type(exc).__name__)
@@ -178,7 +217,7 @@ def create_app(
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz")
-    def healthz() -> dict[str, Any]:
+    async def healthz() -> dict[str, Any]:  # on the event loop: no thread-pool hop for the load balancer
         pool = app.state.pool
         state = pool.state().to_dict() if pool is not None else None
         return {"status": "ok" if pool is not None else "starting", "policy": _policy_name(policy), "queue": state}
@@ -186,12 +225,60 @@ def create_app(
     return app
 
 
-def _generate(gen: Any, body: Any) -> tuple[list[dict[str, Any]], Verdict, float]:
-    """Runs in a worker thread: one guarded generation, its images as base64 PNGs."""
+class _ClientGone(Exception):
+    """The client closed the connection before its answer was ready."""
+
+
+async def _until_disconnect(request: Request, work: Any, cancel: threading.Event) -> Any:
+    """Await ``work``; when the client disconnects first, set ``cancel``, stop the work and raise _ClientGone."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            return task.result()
+        cancel.set()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Cancelled):
+            await task
+        raise _ClientGone()
+    finally:
+        watcher.cancel()
+        if not task.done():
+            cancel.set()
+            task.cancel()
+
+
+async def _disconnected(request: Request) -> None:
+    """Return when the client disconnects (the body has been read, so the next message is the disconnect)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+def _accepts_step_callback(gen: Any) -> bool:
+    import inspect
+
+    target = getattr(gen, "pipe", gen)
+    try:
+        return "callback_on_step_end" in inspect.signature(target.__call__).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _generate(gen: Any, body: Any, cancel: threading.Event | None = None) -> tuple[list[dict[str, Any]], Verdict, float]:
+    """Runs in a worker thread: one guarded generation, its images as base64 PNGs.
+
+    With ``cancel``, the pipeline's step callback stops the generation at the next step once it is set.
+    """
     import torch
 
     started = time.perf_counter()
-    output = gen(prompt=body.prompt, generator=torch.Generator().manual_seed(body.seed), output_type="pil", **body.pipeline_kwargs())
+    kwargs = body.pipeline_kwargs()
+    if cancel is not None and _accepts_step_callback(gen):
+        kwargs["callback_on_step_end"] = step_canceller(cancel)
+    output = gen(prompt=body.prompt, generator=torch.Generator().manual_seed(body.seed), output_type="pil", **kwargs)
     seconds = time.perf_counter() - started
     verdict = getattr(output, "verdict", None)
     if verdict is None:
@@ -229,6 +316,29 @@ _FRIENDLY = {
 }
 
 
+def _invalid(errors: list[dict[str, str]], request_id: str | None = None) -> JSONResponse:
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request body"
+    headers = {"X-Request-ID": request_id} if request_id else None
+    return JSONResponse({"error": "invalid_request", "detail": detail, "errors": errors}, status_code=422, headers=headers)
+
+
+_HTTP_ERRORS = {404: "not_found", 405: "method_not_allowed"}
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    """404, 405 and other routing errors in the service's ``{error, detail}`` format."""
+    status = getattr(exc, "status_code", 500)
+    if status == 404:
+        detail = f"no route {request.url.path}; the routes are {', '.join(ROUTES)}"
+    elif status == 405:
+        detail = f"{request.method} is not allowed on {request.url.path}"
+    else:
+        detail = "the request could not be handled"
+    headers = dict(getattr(exc, "headers", None) or {})
+    return JSONResponse({"error": _HTTP_ERRORS.get(status, "http_error"), "detail": detail}, status_code=status,
+                        headers=headers)
+
+
 async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     """422 with one readable message; the offending input is not echoed back (it may be the prompt)."""
     errors = []
@@ -238,8 +348,7 @@ async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
         if error.get("type") == "json_invalid":  # loc holds the character position, not a field
             message, loc = f"{message} (error at character {loc[0]})" if loc else message, []
         errors.append({"field": ".".join(loc) or "body", "message": message, "type": error.get("type", "")})
-    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request body"
-    return JSONResponse({"error": "invalid_request", "detail": detail, "errors": errors}, status_code=422)
+    return _invalid(errors)
 
 
 def _register_service_metrics(metrics: SafetextMetrics, app: FastAPI) -> Counter:

@@ -21,11 +21,14 @@ logger = logging.getLogger("safetext.service")
 _LIMIT_FLAGS = {
     "max_body_bytes": "largest request body in bytes (413 beyond)",
     "max_prompt_chars": "longest prompt in characters",
-    "max_steps": "most denoising steps per request",
-    "default_steps": "steps when a request names none",
-    "max_width": "largest image width",
-    "max_height": "largest image height",
+    "max_steps": "most denoising steps per request (default: twice the model's default steps)",
+    "default_steps": "steps when a request names none (default: the model's)",
+    "max_width": "largest image width (default: twice the model's native width)",
+    "max_height": "largest image height (default: twice the model's native height)",
     "max_images": "most images per request",
+    "max_compute": "most steps x width x height x images per request, 422 beyond "
+                   "(default: two native-size images at the default steps)",
+    "max_json_depth": "deepest JSON nesting of a request body",
 }
 
 
@@ -44,8 +47,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-queue", type=int, default=8, help="requests allowed to wait for a worker; 503 beyond (default: %(default)s)")
     p.add_argument("--max-concurrency", type=int, default=1, help="generation workers, one pipeline each (default: %(default)s)")
     for name, help_text in _LIMIT_FLAGS.items():
-        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name),
-                       help=f"{help_text} (default: %(default)s)")
+        default = getattr(defaults, name)
+        p.add_argument("--" + name.replace("_", "-"), type=int, default=default,
+                       help=help_text if default is None else f"{help_text} (default: %(default)s)")
+    p.add_argument("--shutdown-timeout", type=float, default=30.0,
+                   help="on SIGTERM/SIGINT: seconds running generations may take to finish before they are cancelled "
+                        "at their next step (default: %(default)s)")
+    p.add_argument("--allow-paths", action="store_true",
+                   help="let the policy's list paths leave its folder (absolute, ~, ..); only for trusted policy files")
     p.add_argument("--log-prompts", action="store_true", help="write prompt text into the request log events (default: a hash)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                    help="uvicorn log level (default: %(default)s)")
@@ -54,10 +63,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def serve(args: argparse.Namespace) -> int:
     """Validate the options, load the policy, build the app and run uvicorn until interrupted."""
-    import uvicorn
-
     from safetext.policy import load_policy
     from safetext.service.app import create_app
+    from safetext.service.server import run_server
 
     try:
         token = load_token(args.token_file)
@@ -69,7 +77,7 @@ def serve(args: argparse.Namespace) -> int:
         if token is not None and args.insecure_no_auth:
             raise ValueError(f"--insecure-no-auth was given but a token is set ({TOKEN_ENV} or --token-file); drop one")
         limits = ServiceLimits(**{name: getattr(args, name) for name in _LIMIT_FLAGS})
-        policy = load_policy(args.policy)
+        policy = load_policy(args.policy, allow_paths=args.allow_paths)
 
         def make_generator():
             from safetext.generate_cli import load_pipeline
@@ -81,12 +89,12 @@ def serve(args: argparse.Namespace) -> int:
         app = create_app(
             generator_factory=make_generator, policy=policy, token=token, insecure_no_auth=token is None,
             max_queue=args.max_queue, max_concurrency=args.max_concurrency, limits=limits,
-            log_prompts=args.log_prompts,
+            log_prompts=args.log_prompts, shutdown_timeout=args.shutdown_timeout,
         )
     except ValueError as exc:  # bad options, token or policy (PolicyError is a ValueError)
         print(f"safetext serve: {exc}", file=sys.stderr)
         return 2
     if token is None and args.host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning("serving WITHOUT authentication on %s; anyone who can reach it can generate", args.host)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    run_server(app, host=args.host, port=args.port, log_level=args.log_level, shutdown_timeout=args.shutdown_timeout)
     return 0

@@ -1,4 +1,4 @@
-"""Bearer-token authentication and the request body size limit, as one ASGI middleware.
+"""Bearer-token authentication, the request body size limit and a JSON nesting limit, as one ASGI middleware.
 
 Both checks run before FastAPI parses anything: an unauthenticated client gets 401 whatever its
 body, and a body over the limit gets 413 without being buffered past the limit. The token is
@@ -79,6 +79,8 @@ class RequestGuardMiddleware:
         app: the wrapped ASGI application.
         token: the expected bearer token; None disables authentication (``--insecure-no-auth``).
         max_body_bytes: largest request body accepted.
+        max_json_depth: deepest nesting of ``[`` and ``{`` accepted in a body (422 beyond, before the
+            JSON parser recurses into it).
         public_paths: paths served without a token (``/healthz``).
         on_response: called with ``(path, status)`` for every HTTP response (metrics).
     """
@@ -89,12 +91,14 @@ class RequestGuardMiddleware:
         *,
         token: str | None,
         max_body_bytes: int,
+        max_json_depth: int = 32,
         public_paths: tuple[str, ...] = ("/healthz",),
         on_response: Callable[[str, int], None] | None = None,
     ) -> None:
         self.app = app
         self.token = token
         self.max_body_bytes = max_body_bytes
+        self.max_json_depth = max_json_depth
         self.public_paths = frozenset(public_paths)
         self.on_response = on_response
 
@@ -122,6 +126,12 @@ class RequestGuardMiddleware:
             if more:
                 await self._too_large(send, None)
                 return
+            depth = json_depth(body)
+            if depth > self.max_json_depth:
+                await _reply(send, 422, "invalid_request",
+                             f"body: the JSON is nested {depth} levels deep; the limit is {self.max_json_depth} "
+                             "(send a flat object such as {\"prompt\": \"...\"})")
+                return
             receive = _replay(body, receive)
         await self.app(scope, receive, send)
 
@@ -141,6 +151,33 @@ class RequestGuardMiddleware:
             await send(message)
 
         return observed_send
+
+
+def json_depth(body: bytes) -> int:
+    """Deepest nesting of arrays and objects in ``body`` (strings skipped), in one linear pass.
+
+    Example:
+        >>> json_depth(b'{"a": [1, {"b": "[[["}]}')
+        3
+    """
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -15,6 +15,26 @@ from typing import Any
 import uvicorn
 
 
+def run_server(app: Any, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info",
+               shutdown_timeout: float = 30.0) -> None:
+    """Serve ``app`` with uvicorn in the foreground until SIGINT/SIGTERM, then shut down gracefully.
+
+    On the signal uvicorn stops accepting connections and waits up to ``shutdown_timeout`` seconds for
+    the open requests; then it cancels them, which cancels their generations at the next denoising
+    step, and the app's shutdown stops the workers.
+
+    Args:
+        app: the ASGI app (from :func:`safetext.service.create_app`).
+        host: interface to bind.
+        port: port to bind.
+        log_level: uvicorn's log level.
+        shutdown_timeout: seconds open requests may take to finish after the signal.
+    """
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level,
+                            timeout_graceful_shutdown=max(0.0, shutdown_timeout))
+    uvicorn.Server(config).run()
+
+
 class BackgroundServer:
     """An ASGI app served by uvicorn in a daemon thread.
 
@@ -25,6 +45,7 @@ class BackgroundServer:
         startup_timeout: seconds to wait for the app's startup (model loading) to finish.
         log_level: level of uvicorn's own loggers; their handlers are left to the application
             (uvicorn's logging configuration is not installed).
+        shutdown_timeout: seconds open requests may take to finish when the server stops.
 
     Example:
         >>> with BackgroundServer(app) as server:  # doctest: +SKIP
@@ -32,12 +53,13 @@ class BackgroundServer:
     """
 
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, startup_timeout: float = 120.0,
-                 log_level: str = "warning") -> None:
+                 log_level: str = "warning", shutdown_timeout: float = 10.0) -> None:
         self.app = app
         self.host = host
         self.port = port
         self.startup_timeout = startup_timeout
         self.log_level = log_level
+        self.shutdown_timeout = shutdown_timeout
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
@@ -57,7 +79,8 @@ class BackgroundServer:
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((self.host, self.port))
-        config = uvicorn.Config(self.app, log_config=None, log_level=self.log_level, access_log=False, lifespan="on")
+        config = uvicorn.Config(self.app, log_config=None, log_level=self.log_level, access_log=False, lifespan="on",
+                                timeout_graceful_shutdown=self.shutdown_timeout)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True,
                                         name="safetext-service")
