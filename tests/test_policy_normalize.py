@@ -17,8 +17,9 @@ def default():
 
 def _policy_without(step: str) -> Policy:
     base = load_policy("default").config
-    normalization = base.normalization.model_copy(update={step: False})
-    return Policy(base.model_copy(update={"normalization": normalization, "name": f"no-{step}"}))
+    steps = step.split("+")
+    normalization = base.normalization.model_copy(update={name: False for name in steps})
+    return Policy(base.model_copy(update={"normalization": normalization, "name": f"no-{'-'.join(steps)}"}))
 
 
 # (prompt, offending span as written, matched term, step reported)
@@ -73,7 +74,8 @@ def test_each_step_undoes_its_evasion_and_maps_offsets_back(default, prompt, spa
 @pytest.mark.parametrize(
     "step, prompt",
     [
-        ("nfkc", 'A sign that says "𝐬𝐡𝐢𝐭"'),
+        # the TR39 confusables data also reads mathematical letters: both steps must be off
+        ("nfkc+confusables", 'A sign that says "𝐬𝐡𝐢𝐭"'),
         ("invisible", 'A sign that says "fu\u200bck"'),
         ("confusables", 'A sign that says "ѕһіt"'),
         ("leetspeak", 'A sign that says "sh1t"'),
