@@ -147,6 +147,6 @@ def test_run_lengths():
 
 def test_normalization_config_lists_enabled_steps():
     assert NormalizationConfig(leetspeak=False).enabled_steps() == (
-        "nfkc", "invisible", "confusables", "separators", "repeats", "wildcards"
+        "html", "nfkc", "invisible", "confusables", "separators", "repeats", "wildcards"
     )
     assert isinstance(load_policy("default").config, PolicyConfig)
