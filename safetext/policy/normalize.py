@@ -18,6 +18,8 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass
+from functools import lru_cache
+from itertools import groupby
 
 from safetext.policy.confusables import HTML, LEET, LEETSPEAK, SEPARATORS, WILDCARD, WILDCARDS, fold_char
 from safetext.policy.schema import NormalizationConfig
@@ -197,6 +199,8 @@ def _clean_bounds(raw: str, start: int, end: int, wildcards: bool) -> tuple[int,
 def _read_word(norm: NormalizedText, start: int, end: int, config: NormalizationConfig) -> Token | None:
     """Build a token from normalized characters ``[start, end)`` (leetspeak and wildcards applied)."""
     raw = norm.text[start:end]
+    if raw.isalpha():
+        return Token(raw, start, end, norm.mask(start, end))
     if not any(c.isalpha() for c in raw):
         # Numbers stay tokens ("2 girls 1 cup"); all-leet words with a symbol ("4$$", "717$") are read
         # as leetspeak; other symbol runs ("***", "#1") are not words.
@@ -290,16 +294,15 @@ def _join_run(norm: NormalizedText, spans: list[tuple[int, int]], config: Normal
     return Token("".join(chars), start, end, bits | norm.mask(start, end))
 
 
+@lru_cache(maxsize=65536)
 def run_lengths(word: str) -> tuple[str, tuple[int, ...]]:
-    """Collapse repeated letters: ``"fuuuck"`` -> ``("fuck", (1, 3, 1, 1))``."""
+    """Collapse repeated letters: ``"fuuuck"`` -> ``("fuck", (1, 3, 1, 1))``.
+
+    Memoized: the same words recur from prompt to prompt, and this runs for every token.
+    """
     if not word:
         return "", ()
-    letters = [word[0]]
-    counts = [1]
-    for char in word[1:]:
-        if char == letters[-1]:
-            counts[-1] += 1
-        else:
-            letters.append(char)
-            counts.append(1)
-    return "".join(letters), tuple(counts)
+    letters = [char for char, _ in groupby(word)]
+    if len(letters) == len(word):
+        return word, (1,) * len(word)
+    return "".join(letters), tuple(len(list(run)) for _, run in groupby(word))

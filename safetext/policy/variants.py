@@ -27,6 +27,7 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Iterator, Sequence
 
 from rapidfuzz.distance import Levenshtein
@@ -63,7 +64,8 @@ _SEQUENCES: dict[str, str] = {
 }
 _SEQUENCE_STARTS = frozenset(s[0] for s in _SEQUENCES)
 _MAX_READINGS = 64
-_CHUNK = re.compile(r"\S+")
+# A whitespace-delimited chunk holding a digit or a symbol that may stand for a letter.
+_CHUNK = re.compile(r"[^\s]*[0-9@$!|^#+(<>~\\/\[][^\s]*")
 _EDGE = "\"'`,.;:?!()[]{}<>“”‘’«»"
 _VOWEL = "a"
 _SKELETON_MAP = str.maketrans({"c": "k", "q": "k", "x": "k", "z": "s", "y": "a", "e": "a", "i": "a", "o": "a", "u": "a"})
@@ -71,6 +73,7 @@ _V_BETWEEN_CONSONANTS = re.compile(r"(?<=[^aeiouy])v(?=[^aeiouy])")
 _SILENT_AFTER_VOWEL = re.compile(r"(?<=a)[rhw](?=[^a]|$)")
 
 
+@lru_cache(maxsize=65536)
 def skeleton(word: str, collapse: bool = True) -> str:
     """Phonetic skeleton of a lower-case word: sound-alike spellings share it.
 
@@ -156,6 +159,10 @@ class VariantMatcher:
                 for i in range(1, len(key)):  # the first sound must match
                     deletes.setdefault(key[:i] + key[i + 1 :], set()).add(key)
         self._deletes = {key: tuple(sorted(group)) for key, group in deletes.items()}
+        # Every prefix of an entry (and of its collapsed key): the first half of a split word is one.
+        self._prefixes = frozenset(
+            key[:i] for key in itertools.chain(forms, self._collapsed) for i in range(1, len(key))
+        )
         # Entries that may be a part of a compound: three letters or more.
         self._parts = frozenset(form for form in forms if len(form) >= 3)
         self._max_part = max((len(p) for p in self._parts), default=0)
@@ -297,12 +304,17 @@ class VariantMatcher:
             if hit is not None:
                 add(hit)
         for first, second in zip(tokens, tokens[1:]) if self._separators else ():
+            if second.start - first.end > 3 or first.text not in self._prefixes or second.end - second.start > 8:
+                continue
             hit = self._match_split(norm, first, second)
             if hit is not None and free(hit.start, hit.end):
                 add(hit)
+        english = self._english
         for token in tokens:
             word = token.text
-            if len(word) < 3 or token.wildcard or not word.isalpha() or not free(token.start, token.end):
+            if word in english or len(word) < 3 or token.wildcard or not word.isalpha():
+                continue  # an obfuscated English word ("blackc0ck") was read as a chunk above
+            if taken and not free(token.start, token.end):
                 continue
             obfuscated = norm.text[token.start : token.end] != word
             if not obfuscated and is_english(word):
@@ -332,10 +344,10 @@ class VariantMatcher:
 
     def _match_split(self, norm: NormalizedText, first: Token, second: Token) -> VariantHit | None:
         a, b = first.text, second.text
-        if not (a.isalpha() and b.isalpha()) or len(a) + len(b) < 3 or len(a) > 8 or len(b) > 8:
+        if not (a.isalpha() and b.isalpha()) or len(a) + len(b) < 3:
             return None
         gap = norm.text[first.end : second.start]
-        if not gap or len(gap) > 3 or any(c.isalnum() for c in gap):
+        if not gap or any(c.isalnum() for c in gap):
             return None
         if gap.strip(" ") and gap.strip(" ") not in self._split_gaps:
             return None

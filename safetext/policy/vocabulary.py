@@ -56,6 +56,7 @@ def zipf(word: str) -> float:
 _SUFFIXES = (("ies", "y"), ("es", ""), ("s", ""), ("ing", ""), ("ing", "e"), ("ed", ""), ("ed", "e"), ("er", ""), ("ers", ""), ("ly", ""), ("'s", ""))
 
 
+@lru_cache(maxsize=65536)
 def is_english(word: str) -> bool:
     """True when ``word`` or its stem without a common suffix is an English word ("prickles", "baying")."""
     words = english_words()
