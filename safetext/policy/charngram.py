@@ -295,29 +295,29 @@ def train(
         raise ValueError(f"training rows use classes {unknown} that are not in {list(config.classes)}")
     generator = torch.Generator().manual_seed(seed)
     feats = [features(word, config) for word, _ in rows]
-    offsets = torch.tensor([0] + [len(f) for f in feats[:-1]]).cumsum(0)
-    flat = torch.tensor([b for f in feats for b in f], dtype=torch.long)
+    width = max(len(f) for f in feats)
+    pad = buckets  # an extra, always-zero row pads short words
+    table = torch.full((len(rows), width), pad, dtype=torch.long)
+    for i, f in enumerate(feats):
+        table[i, : len(f)] = torch.tensor(f, dtype=torch.long)
     labels = torch.tensor([index[label] for _, label in rows])
     counts = torch.bincount(labels, minlength=len(config.classes)).float().clamp(min=1)
     class_weight = (counts.sum() / counts) ** 0.5
-    bag = torch.nn.EmbeddingBag(buckets, len(config.classes), mode="sum")
+    bag = torch.nn.EmbeddingBag(buckets + 1, len(config.classes), mode="sum", padding_idx=pad)
     torch.nn.init.zeros_(bag.weight)
     bias = torch.nn.Parameter(torch.zeros(len(config.classes)))
     optimizer = torch.optim.Adagrad([bag.weight, bias], lr=lr)
     loss_fn = torch.nn.CrossEntropyLoss(weight=class_weight)
-    lengths = torch.tensor([len(f) for f in feats])
     for _ in range(epochs):
         order = torch.randperm(len(rows), generator=generator)
         for start in range(0, len(rows), batch_size):
             batch = order[start : start + batch_size]
-            pieces = [flat[offsets[i] : offsets[i] + lengths[i]] for i in batch.tolist()]
-            batch_offsets = torch.tensor([0] + [len(p) for p in pieces[:-1]]).cumsum(0)
-            logits = bag(torch.cat(pieces), batch_offsets) + bias
+            logits = bag(table[batch]) + bias
             loss = loss_fn(logits, labels[batch])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-    weights = bag.weight.detach().numpy().astype(np.float16).astype(np.float32)
+    weights = bag.weight.detach()[:buckets].numpy().astype(np.float16).astype(np.float32)
     return CharNgramModel(config, weights, bias.detach().numpy().astype(np.float16).astype(np.float32))
 
 
@@ -328,10 +328,16 @@ def default_training_sets(policy_name: str = "default") -> tuple[dict[str, str],
     rarer ``wordfreq`` words (Zipf 1.5-3: names, places, brands) that neither contain a list entry of
     four letters or more nor sound like one.
     """
-    from safetext.policy import load_policy
+    from safetext.policy.engine import SHIPPED_DIR, Policy
+    from safetext.policy.loader import parse_policy_text
+    from safetext.policy.schema import BackendSpec
     from safetext.policy.vocabulary import _frequencies, english_words
 
-    policy = load_policy(policy_name)
+    path = SHIPPED_DIR / f"{policy_name}.yaml"
+    config, _ = parse_policy_text(path.read_text(encoding="utf-8"), str(path))
+    # the lists only: the classifier being trained must not be needed to train it
+    config = config.model_copy(update={"backends": (BackendSpec(name="wordlist"),)})
+    policy = Policy(config, base_dir=SHIPPED_DIR, source=str(path))
     positives = {t.form: t.category for t in policy.lexicon.single_word_terms() if t.form.isalpha() and len(t.form) >= 3}
     sounds = {skeleton(form) for form in positives}
     long_forms = {form for form in positives if len(form) >= 4}
