@@ -19,7 +19,9 @@ def _policy_without(step: str) -> Policy:
     base = load_policy("default").config
     steps = step.split("+")
     normalization = base.normalization.model_copy(update={name: False for name in steps})
-    return Policy(base.model_copy(update={"normalization": normalization, "name": f"no-{'-'.join(steps)}"}))
+    # the word lists only: the shipped classifier scores words whatever the normalization steps
+    backends = tuple(spec for spec in base.backends if spec.name == "wordlist")
+    return Policy(base.model_copy(update={"normalization": normalization, "backends": backends, "name": f"no-{'-'.join(steps)}"}))
 
 
 # (prompt, offending span as written, matched term, step reported)

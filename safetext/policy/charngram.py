@@ -3,7 +3,8 @@
 A multinomial logistic regression over hashed character n-grams of a word (2- to 4-grams of the
 letters and 3-grams of its phonetic :func:`~safetext.policy.variants.skeleton`), with one class per
 policy category plus ``clean``. It scores the words the word lists cannot place: words that are not
-English (:func:`~safetext.policy.vocabulary.is_english`) and that no list entry, reading, split,
+English (:func:`~safetext.policy.vocabulary.is_english`), not frequent in ``wordfreq`` (Zipf < 2.5:
+names and places such as "Phuket" are somebody's words), and that no list entry, reading, split,
 sound-alike or compound matched. A word's score is ``1 - p(clean)``; its category is the most likely
 non-clean class. English words are never scored: they are what the model was trained to call clean,
 and a miss there costs a user a legitimate image.
@@ -36,8 +37,8 @@ from safetext.errors import BackendError
 from safetext.policy.backends import BackendContext, ClassifierBackend, Detection, ScanDocument, register_backend
 from safetext.policy.confusables import step_names
 from safetext.policy.schema import CATEGORIES
-from safetext.policy.variants import skeleton
-from safetext.policy.vocabulary import is_english
+from safetext.policy.variants import MAX_FUZZY_ZIPF, skeleton
+from safetext.policy.vocabulary import is_english, zipf
 
 #: Folder of the shipped weights.
 MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "charngram"
@@ -170,8 +171,8 @@ class CharNgramBackend(ClassifierBackend):
         detections = []
         for token in document.tokens:
             word = token.text
-            if len(word) < 3 or not word.isalpha() or is_english(word):
-                continue
+            if len(word) < 3 or not word.isalpha() or is_english(word) or zipf(word) >= MAX_FUZZY_ZIPF:
+                continue  # English words, and names and words wordfreq sees often ("Phuket"), are not scored
             score, category = self.model.score(word)
             if score < self.min_score:
                 continue
