@@ -11,12 +11,14 @@ module tries, cheapest first, against the single-word entries of the same lexico
    ``a-hole``), unless both are ordinary words (``pen is``).
 3. **Sound-alikes**: a token that is not an English word (:mod:`safetext.policy.vocabulary`) and whose
    phonetic skeleton (:func:`skeleton`: ``c``/``k``/``q``/``x`` alike, ``z`` = ``s``, vowels alike,
-   silent ``r``/``h``/``w`` after vowels dropped) equals an entry's, or is one edit from it for
-   skeletons of four or more sounds (``fuxk``, ``kunt``, ``biatch``, ``shlt``, ``niggur``). The edit
-   distance is Levenshtein's, from ``rapidfuzz``.
+   silent ``r``/``h``/``w`` after vowels dropped) equals an entry's, or is one edit from it (not in
+   the first or last sound) for skeletons of five or more sounds, or the word is an entry with ``x``
+   masking one letter or ``l`` standing for ``i`` (``fuxk``, ``kunt``, ``biatch``, ``shxt``, ``shlt``,
+   ``niggur``). The edit distance is Levenshtein's, from ``rapidfuzz``.
 4. **Compounds**: a token that is not an English word and splits into entries and English words
-   with at least one entry (``bigass``, ``fagmouth``, ``shitshit``, ``blackc0ck``), unless it also
-   splits into English words alone (``passover``, ``raccoonhat``).
+   (three-letter ones only when common) with at least one entry (``bigass``, ``fagmouth``,
+   ``shitshit``, ``blackc0ck``), unless it also splits into English words alone (``passover``,
+   ``raccoonhat``).
 
 English words never match by 3 or 4, so ``assess``, ``cockpit``, ``therapist``, ``sextant`` stay clean;
 the policy's allow-list still drops any hit inside an allowed phrase.
@@ -41,6 +43,8 @@ from safetext.policy.vocabulary import english_words, is_english, short_words, z
 MAX_FUZZY_ZIPF = 2.5
 #: ... and a sound-alike one edit away from an entry has practically never been seen ("Wankel" 1.8).
 MAX_EDIT_ZIPF = 1.5
+#: A three-letter piece of a compound must be a common word ("big", "fat", "hat").
+MIN_PIECE_ZIPF = 3.5
 
 #: Scores of the matches found here (exact list hits score 1.0 / 0.9 / 0.8 in the word-list backend).
 READING_SCORE = 0.9
@@ -159,6 +163,13 @@ class VariantMatcher:
                 for i in range(1, len(key)):  # the first sound must match
                     deletes.setdefault(key[:i] + key[i + 1 :], set()).add(key)
         self._deletes = {key: tuple(sorted(group)) for key, group in deletes.items()}
+        # Listed words of four letters or more with one letter (not the first) masked: "sh?t".
+        masked: dict[str, Term] = {}
+        for form, term in forms.items():
+            if len(form) >= 4 and form == term.base:
+                for i in range(1, len(form)):
+                    masked.setdefault(form[:i] + "?" + form[i + 1 :], term)
+        self._masked = masked
         # Every prefix of an entry (and of its collapsed key): the first half of a split word is one.
         self._prefixes = frozenset(
             key[:i] for key in itertools.chain(forms, self._collapsed) for i in range(1, len(key))
@@ -198,7 +209,10 @@ class VariantMatcher:
         if found:
             term = min(found, key=lambda t: Levenshtein.distance(word, t.form))
             return term, f"skeleton {key} = {skeleton(term.form)}"
-        if len(key) < 4 or frequency >= MAX_EDIT_ZIPF:
+        masked = self._masked_reading(word)
+        if masked is not None:
+            return masked
+        if len(key) < 5 or frequency >= MAX_EDIT_ZIPF:
             return None
         candidates: set[str] = set(self._deletes.get(key, ()))
         for i in range(1, len(key)):
@@ -208,8 +222,8 @@ class VariantMatcher:
             candidates.update(self._deletes.get(shorter, ()))
         best: tuple[int, Term, str] | None = None
         for other in candidates:
-            if other[0] != key[0] or Levenshtein.distance(key, other) > 1:
-                continue
+            if other[0] != key[0] or other[-1] != key[-1] or Levenshtein.distance(key, other) > 1:
+                continue  # one edit, never in the first or last sound ("gele" is not "gilf")
             for term in self._skeletons[other]:
                 distance = Levenshtein.distance(word, term.form)
                 if best is None or distance < best[0]:
@@ -217,6 +231,19 @@ class VariantMatcher:
         if best is None:
             return None
         return best[1], f"skeleton {key} ~ {best[2]} (1 edit)"
+
+    def _masked_reading(self, word: str) -> tuple[Term, str] | None:
+        """``x`` as a masked letter (``shxt``, ``fxck``) or ``l`` as an ``i`` (``shlt``)."""
+        for i in range(1, len(word)):
+            if word[i] == "x":
+                term = self._masked.get(word[:i] + "?" + word[i + 1 :])
+                if term is not None:
+                    return term, f"'x' at {i} masks a letter of {term.form!r}"
+            elif word[i] == "l":
+                term = self._forms.get(word[:i] + "i" + word[i + 1 :])
+                if term is not None and term.form == term.base:
+                    return term, f"'l' at {i} reads as 'i'"
+        return None
 
     def compound(self, word: str, obfuscated: bool) -> tuple[Term, str] | None:
         """The entry inside a glued word, or None.
@@ -261,6 +288,9 @@ class VariantMatcher:
     def _is_piece(self, piece: str, at_end: bool) -> bool:
         if len(piece) <= 2:
             return False  # "as" + "slicker" must not make "asslicker" clean
+        if len(piece) == 3:
+            # the dictionary's three-letter rarities ("nig", "ger") would split anything
+            return zipf(piece) >= MIN_PIECE_ZIPF
         if piece in self._english:
             return True
         return at_end and piece.endswith("s") and piece[:-1] in self._english
