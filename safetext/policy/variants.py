@@ -260,9 +260,10 @@ class VariantMatcher:
         n = len(word)
         if not any(word[i:j] in self._parts for i in range(n) for j in range(i + 3, min(n, i + self._max_part) + 1)):
             return None
-        # clean[i]: word[:i] splits into English words; dirty[i]: ... into pieces with at least one entry.
+        # clean[i]: word[:i] splits into English words; dirty[i]: ... into pieces with at least one entry
+        # (the pieces, entries as Terms and English words as strings).
         clean = [False] * (n + 1)
-        dirty: list[tuple[Term, ...] | None] = [None] * (n + 1)
+        dirty: list[tuple[Term | str, ...] | None] = [None] * (n + 1)
         clean[0] = True
         for i in range(n):
             if not clean[i] and dirty[i] is None:
@@ -270,20 +271,20 @@ class VariantMatcher:
             for j in range(i + 1, n + 1):
                 piece = word[i:j]
                 if piece in self._parts:
-                    term = self._forms[piece]
-                    before = dirty[i] if dirty[i] is not None else (() if clean[i] else None)
+                    before = dirty[i] if dirty[i] is not None else (tuple(word[:i].split()) if clean[i] else None)
                     if before is not None and dirty[j] is None:
-                        dirty[j] = before + (term,)
+                        dirty[j] = before + (self._forms[piece],)
                 elif self._is_piece(piece, at_end=j == n):
                     if clean[i]:
                         clean[j] = True
                     if dirty[i] is not None and dirty[j] is None:
-                        dirty[j] = dirty[i]
+                        dirty[j] = dirty[i] + (piece,)
         if dirty[n] is None or (clean[n] and not obfuscated):
             return None
-        term = max(dirty[n], key=lambda t: len(t.form))
-        parts = "+".join(t.form for t in dirty[n])
-        return term, f"compound with {parts}"
+        entries = [p for p in dirty[n] if isinstance(p, Term)]
+        term = max(entries, key=lambda t: len(t.form))
+        parts = " + ".join(p.form if isinstance(p, Term) else p for p in dirty[n])
+        return term, f"compound {parts}"
 
     def _is_piece(self, piece: str, at_end: bool) -> bool:
         if len(piece) <= 2:
