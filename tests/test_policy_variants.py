@@ -31,7 +31,7 @@ def _clean(policy, prompt):
 # (written, entry matched, step that found it)
 TOXIC = {
     "misspellings": [
-        ("fuxk", "fuck", "fuzzy"), ("kunt", "cunt", "fuzzy"), ("biatch", "bitch", "fuzzy"), ("azzhole", "asshole", "fuzzy"),
+        ("fuxk", "fuck", "fuzzy"), ("kunt", "cunt", "fuzzy"), ("biatch", "bitch", "fuzzy"), ("azzhole", "azz", "compound"),
         ("shlt", "shit", "fuzzy"), ("cvnt", "cunt", "fuzzy"), ("dikk", "dick", "fuzzy"), ("fuq", "fuk", "fuzzy"),
     ],
     "compounds": [

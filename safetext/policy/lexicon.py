@@ -121,7 +121,7 @@ def _plural_forms(word: str) -> tuple[str, ...]:
 
 
 def inflected_forms(word: str) -> tuple[str, ...]:
-    """-er, -ers, -ing, -in, -ed and -y forms of a listed word (``shag`` -> ``shagger``, ``shagging`` ...).
+    """-er, -ers, -ing, -in, -ed, -y and -z forms of a listed word (``shag`` -> ``shagger``, ``hoe`` -> ``hoez``).
 
     A final consonant after a single vowel is doubled (``cum`` -> ``cummed``); a final ``e`` is dropped
     before a vowel (``whore`` -> ``whoring``). Forms that are ordinary English words are removed by
@@ -131,12 +131,13 @@ def inflected_forms(word: str) -> tuple[str, ...]:
         return ()
     if word.endswith("e"):
         stem = word[:-1]
-        return (word + "r", word + "rs", stem + "ing", stem + "in", word + "d", stem + "y")
+        return (word + "r", word + "rs", stem + "ing", stem + "in", word + "d", stem + "y", word + "z")
     if word.endswith("y"):
         return ()
     double = word[-1] not in _VOWELS + "wxh" and word[-2] in _VOWELS and word[-3] not in _VOWELS
     stem = word + word[-1] if double else word
-    return (stem + "er", stem + "ers", stem + "ing", stem + "in", stem + "ed", stem + "y")
+    plural_z = word + ("ez" if word.endswith(_PLURAL_ES_ENDINGS) else "z")
+    return (stem + "er", stem + "ers", stem + "ing", stem + "in", stem + "ed", stem + "y", plural_z)
 
 
 class Lexicon:

@@ -57,19 +57,19 @@ _READINGS: dict[str, tuple[str, ...]] = {
     "1": ("i", "l"), "!": ("i", "", "l"), "|": ("l", "i", ""), "@": ("a", "o", "u"), "$": ("s",),
     "5": ("s",), "0": ("o",), "3": ("e",), "4": ("a",), "7": ("t", "l"), "+": ("t", ""), "8": ("b",),
     "6": ("b", "g"), "9": ("g",), "^": ("a", "", "e"), "#": ("h", ""), "(": ("c",), "<": ("c", ""),
-    ">": ("",), "~": ("",),
+    ">": ("",), "~": ("",), "¡": ("i",),
 }
 # A number with a unit or ordinal ("1960s", "35mm", "8k", "4th"): not a word in disguise.
 _NUMBER = re.compile(r"\d[\d,.]*(?:s|st|nd|rd|th|k|m|mm|cm|km|px|p|fps|x|hp|am|pm|d|h|g|kg|lb|ft|in)?")
 # Letters drawn with several symbols.
 _SEQUENCES: dict[str, str] = {
-    "|_|": "u", "(_)": "u", "|-|": "h", "|)": "d", "[)": "d", "|<": "k", "()": "o", "\\/": "v", "/\\": "a",
+    "\\/\\/": "w", "|_|": "u", "(_)": "u", "|-|": "h", "|)": "d", "[)": "d", "|<": "k", "()": "o", "\\/": "v", "/\\": "a",
     "|\\|": "n", "|3": "b",
 }
 _SEQUENCE_STARTS = frozenset(s[0] for s in _SEQUENCES)
 _MAX_READINGS = 64
 # A whitespace-delimited chunk holding a digit or a symbol that may stand for a letter.
-_CHUNK = re.compile(r"[^\s]*[0-9@$!|^#+(<>~\\/\[][^\s]*")
+_CHUNK = re.compile(r"[^\s]*[0-9@$!|^#+(<>~\\/\[¡][^\s]*")
 _EDGE = "\"'`,.;:?!()[]{}<>“”‘’«»"
 _VOWEL = "a"
 _SKELETON_MAP = str.maketrans({"c": "k", "q": "k", "x": "k", "z": "s", "y": "a", "e": "a", "i": "a", "o": "a", "u": "a"})
