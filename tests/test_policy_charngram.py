@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +15,6 @@ from safetext.policy import Policy, load_policy
 from safetext.policy.charngram import (
     CLEAN,
     MODEL_DIR,
-    CharNgramBackend,
     load_model,
     train,
     training_data,
