@@ -144,3 +144,19 @@ def test_metrics_label_the_rule_backend_and_kind_of_match():
     # prompt text never becomes a label
     labels = {v for metric in metrics.registry.collect() for s in metric.samples for v in s.labels.values()}
     assert not labels & {"kunt", "bigass", "shit", "cunt"}
+
+
+@pytest.mark.slow
+def test_train_classifier_command_is_reproducible(tmp_path):
+    from safetext.cli import main
+
+    outputs = []
+    for name in ("a", "b"):
+        with io.StringIO() as out:
+            import contextlib
+
+            with contextlib.redirect_stdout(out):
+                assert main(["train-classifier", "--out", str(tmp_path / name), "--sample", "40", "--epochs", "2"]) == 0
+            outputs.append(json.loads(out.getvalue()))
+    assert outputs[0] == outputs[1]
+    assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
