@@ -95,6 +95,9 @@ class SafetextMetrics:
     Metrics:
         ``safetext_requests_total{decision}``: requests by outcome (allow, log, neutralize, block, error).
         ``safetext_findings_total{category,backend}``: findings by policy category and backend.
+        ``safetext_rule_hits_total{rule_id,backend,match}``: findings by the rule and backend that fired and
+        how the span matched (``exact``, ``normalized``, ``readings``, ``split``, ``fuzzy``, ``compound``,
+        ``classifier``): the first place to look when a false positive is reported.
         ``safetext_escalations_total{step}``: escalation steps taken after a failed image re-check.
         ``safetext_fallback_map_requests_total{decision}``: flagged requests on a model without a
             localized layer map: patched with every text-attention layer (neutralize) or blocked
@@ -109,6 +112,7 @@ class SafetextMetrics:
         categories: allowed ``category`` values (default: the policy schema's categories).
         max_backends: cap on distinct ``backend`` values (further backends count as ``other``).
         max_escalation_steps: cap on distinct ``step`` values.
+        max_rules: cap on distinct ``rule_id`` values (further rules count as ``other``).
     """
 
     def __init__(
@@ -118,17 +122,24 @@ class SafetextMetrics:
         categories: Iterable[str] = CATEGORIES,
         max_backends: int = 16,
         max_escalation_steps: int = 16,
+        max_rules: int = 32,
     ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         self._category = BoundedLabel("category", categories)
         self._backend = BoundedLabel("backend", None, max_backends)
         self._step = BoundedLabel("step", None, max_escalation_steps)
+        self._rule = BoundedLabel("rule_id", None, max_rules)
+        self._match = BoundedLabel("match", MATCH_KINDS)
         try:
             self.requests = Counter(
                 "safetext_requests_total", "Requests by decision.", ["decision"], registry=self.registry
             )
             self.findings = Counter(
                 "safetext_findings_total", "Findings by category and backend.", ["category", "backend"],
+                registry=self.registry,
+            )
+            self.rule_hits = Counter(
+                "safetext_rule_hits_total", "Findings by rule, backend and kind of match.", ["rule_id", "backend", "match"],
                 registry=self.registry,
             )
             self.escalations = Counter(
@@ -189,7 +200,9 @@ class SafetextMetrics:
         """
         self.requests.labels(decision=verdict.action.value).inc()
         for finding in verdict.findings:
-            self.findings.labels(category=self._category(finding.category), backend=self._backend(finding.backend)).inc()
+            backend = self._backend(finding.backend)
+            self.findings.labels(category=self._category(finding.category), backend=backend).inc()
+            self.rule_hits.labels(rule_id=self._rule(finding.rule_id), backend=backend, match=self._match(match_kind(finding))).inc()
         for step in escalation_steps(verdict):
             self.observe_escalation(step)
         if isinstance(verdict.details, Mapping) and verdict.details.get("layer_map_source") == "fallback":
@@ -212,6 +225,20 @@ class SafetextMetrics:
     def observe_escalation(self, step: str) -> None:
         """Record one escalation step (e.g. ``earlier_start``, ``all_layers``, ``block``)."""
         self.escalations.labels(step=self._step(step)).inc()
+
+
+#: Values of the ``match`` label of ``safetext_rule_hits_total``.
+MATCH_KINDS = ("exact", "normalized", "readings", "split", "fuzzy", "compound", "classifier")
+
+
+def match_kind(finding: Any) -> str:
+    """How a finding matched, as a bounded label: the variant step, ``classifier``, ``normalized`` or ``exact``."""
+    if finding.backend != "wordlist":
+        return "classifier"
+    for kind in ("readings", "split", "fuzzy", "compound"):
+        if kind in finding.normalizations:
+            return kind
+    return "normalized" if finding.normalizations else "exact"
 
 
 def escalation_steps(verdict: Verdict) -> tuple[str, ...]:
@@ -327,6 +354,7 @@ def _finding_fields(finding: Any, log_prompts: bool) -> dict[str, Any]:
         "end": finding.end,
         "score": finding.score,
         "rendered": finding.rendered,
+        "match": match_kind(finding),
     }
     if log_prompts:
         fields.update(text=finding.text, normalized=finding.normalized, replacement=finding.replacement)

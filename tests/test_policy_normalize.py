@@ -17,8 +17,11 @@ def default():
 
 def _policy_without(step: str) -> Policy:
     base = load_policy("default").config
-    normalization = base.normalization.model_copy(update={step: False})
-    return Policy(base.model_copy(update={"normalization": normalization, "name": f"no-{step}"}))
+    steps = step.split("+")
+    normalization = base.normalization.model_copy(update={name: False for name in steps})
+    # the word lists only: the shipped classifier scores words whatever the normalization steps
+    backends = tuple(spec for spec in base.backends if spec.name == "wordlist")
+    return Policy(base.model_copy(update={"normalization": normalization, "backends": backends, "name": f"no-{'-'.join(steps)}"}))
 
 
 # (prompt, offending span as written, matched term, step reported)
@@ -73,7 +76,8 @@ def test_each_step_undoes_its_evasion_and_maps_offsets_back(default, prompt, spa
 @pytest.mark.parametrize(
     "step, prompt",
     [
-        ("nfkc", 'A sign that says "𝐬𝐡𝐢𝐭"'),
+        # the TR39 confusables data also reads mathematical letters: both steps must be off
+        ("nfkc+confusables", 'A sign that says "𝐬𝐡𝐢𝐭"'),
         ("invisible", 'A sign that says "fu\u200bck"'),
         ("confusables", 'A sign that says "ѕһіt"'),
         ("leetspeak", 'A sign that says "sh1t"'),
@@ -145,6 +149,6 @@ def test_run_lengths():
 
 def test_normalization_config_lists_enabled_steps():
     assert NormalizationConfig(leetspeak=False).enabled_steps() == (
-        "nfkc", "invisible", "confusables", "separators", "repeats", "wildcards"
+        "html", "nfkc", "invisible", "confusables", "separators", "repeats", "wildcards"
     )
     assert isinstance(load_policy("default").config, PolicyConfig)

@@ -7,6 +7,7 @@
 ('neutralize', 'shit')
 """
 
+from safetext.policy import charngram as _charngram  # noqa: F401  (registers the shipped classifier)
 from safetext.policy import classifiers as _classifiers  # noqa: F401  (registers the optional backends)
 from safetext.policy.backends import (
     ClassifierBackend,

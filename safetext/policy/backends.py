@@ -25,20 +25,22 @@ import re
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Sequence
 
 from safetext.errors import BackendError
-from safetext.policy.confusables import CONFUSABLES, INVISIBLE, LEETSPEAK, REPEATS, SEPARATORS, step_names
+from safetext.policy.confusables import CONFUSABLES, HTML, INVISIBLE, LEETSPEAK, REPEATS, SEPARATORS, step_names
 from safetext.policy.lexicon import Lexicon
 from safetext.policy.normalize import NormalizedText, Token
 from safetext.policy.schema import NormalizationConfig
+from safetext.policy.variants import COMPOUND_SCORE, FUZZY_SCORE, READING_SCORE, SPLIT_SCORE, VariantMatcher
 
 #: Score of a word-list hit, by how much normalization it needed.
 EXACT_SCORE = 1.0
 OBFUSCATED_SCORE = 0.9
 WILDCARD_SCORE = 0.8
-_OBFUSCATION_BITS = INVISIBLE | CONFUSABLES | LEETSPEAK | SEPARATORS | REPEATS
+_OBFUSCATION_BITS = INVISIBLE | CONFUSABLES | LEETSPEAK | SEPARATORS | REPEATS | HTML
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,7 @@ class Detection:
         scope: ``"spans"`` or ``"prompt"`` (a whole-prompt judgement).
         rule_id: rule owning the detection when the backend knows it (word lists), else None.
         base: the listed term a plural/variant came from (used by mapping replacements).
+        evidence: why the backend flagged it, for ``safetext scan --explain`` (never logged).
     """
 
     start: int
@@ -129,6 +132,7 @@ class Detection:
     scope: Literal["spans", "prompt"] = "spans"
     rule_id: str | None = None
     base: str = ""
+    evidence: str = ""
 
 
 @dataclass(frozen=True)
@@ -219,21 +223,36 @@ def create_backend(name: str, params: Mapping[str, Any], context: BackendContext
 class WordListBackend(ClassifierBackend):
     """The built-in matcher: whole-word, evasion-aware look-up of the policy's word lists.
 
-    Scores: 1.0 for a plain hit, 0.9 when leetspeak, homoglyphs, separators, repeats or invisible
-    characters were undone, 0.8 for a wildcard guess (``f*ck``). A policy threshold above 0.9 thus
-    keeps only unobfuscated hits.
+    Exact look-up first (:meth:`Lexicon.find`), then, for what it leaves, the variants of
+    :class:`~safetext.policy.variants.VariantMatcher`: ambiguous-character readings, split words,
+    sound-alikes and compounds.
+
+    Scores: 1.0 for a plain hit, 0.9 when leetspeak, homoglyphs, separators, repeats, HTML or
+    invisible characters were undone or a word was split, 0.85 for a compound, 0.8 for a wildcard
+    guess (``f*ck``), 0.75 for a sound-alike. A policy threshold above 0.9 thus keeps only
+    unobfuscated hits.
+
+    Args:
+        lexicon: the policy's compiled lexicon.
+        fuzzy: match sound-alikes (``kunt``, ``fuxk``).
+        compounds: match entries inside glued words (``bigass``).
     """
 
     name = "wordlist"
 
-    def __init__(self, lexicon: Lexicon) -> None:
+    def __init__(
+        self, lexicon: Lexicon, normalization: NormalizationConfig | None = None, fuzzy: bool = True, compounds: bool = True
+    ) -> None:
         self.lexicon = lexicon
+        self.variants = _variant_matcher(lexicon, normalization or NormalizationConfig(), fuzzy, compounds)
 
     def detect(self, document: ScanDocument) -> list[Detection]:
         norm = document.norm
         detections = []
+        taken: list[tuple[int, int]] = []
         for match in self.lexicon.find(norm, document.tokens):
             start, end = norm.span(match.start, match.end)
+            taken.append((match.start, match.end))
             if match.wildcard:
                 score = WILDCARD_SCORE
             elif match.mask & _OBFUSCATION_BITS:
@@ -244,18 +263,44 @@ class WordListBackend(ClassifierBackend):
             detections.append(
                 Detection(
                     start, end, term.category, score, term.form, step_names(match.mask), self.name,
-                    rule_id=term.rule_id, base=term.base,
+                    rule_id=term.rule_id, base=term.base, evidence="list entry",
+                )
+            )
+        for hit in self.variants.find(norm, document.tokens, taken):
+            start, end = norm.span(hit.start, hit.end)
+            term = hit.term
+            detections.append(
+                Detection(
+                    start, end, term.category, _VARIANT_SCORES[hit.how], term.form,
+                    step_names(hit.mask) + (hit.how,), self.name, rule_id=term.rule_id, base=term.base,
+                    evidence=hit.evidence,
                 )
             )
         return detections
 
 
+_VARIANT_SCORES = {"readings": READING_SCORE, "split": SPLIT_SCORE, "compound": COMPOUND_SCORE, "fuzzy": FUZZY_SCORE}
+
+
+@lru_cache(maxsize=32)
+def _variant_matcher(lexicon: Lexicon, normalization: NormalizationConfig, fuzzy: bool, compounds: bool) -> VariantMatcher:
+    return VariantMatcher(lexicon, normalization, fuzzy=fuzzy, compounds=compounds)
+
+
 def _wordlist_factory(params: Mapping[str, Any], context: BackendContext) -> ClassifierBackend:
-    if params:
+    unknown = sorted(set(params) - {"fuzzy", "compounds"})
+    if unknown:
         raise BackendError(
-            f"backend 'wordlist' takes no params, got {sorted(params)}; configure word lists under 'lists:' instead"
+            f"backend 'wordlist' got unknown params {unknown}; it takes 'fuzzy' and 'compounds' (true/false). "
+            "Configure word lists under 'lists:' instead"
         )
-    return WordListBackend(context.lexicon)
+    flags = {}
+    for key in ("fuzzy", "compounds"):
+        value = params.get(key, True)
+        if not isinstance(value, bool):
+            raise BackendError(f"backend 'wordlist': '{key}' must be true or false, got {value!r}")
+        flags[key] = value
+    return WordListBackend(context.lexicon, context.normalization, **flags)
 
 
 class SegmentClassifier(ClassifierBackend):

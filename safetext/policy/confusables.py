@@ -1,15 +1,25 @@
-"""Character tables for evasion folding: homoglyphs (confusables), invisible characters, leetspeak.
+"""Character folding for evasion: homoglyphs (confusables), invisible characters, leetspeak.
 
-The homoglyph table is deliberately compact: it covers the look-alikes actually used to dodge word
-filters (Cyrillic and Greek letters that render like Latin ones, small capitals, a few Latin
-extensions) rather than the full Unicode ``confusables.txt``. Accented Latin letters are folded by
-decomposition (``é`` -> ``e``), full-width forms by code-point offset.
+A non-ASCII character is read as the ASCII letter it looks like, in this order:
+
+1. NFKC (mathematical alphanumerics, enclosed and full-width letters, superscripts, ligatures);
+2. a short table of visual look-alikes that Unicode's confusables data leaves out (Cyrillic ``и``
+   ``в`` ``н`` ``п``, Greek ``β`` ``κ`` ``ω``, small capitals, and the Canadian-syllabics alphabet of
+   "fancy text" generators: ``ᖴᑌᑕK``);
+3. the Unicode TR39 confusables data shipped by ``confusable-homoglyphs`` (every script: Cherokee
+   ``ᏟᎾᏟᏦ``, Lisu ``ꓑ``, Armenian ``օ``, letterlike ``ℎ`` ...), followed once more through 1-3 when it
+   leads to another non-ASCII letter;
+4. ``anyascii`` transliteration, for Latin-derived letters and symbols only (accented and hooked
+   letters ``ƒ`` ``ɗ``, negative-squared ``🅵``, regional indicators ``🇫``, ``©`` / ``®`` as ``c`` /
+   ``r``): other scripts are never transliterated into Latin words.
 """
 
 from __future__ import annotations
 
+import json
 import unicodedata
 from functools import lru_cache
+from pathlib import Path
 
 # Pairs "<look-alike><ascii>" separated by spaces; upper- and lower-case forms listed separately.
 _CYRILLIC = (
@@ -25,6 +35,11 @@ _LATIN = (
     "ᴀa ʙb ᴄc ᴅd ᴇe ғf ɢg ʜh ɪi ᴊj ᴋk ʟl ᴍm ɴn ᴏo ᴘp ꜱs ᴛt ᴜu ᴠv ᴡw ʏy ᴢz "
     "ÐD Øo Łl Đd Ħh Ŧt"
 )
+# The letters of "fancy text" generators built from Canadian syllabics, and Cyrillic sha/shcha as w.
+_SYLLABICS = (
+    "ᗩa ᗷb ᑕc ᗪd ᕮe ᖴf ᘜg ᕼh ᓰi ᒍj ᛕk ᒪl ᗰm ᑎn ᗝo ᑭp ᑫq ᖇr ᔕs ᑌu ᐯv ᗯw ᙭x ᘔz "
+    "шw Шw щw Щw"
+)
 _MULTI = {"ß": "ss", "ẞ": "ss", "æ": "ae", "Æ": "ae", "œ": "oe", "Œ": "oe", "þ": "th", "Þ": "th", "ĳ": "ij"}
 
 
@@ -32,7 +47,9 @@ def _pairs(table: str) -> dict[str, str]:
     return {pair[0]: pair[1].lower() for pair in table.split()}
 
 
-HOMOGLYPHS: dict[str, str] = {**_pairs(_CYRILLIC), **_pairs(_GREEK), **_pairs(_LATIN), **_MULTI}
+HOMOGLYPHS: dict[str, str] = {**_pairs(_CYRILLIC), **_pairs(_GREEK), **_pairs(_LATIN), **_pairs(_SYLLABICS), **_MULTI}
+# Unicode names of the characters anyascii may transliterate (Latin-derived letters and symbols).
+_TRANSLITERATE_NAMES = ("LATIN", "REGIONAL INDICATOR", "CIRCLED", "SQUARED", "PARENTHESIZED", "MODIFIER LETTER", "COPYRIGHT", "REGISTERED")
 
 #: Characters read as letters inside a word when ``leetspeak`` is on.
 LEET: dict[str, str] = {
@@ -58,12 +75,14 @@ _WHITESPACE_CONTROLS = frozenset("\t\n\r\x0b\x0c")
 # Bit flags recorded per normalized character; the names match NormalizationConfig fields.
 NFKC = 1
 INVISIBLE = 2
+HTML = 128
 CONFUSABLES = 4
 LEETSPEAK = 8
 SEPARATORS = 16
 REPEATS = 32
 WILDCARD = 64
 STEP_BITS: tuple[tuple[str, int], ...] = (
+    ("html", HTML),
     ("nfkc", NFKC),
     ("invisible", INVISIBLE),
     ("confusables", CONFUSABLES),
@@ -88,7 +107,50 @@ def is_invisible(char: str) -> bool:
     return unicodedata.category(char) in ("Cf", "Cc")
 
 
-def _fold_confusable(char: str) -> str:
+@lru_cache(maxsize=1)
+def _tr39() -> dict[str, str]:
+    """TR39 confusables: character -> the ASCII letter (or digit) it is confusable with."""
+    try:
+        import confusable_homoglyphs
+    except ImportError:  # the dependency is declared; without it only the other steps fold
+        return {}
+    data = json.loads((Path(confusable_homoglyphs.__file__).parent / "confusables.json").read_text(encoding="utf-8"))
+    table: dict[str, str] = {}
+    for char, entries in data.items():
+        if len(char) != 1 or char.isascii():
+            continue
+        letters, digits, others = [], [], []
+        for entry in entries:
+            target = "".join(c for c in unicodedata.normalize("NFD", entry["c"]) if unicodedata.category(c) != "Mn")
+            target = target.replace("\u200e", "")
+            if len(target) != 1:
+                continue
+            if target.isascii() and target.isalpha():
+                letters.append(target.lower())
+            elif target.isascii() and target.isdigit():
+                digits.append(target)
+            elif not target.isascii() and target.isalpha():
+                others.append(target)
+        if letters or digits:
+            table[char] = (letters or digits)[0]
+        elif others:
+            table[char] = others[0]
+    return table
+
+
+def _transliterate(char: str) -> str | None:
+    name = unicodedata.name(char, "")
+    if not any(part in name for part in _TRANSLITERATE_NAMES):
+        return None
+    from anyascii import anyascii
+
+    out = anyascii(char).strip("()").lower()
+    if 1 <= len(out) <= 2 and out.isascii() and out.isalnum():
+        return out
+    return None
+
+
+def _fold_confusable(char: str, depth: int = 0) -> str:
     mapped = HOMOGLYPHS.get(char)
     if mapped is not None:
         return mapped
@@ -102,6 +164,20 @@ def _fold_confusable(char: str) -> str:
         base = "".join(c for c in decomposed if unicodedata.category(c) != "Mn")
         if base and base != char:
             return HOMOGLYPHS.get(base, base).lower()
+    confusable = _tr39().get(char)
+    if confusable is not None:
+        if confusable.isascii():
+            return confusable
+        if depth == 0:
+            folded = unicodedata.normalize("NFKC", confusable).lower()
+            if len(folded) == 1 and folded.isascii():
+                return folded
+            again = _fold_confusable(folded if len(folded) == 1 else confusable, depth + 1)
+            if again.isascii():
+                return again
+    transliterated = _transliterate(char)
+    if transliterated is not None:
+        return transliterated
     return char
 
 

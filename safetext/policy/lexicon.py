@@ -18,8 +18,10 @@ from safetext.errors import PolicyError
 from safetext.policy.confusables import REPEATS
 from safetext.policy.normalize import NormalizedText, Token, normalize_chars, run_lengths, tokenize
 from safetext.policy.schema import NormalizationConfig
+from safetext.policy.vocabulary import english_words
 
 _PLURAL_ES_ENDINGS = ("s", "x", "z", "ch", "sh")
+_VOWELS = "aeiouy"
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,29 @@ def _plural_forms(word: str) -> tuple[str, ...]:
         return ()
     if word.endswith(_PLURAL_ES_ENDINGS):
         return (word + "es",)
+    if word.endswith("y") and word[-2] not in _VOWELS:
+        return (word + "s", word[:-1] + "ies")  # pussy -> pussies (and the common misspelling)
     return (word + "s",)
+
+
+def inflected_forms(word: str) -> tuple[str, ...]:
+    """-er, -ers, -ing, -in, -ed, -y and -z forms of a listed word (``shag`` -> ``shagger``, ``hoe`` -> ``hoez``).
+
+    A final consonant after a single vowel is doubled (``cum`` -> ``cummed``); a final ``e`` is dropped
+    before a vowel (``whore`` -> ``whoring``). Forms that are ordinary English words are removed by
+    :func:`build_lexicon`, not here.
+    """
+    if len(word) < 3 or not word.isalpha():
+        return ()
+    if word.endswith("e"):
+        stem = word[:-1]
+        return (word + "r", word + "rs", stem + "ing", stem + "in", word + "d", stem + "y", word + "z")
+    if word.endswith("y"):
+        return ()
+    double = word[-1] not in _VOWELS + "wxh" and word[-2] in _VOWELS and word[-3] not in _VOWELS
+    stem = word + word[-1] if double else word
+    plural_z = word + ("ez" if word.endswith(_PLURAL_ES_ENDINGS) else "z")
+    return (stem + "er", stem + "ers", stem + "ing", stem + "in", stem + "ed", stem + "y", plural_z)
 
 
 class Lexicon:
@@ -143,6 +167,10 @@ class Lexicon:
         self._repeats = repeats
         self._exact_runs = exact_runs
         self.size = sum(len(group) for group in self._by_first.values()) + len(self._symbols) + len(self._stems)
+
+    def single_word_terms(self) -> tuple[Term, ...]:
+        """Every one-word entry (listed, plural or inflected), for the variant matcher."""
+        return tuple(term for group in self._by_first.values() for term in group if len(term.keys) == 1)
 
     def token_keys(self, tokens: Sequence[Token]) -> list[tuple[str, tuple[int, ...]]]:
         """Lookup key and run lengths of each token (computed once per scan, shared by lexicons)."""
@@ -214,6 +242,8 @@ class Lexicon:
                     if runs != wanted:
                         if self._exact_runs or any(have < need for have, need in zip(runs, wanted)):
                             break
+                        if token.text in english_words():
+                            break  # a doubled letter of a real word is spelling, not stretching: "rapping"
                         mask |= REPEATS
                 mask |= token.mask
             else:
@@ -241,7 +271,12 @@ class Lexicon:
 
 
 def build_lexicon(
-    sources: Sequence[TermSource], config: NormalizationConfig, *, plurals: bool = True, exact_runs: bool = False
+    sources: Sequence[TermSource],
+    config: NormalizationConfig,
+    *,
+    plurals: bool = True,
+    exact_runs: bool = False,
+    inflections: bool = False,
 ) -> Lexicon:
     """Normalize and index terms.
 
@@ -252,6 +287,9 @@ def build_lexicon(
         plurals: also match the plural of single words and of the last word of phrases
             (``bitch`` -> ``bitches``) unless the plural is listed itself.
         exact_runs: letter runs must match exactly (allow-lists: ``Niger`` must not allow ``nigger``).
+        inflections: also match the :func:`inflected_forms` of single listed words, except forms that
+            are ordinary English words (:func:`~safetext.policy.vocabulary.english_words`: ``cocky``,
+            ``spicy``, ``hoeing`` stay clean).
 
     Returns:
         The compiled :class:`Lexicon`.
@@ -280,13 +318,13 @@ def build_lexicon(
                 continue
             keys, runs = _word_keys(tokens, config.repeats)
             listed[words] = Term(form, form, keys, runs, source.category, source.rule_id)
-            if plurals:
-                for plural in _plural_forms(words[-1]):
-                    variant = words[:-1] + (plural,)
-                    p_keys, p_runs = _word_keys(
-                        tokenize(normalize_chars(" ".join(variant), config), config), config.repeats
-                    )
-                    generated[variant] = Term(" ".join(variant), form, p_keys, p_runs, source.category, source.rule_id)
+            variants = [words[:-1] + (plural,) for plural in _plural_forms(words[-1])] if plurals else []
+            if inflections and len(words) == 1:
+                clean = english_words()
+                variants += [(f,) for f in inflected_forms(words[0]) if f not in clean]
+            for variant in variants:
+                p_keys, p_runs = _word_keys(tokenize(normalize_chars(" ".join(variant), config), config), config.repeats)
+                generated[variant] = Term(" ".join(variant), form, p_keys, p_runs, source.category, source.rule_id)
     merged = {**{k: v for k, v in generated.items() if k not in listed}, **listed}
     return Lexicon(merged.values(), symbols.values(), config.repeats, exact_runs, stems.values())
 

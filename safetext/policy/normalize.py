@@ -2,8 +2,8 @@
 
 Two stages:
 
-1. **Characters** (:func:`normalize_chars`): NFKC, invisible characters removed, homoglyphs folded,
-   lower-cased. Every normalized character remembers the original ``[start, end)`` it came from.
+1. **Characters** (:func:`normalize_chars`): HTML tags dropped and entities decoded, NFKC, invisible
+   characters removed, homoglyphs folded, lower-cased. Every normalized character remembers the original ``[start, end)`` it came from.
 2. **Tokens** (:func:`tokenize`): words of the normalized text, with leetspeak read as letters
    (``sh1t``), runs of single letters split by separators joined (``f u c k``), and ``*``/``#``
    inside words kept as wildcards (``f*ck``). Repeated letters are not rewritten here; the matcher
@@ -15,14 +15,23 @@ always point into the ORIGINAL prompt.
 
 from __future__ import annotations
 
+import html
 import re
 from dataclasses import dataclass
+from functools import lru_cache
+from itertools import groupby
 
-from safetext.policy.confusables import LEET, LEETSPEAK, SEPARATORS, WILDCARD, WILDCARDS, fold_char
+from safetext.policy.confusables import HTML, LEET, LEETSPEAK, SEPARATORS, WILDCARD, WILDCARDS, fold_char
 from safetext.policy.schema import NormalizationConfig
 
 _ASCII_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 _ASCII_WHITESPACE = str.maketrans("\t\n\r\x0b\x0c", "     ")
+# HTML comments, tags and character entities (named, decimal, hexadecimal).
+_HTML = re.compile(
+    r"<!--.*?-->|</?[A-Za-z][A-Za-z0-9]*(?:\s[^<>]{0,80})?/?>"
+    r"|&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});",
+    re.S,
+)
 # A raw token: letters/digits plus the characters leetspeak and wildcards give meaning to, keyed by
 # (leetspeak on, wildcards on).
 _RAW_TOKEN = {
@@ -101,32 +110,70 @@ def normalize_chars(text: str, config: NormalizationConfig) -> NormalizedText:
         The :class:`NormalizedText`. Pure ASCII prompts without control characters take a fast
         path (lower-casing only, identity map).
     """
-    if text.isascii() and not (config.invisible and _ASCII_CONTROL.search(text)):
+    has_html = config.html and ("<" in text or "&" in text) and _HTML.search(text) is not None
+    if text.isascii() and not has_html and not (config.invisible and _ASCII_CONTROL.search(text)):
         return NormalizedText(text, text.lower().translate(_ASCII_WHITESPACE), None, None, None)
     out: list[str] = []
     starts: list[int] = []
     ends: list[int] = []
     masks: list[int] = []
     nfkc, invisible, confusables = config.nfkc, config.invisible, config.confusables
-    for index, char in enumerate(text):
+    pending = 0
+    for char, start, end, html_bits in _units(text, has_html):
+        if not char:
+            # a dropped HTML tag or comment: inside a word it marks the next character
+            pending = HTML if out and out[-1].isalnum() else 0
+            continue
         if char.isascii() and not (invisible and _ASCII_CONTROL.match(char)):
             folded, bits = char.lower(), 0
             if folded in "\t\n\r\x0b\x0c":
                 folded = " "
         else:
             folded, bits = fold_char(char, nfkc, invisible, confusables)
+        bits |= html_bits | pending
+        pending = 0
         if not folded:
             # A dropped character (zero-width, lone accent) belongs to the character before it.
             if ends:
-                ends[-1] = index + 1
+                ends[-1] = end
                 masks[-1] |= bits
             continue
         for piece in folded:
             out.append(piece)
-            starts.append(index)
-            ends.append(index + 1)
+            starts.append(start)
+            ends.append(end)
             masks.append(bits)
     return NormalizedText(text, "".join(out), tuple(starts), tuple(ends), tuple(masks))
+
+
+def _units(text: str, has_html: bool):
+    """``(char, start, end, bits)`` per character of ``text``, with HTML tags dropped and entities decoded.
+
+    A decoded entity yields its characters, each mapped to the whole entity; a tag yields one empty
+    unit (the tag maps to nothing, so ``f<b>u</b>ck`` reads ``fuck``).
+    """
+    if not has_html:
+        for index, char in enumerate(text):
+            yield char, index, index + 1, 0
+        return
+    position = 0
+    for match in _HTML.finditer(text):
+        for index in range(position, match.start()):
+            yield text[index], index, index + 1, 0
+        piece = match.group()
+        if piece[0] == "&":
+            decoded = html.unescape(piece)
+            if decoded == piece:  # not an entity HTML knows: keep the characters
+                for index in range(match.start(), match.end()):
+                    yield text[index], index, index + 1, 0
+            else:
+                for char in decoded:
+                    yield char, match.start(), match.end(), HTML
+        else:
+            yield "", match.start(), match.end(), HTML
+        position = match.end()
+    for index in range(position, len(text)):
+        yield text[index], index, index + 1, 0
 
 
 def _clean_bounds(raw: str, start: int, end: int, wildcards: bool) -> tuple[int, int]:
@@ -152,6 +199,8 @@ def _clean_bounds(raw: str, start: int, end: int, wildcards: bool) -> tuple[int,
 def _read_word(norm: NormalizedText, start: int, end: int, config: NormalizationConfig) -> Token | None:
     """Build a token from normalized characters ``[start, end)`` (leetspeak and wildcards applied)."""
     raw = norm.text[start:end]
+    if raw.isalpha():
+        return Token(raw, start, end, norm.mask(start, end))
     if not any(c.isalpha() for c in raw):
         # Numbers stay tokens ("2 girls 1 cup"); all-leet words with a symbol ("4$$", "717$") are read
         # as leetspeak; other symbol runs ("***", "#1") are not words.
@@ -245,16 +294,15 @@ def _join_run(norm: NormalizedText, spans: list[tuple[int, int]], config: Normal
     return Token("".join(chars), start, end, bits | norm.mask(start, end))
 
 
+@lru_cache(maxsize=65536)
 def run_lengths(word: str) -> tuple[str, tuple[int, ...]]:
-    """Collapse repeated letters: ``"fuuuck"`` -> ``("fuck", (1, 3, 1, 1))``."""
+    """Collapse repeated letters: ``"fuuuck"`` -> ``("fuck", (1, 3, 1, 1))``.
+
+    Memoized: the same words recur from prompt to prompt, and this runs for every token.
+    """
     if not word:
         return "", ()
-    letters = [word[0]]
-    counts = [1]
-    for char in word[1:]:
-        if char == letters[-1]:
-            counts[-1] += 1
-        else:
-            letters.append(char)
-            counts.append(1)
-    return "".join(letters), tuple(counts)
+    letters = [char for char, _ in groupby(word)]
+    if len(letters) == len(word):
+        return word, (1,) * len(word)
+    return "".join(letters), tuple(len(list(run)) for _, run in groupby(word))

@@ -26,6 +26,7 @@ CATEGORIES: tuple[str, ...] = ("profanity", "sexual", "slur", "insult", "hate", 
 
 #: Normalization steps, in the order they run. Each one is switchable in ``normalization:``.
 NORMALIZATION_STEPS: tuple[str, ...] = (
+    "html",
     "nfkc",
     "invisible",
     "confusables",
@@ -51,9 +52,13 @@ class _Strict(BaseModel):
 class NormalizationConfig(_Strict):
     """Which evasion-undoing steps run before matching (all on by default)."""
 
+    html: bool = Field(default=True, description="Drop HTML tags and comments, decode character entities ('f<b>u</b>ck', 'sh&#105;t').")
     nfkc: bool = Field(default=True, description="Unicode NFKC compatibility folding (full-width, ligatures, styled letters).")
     invisible: bool = Field(default=True, description="Drop zero-width, bidi and control characters.")
-    confusables: bool = Field(default=True, description="Fold Cyrillic/Greek look-alikes, full-width forms and accents to ASCII.")
+    confusables: bool = Field(
+        default=True,
+        description="Fold look-alikes of every script (Unicode TR39 confusables), full-width forms, accents and Latin-derived symbols to ASCII.",
+    )
     leetspeak: bool = Field(default=True, description="Read 1 3 4 @ $ 0 5 7 ! + as letters inside words ('sh1t').")
     separators: bool = Field(default=True, description="Join runs of single letters split by spaces, dots, dashes ('f u c k').")
     repeats: bool = Field(default=True, description="Accept stretched letters ('fuuuck').")

@@ -1,0 +1,428 @@
+"""Matching beyond exact list entries: ambiguous characters, split words, sound-alikes, compounds.
+
+The word-list backend first looks every token up exactly (:meth:`Lexicon.find`). What it leaves, this
+module tries, cheapest first, against the single-word entries of the same lexicon:
+
+1. **Readings** of chunks that hold digits or symbols: every plausible reading of each ambiguous
+   character is kept (``1`` is ``i`` or ``l``, ``@`` is ``a``/``o``/``u``, ``!`` is ``i``/``l`` or a
+   separator, ``|_|`` is ``u``, ``|)`` is ``d`` ...) and the chunk matches when ANY reading is an entry
+   (``s1ut``, ``f!u!c!k``, ``@$$h073``, ``c|_|nt``).
+2. **Split words**: two neighbouring tokens whose concatenation is an entry (``fu ck``, ``as s``,
+   ``a-hole``), unless both are ordinary words (``pen is``).
+3. **Sound-alikes**: a token that is not an English word (:mod:`safetext.policy.vocabulary`) and whose
+   phonetic skeleton (:func:`skeleton`: ``c``/``k``/``q``/``x`` alike, ``z`` = ``s``, vowels alike,
+   silent ``r``/``h``/``w`` after vowels dropped) equals an entry's, or is one edit from it (not in
+   the first or last sound) for skeletons of five or more sounds, or the word is an entry with ``x``
+   masking one letter or ``l`` standing for ``i`` (``fuxk``, ``kunt``, ``biatch``, ``shxt``, ``shlt``,
+   ``niggur``). The edit distance is Levenshtein's, from ``rapidfuzz``.
+4. **Compounds**: a token that is not an English word and splits into entries and English words
+   (three-letter ones only when common) with at least one entry (``bigass``, ``fagmouth``,
+   ``shitshit``, ``blackc0ck``), unless it also splits into English words alone (``passover``,
+   ``raccoonhat``).
+
+English words never match by 3 or 4, so ``assess``, ``cockpit``, ``therapist``, ``sextant`` stay clean;
+the policy's allow-list still drops any hit inside an allowed phrase.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Iterator, Sequence
+
+from rapidfuzz.distance import Levenshtein
+
+from safetext.policy.lexicon import Lexicon, Term
+from safetext.policy.normalize import NormalizedText, Token, run_lengths
+from safetext.policy.schema import NormalizationConfig
+from safetext.policy.vocabulary import english_words, is_english, short_words, zipf
+
+#: A sound-alike is never a word ``wordfreq`` has seen this often (Zipf): "Phuket" 3.0, "doormat" 2.7.
+MAX_FUZZY_ZIPF = 2.5
+#: ... and a sound-alike one edit away from an entry has practically never been seen ("Wankel" 1.8).
+MAX_EDIT_ZIPF = 1.5
+#: A three-letter piece of a compound must be a common word ("big", "fat", "hat").
+MIN_PIECE_ZIPF = 3.5
+
+#: Scores of the matches found here (exact list hits score 1.0 / 0.9 / 0.8 in the word-list backend).
+READING_SCORE = 0.9
+SPLIT_SCORE = 0.9
+COMPOUND_SCORE = 0.85
+FUZZY_SCORE = 0.75
+
+# Every plausible reading of a character inside a word; "" = a separator between letters.
+_READINGS: dict[str, tuple[str, ...]] = {
+    "1": ("i", "l"), "!": ("i", "", "l"), "|": ("l", "i", ""), "@": ("a", "o", "u"), "$": ("s",),
+    "5": ("s",), "0": ("o",), "3": ("e",), "4": ("a",), "7": ("t", "l"), "+": ("t", ""), "8": ("b",),
+    "6": ("b", "g"), "9": ("g",), "^": ("a", "", "e"), "#": ("h", ""), "(": ("c",), "<": ("c", ""),
+    ">": ("",), "~": ("",), "¡": ("i",),
+}
+# A number with a unit or ordinal ("1960s", "35mm", "8k", "4th"): not a word in disguise.
+_NUMBER = re.compile(r"\d[\d,.]*(?:s|st|nd|rd|th|k|m|mm|cm|km|px|p|fps|x|hp|am|pm|d|h|g|kg|lb|ft|in)?")
+# Letters drawn with several symbols.
+_SEQUENCES: dict[str, str] = {
+    "\\/\\/": "w", "|_|": "u", "(_)": "u", "|-|": "h", "|)": "d", "[)": "d", "|<": "k", "()": "o", "\\/": "v", "/\\": "a",
+    "|\\|": "n", "|3": "b",
+}
+_SEQUENCE_STARTS = frozenset(s[0] for s in _SEQUENCES)
+_MAX_READINGS = 64
+# A whitespace-delimited chunk holding a digit or a symbol that may stand for a letter.
+_CHUNK = re.compile(r"[^\s]*[0-9@$!|^#+(<>~\\/\[¡][^\s]*")
+_EDGE = "\"'`,.;:?!()[]{}<>“”‘’«»"
+_VOWEL = "a"
+_SKELETON_MAP = str.maketrans({"c": "k", "q": "k", "x": "k", "z": "s", "y": "a", "e": "a", "i": "a", "o": "a", "u": "a"})
+_V_BETWEEN_CONSONANTS = re.compile(r"(?<=[^aeiouy])v(?=[^aeiouy])")
+_SILENT_AFTER_VOWEL = re.compile(r"(?<=a)[rhw](?=[^a]|$)")
+
+
+@lru_cache(maxsize=65536)
+def skeleton(word: str, collapse: bool = True) -> str:
+    """Phonetic skeleton of a lower-case word: sound-alike spellings share it.
+
+    Example:
+        >>> [skeleton(w) for w in ("fuck", "fuxk", "phuq", "kunt", "cunt", "biatch", "bitch")]
+        ['fak', 'fak', 'fak', 'kant', 'kant', 'batkh', 'batkh']
+    """
+    w = word.replace("ph", "f").replace("ck", "k").replace("cc", "k")
+    w = _V_BETWEEN_CONSONANTS.sub("u", w)
+    w = w.translate(_SKELETON_MAP)
+    w = _SILENT_AFTER_VOWEL.sub("", w)
+    return run_lengths(w)[0] if collapse else w
+
+
+@dataclass(frozen=True)
+class VariantHit:
+    """A match found here, in normalized-character coordinates.
+
+    Attributes:
+        term: the lexicon entry it matched.
+        start: first normalized character.
+        end: one past the last normalized character.
+        mask: normalization-step bits of the characters.
+        how: ``readings``, ``split``, ``fuzzy`` or ``compound``.
+        reading: the letters that matched (``slut`` for ``s1ut``, ``kunt`` for a sound-alike).
+        evidence: a short human-readable reason (``skeleton kant = kant``).
+    """
+
+    term: Term
+    start: int
+    end: int
+    mask: int
+    how: str
+    reading: str
+    evidence: str
+
+
+class VariantMatcher:
+    """Readings, split words, sound-alikes and compounds against one lexicon (read-only, thread-safe).
+
+    Args:
+        lexicon: the policy's compiled lexicon; its single-word entries (with generated plurals and
+            inflections) are the targets.
+        fuzzy: enable sound-alike matching.
+        compounds: enable compound matching.
+    """
+
+    def __init__(
+        self,
+        lexicon: Lexicon,
+        normalization: NormalizationConfig | None = None,
+        *,
+        fuzzy: bool = True,
+        compounds: bool = True,
+    ) -> None:
+        config = normalization or NormalizationConfig()
+        self.fuzzy = fuzzy
+        self.compounds = compounds
+        self._leetspeak = config.leetspeak
+        self._repeats = config.repeats
+        self._separators = config.separators
+        self._split_gaps = "-._~/" + ("*" if config.wildcards else "")
+        forms: dict[str, Term] = {}
+        collapsed: dict[str, list[Term]] = {}
+        for term in lexicon.single_word_terms():
+            if not term.form.isalpha():
+                continue
+            forms.setdefault(term.form, term)
+            collapsed.setdefault(run_lengths(term.form)[0], []).append(term)
+        self._forms = forms
+        self._collapsed = {key: tuple(group) for key, group in collapsed.items()}
+        self._english = english_words()
+        self._short = short_words()
+        skeletons: dict[str, list[Term]] = {}
+        for form, term in forms.items():
+            # only listed entries: a sound-alike of a generated inflection is too far a guess
+            if len(form) >= 3 and form == term.base:
+                skeletons.setdefault(skeleton(form, self._repeats), []).append(term)
+        self._skeletons = {key: tuple(group) for key, group in skeletons.items() if len(key) >= 3}
+        deletes: dict[str, set[str]] = {}
+        for key in self._skeletons:
+            if len(key) >= 4:
+                for i in range(1, len(key)):  # the first sound must match
+                    deletes.setdefault(key[:i] + key[i + 1 :], set()).add(key)
+        self._deletes = {key: tuple(sorted(group)) for key, group in deletes.items()}
+        # Listed words of four letters or more with one letter (not the first) masked: "sh?t".
+        masked: dict[str, Term] = {}
+        for form, term in forms.items():
+            if len(form) >= 4 and form == term.base:
+                for i in range(1, len(form)):
+                    masked.setdefault(form[:i] + "?" + form[i + 1 :], term)
+        self._masked = masked
+        # Every prefix of an entry (and of its collapsed key): the first half of a split word is one.
+        self._prefixes = frozenset(
+            key[:i] for key in itertools.chain(forms, self._collapsed) for i in range(1, len(key))
+        )
+        # Entries that may be a part of a compound: three letters or more.
+        self._parts = frozenset(form for form in forms if len(form) >= 3)
+        self._max_part = max((len(p) for p in self._parts), default=0)
+
+    # ------------------------------------------------------------------ single words
+    def lookup(self, word: str) -> Term | None:
+        """The entry ``word`` spells, exactly or with stretched letters (``fuuuck``)."""
+        term = self._forms.get(word)
+        if term is not None or not self._repeats:
+            return term
+        key, runs = run_lengths(word)
+        for candidate in self._collapsed.get(key, ()):
+            wanted = run_lengths(candidate.form)[1]
+            if all(have >= need for have, need in zip(runs, wanted)) and word not in self._english:
+                return candidate
+        return None
+
+    def is_clean_word(self, word: str) -> bool:
+        """True for an English word that is not itself an entry."""
+        return word in self._english and word not in self._forms
+
+    def sound_alike(self, word: str) -> tuple[Term, str] | None:
+        """The entry ``word`` sounds like, with the evidence, or None (English words never match)."""
+        if not self.fuzzy or len(word) < 3 or not word.isalpha() or is_english(word):
+            return None
+        frequency = zipf(word)
+        if frequency >= MAX_FUZZY_ZIPF:
+            return None
+        key = skeleton(word, self._repeats)
+        if len(key) < 3:
+            return None
+        found = self._skeletons.get(key)
+        if found:
+            term = min(found, key=lambda t: Levenshtein.distance(word, t.form))
+            return term, f"skeleton {key} = {skeleton(term.form)}"
+        masked = self._masked_reading(word)
+        if masked is not None:
+            return masked
+        if len(key) < 5 or frequency >= MAX_EDIT_ZIPF:
+            return None
+        candidates: set[str] = set(self._deletes.get(key, ()))
+        for i in range(1, len(key)):
+            shorter = key[:i] + key[i + 1 :]
+            if shorter in self._skeletons and len(shorter) >= 4:
+                candidates.add(shorter)
+            candidates.update(self._deletes.get(shorter, ()))
+        best: tuple[int, Term, str] | None = None
+        for other in candidates:
+            if other[0] != key[0] or other[-1] != key[-1] or Levenshtein.distance(key, other) > 1:
+                continue  # one edit, never in the first or last sound ("gele" is not "gilf")
+            for term in self._skeletons[other]:
+                distance = Levenshtein.distance(word, term.form)
+                if best is None or distance < best[0]:
+                    best = (distance, term, other)
+        if best is None:
+            return None
+        return best[1], f"skeleton {key} ~ {best[2]} (1 edit)"
+
+    def _masked_reading(self, word: str) -> tuple[Term, str] | None:
+        """``x`` as a masked letter (``shxt``, ``fxck``) or ``l`` as an ``i`` (``shlt``)."""
+        for i in range(1, len(word)):
+            if word[i] == "x":
+                term = self._masked.get(word[:i] + "?" + word[i + 1 :])
+                if term is not None:
+                    return term, f"'x' at {i} masks a letter of {term.form!r}"
+            elif word[i] == "l":
+                term = self._forms.get(word[:i] + "i" + word[i + 1 :])
+                if term is not None and term.form == term.base:
+                    return term, f"'l' at {i} reads as 'i'"
+        return None
+
+    def compound(self, word: str, obfuscated: bool) -> tuple[Term, str] | None:
+        """The entry inside a glued word, or None.
+
+        Args:
+            word: the token's letters.
+            obfuscated: the token needed leetspeak or homoglyph folding; an English word spelled that
+                way (``blackc0ck``) is not exempt.
+        """
+        if not self.compounds or len(word) < 5 or not word.isalpha():
+            return None
+        if not obfuscated and word in self._english:
+            return None
+        n = len(word)
+        if not any(word[i:j] in self._parts for i in range(n) for j in range(i + 3, min(n, i + self._max_part) + 1)):
+            return None
+        # clean[i]: word[:i] splits into English words; dirty[i]: ... into pieces with at least one entry
+        # (the pieces, entries as Terms and English words as strings).
+        clean = [False] * (n + 1)
+        dirty: list[tuple[Term | str, ...] | None] = [None] * (n + 1)
+        clean[0] = True
+        for i in range(n):
+            if not clean[i] and dirty[i] is None:
+                continue
+            for j in range(i + 1, n + 1):
+                piece = word[i:j]
+                if piece in self._parts:
+                    before = dirty[i] if dirty[i] is not None else (tuple(word[:i].split()) if clean[i] else None)
+                    if before is not None and dirty[j] is None:
+                        dirty[j] = before + (self._forms[piece],)
+                elif self._is_piece(piece, at_end=j == n):
+                    if clean[i]:
+                        clean[j] = True
+                    if dirty[i] is not None and dirty[j] is None:
+                        dirty[j] = dirty[i] + (piece,)
+        if dirty[n] is None or (clean[n] and not obfuscated):
+            return None
+        entries = [p for p in dirty[n] if isinstance(p, Term)]
+        term = max(entries, key=lambda t: len(t.form))
+        parts = " + ".join(p.form if isinstance(p, Term) else p for p in dirty[n])
+        return term, f"compound {parts}"
+
+    def _is_piece(self, piece: str, at_end: bool) -> bool:
+        if len(piece) <= 2:
+            return False  # "as" + "slicker" must not make "asslicker" clean
+        if len(piece) == 3:
+            # the dictionary's three-letter rarities ("nig", "ger") would split anything
+            return zipf(piece) >= MIN_PIECE_ZIPF
+        if piece in self._english:
+            return True
+        return at_end and piece.endswith("s") and piece[:-1] in self._english
+
+    # ------------------------------------------------------------------ whole document
+    def find(self, norm: NormalizedText, tokens: Sequence[Token], taken: list[tuple[int, int]]) -> list[VariantHit]:
+        """Matches in normalized coordinates that do not overlap ``taken`` (normalized spans).
+
+        Args:
+            norm: the normalized prompt.
+            tokens: its tokens.
+            taken: spans already matched (by the exact lexicon look-up); extended in place.
+
+        Returns:
+            The hits, in the order found (readings, split words, then single tokens).
+        """
+        hits: list[VariantHit] = []
+
+        def free(start: int, end: int) -> bool:
+            return not any(s < end and start < e for s, e in taken)
+
+        def add(hit: VariantHit) -> None:
+            hits.append(hit)
+            taken.append((hit.start, hit.end))
+
+        text = norm.text
+        for chunk in _CHUNK.finditer(text) if self._leetspeak else ():
+            start, end = chunk.start(), chunk.end()
+            while start < end and text[start] in _EDGE and text[start] not in "(|[<":
+                start += 1
+            while end > start and text[end - 1] in _EDGE and text[end - 1] not in ")|":
+                end -= 1
+            raw = text[start:end]
+            if len(raw) < 2 or raw.isalpha() or not any(c.isalpha() or c in _READINGS for c in raw):
+                continue
+            if _NUMBER.fullmatch(raw):
+                continue
+            if not free(start, end):
+                continue
+            hit = self._match_chunk(norm, raw, start, end)
+            if hit is not None:
+                add(hit)
+        for first, second in zip(tokens, tokens[1:]) if self._separators else ():
+            if second.start - first.end > 3 or first.text not in self._prefixes or second.end - second.start > 8:
+                continue
+            hit = self._match_split(norm, first, second)
+            if hit is not None and free(hit.start, hit.end):
+                add(hit)
+        english = self._english
+        for token in tokens:
+            word = token.text
+            if word in english or len(word) < 3 or token.wildcard or not word.isalpha():
+                continue  # an obfuscated English word ("blackc0ck") was read as a chunk above
+            if taken and not free(token.start, token.end):
+                continue
+            obfuscated = norm.text[token.start : token.end] != word
+            if not obfuscated and is_english(word):
+                continue
+            found = self.compound(word, obfuscated)
+            how = "compound"
+            if found is None:
+                found = self.sound_alike(word)
+                how = "fuzzy"
+            if found is not None:
+                add(VariantHit(found[0], token.start, token.end, token.mask, how, word, found[1]))
+        return hits
+
+    def _match_chunk(self, norm: NormalizedText, raw: str, start: int, end: int) -> VariantHit | None:
+        readings = [r for r in _readings(raw) if len(r) >= 2 and r.isalpha()]
+        mask = norm.mask(start, end)
+        for reading in readings:
+            term = self.lookup(reading)
+            if term is not None:
+                return VariantHit(term, start, end, mask, "readings", reading, f"reading {reading!r} of {raw!r}")
+        for reading in readings:
+            found = self.compound(reading, obfuscated=True)
+            if found is not None:
+                evidence = f"reading {reading!r} of {raw!r}; {found[1]}"
+                return VariantHit(found[0], start, end, mask, "readings", reading, evidence)
+        return None
+
+    def _match_split(self, norm: NormalizedText, first: Token, second: Token) -> VariantHit | None:
+        a, b = first.text, second.text
+        if not (a.isalpha() and b.isalpha()) or len(a) + len(b) < 3:
+            return None
+        gap = norm.text[first.end : second.start]
+        if not gap or any(c.isalnum() for c in gap):
+            return None
+        if gap.strip(" ") and gap.strip(" ") not in self._split_gaps:
+            return None
+        term = self.lookup(a + b)
+        if term is None:
+            return None
+        if " " in gap and self._word_alone(a) and self._word_alone(b):
+            return None  # "pen is": two words, not one split
+        evidence = f"{a!r} + {b!r} = {a + b!r}"
+        return VariantHit(term, first.start, second.end, first.mask | second.mask, "split", a + b, evidence)
+
+    def _word_alone(self, word: str) -> bool:
+        if len(word) <= 2:
+            return word in self._short
+        return word in self._forms or (self.is_clean_word(word) and zipf(word) >= 3.0)
+
+
+def _readings(raw: str) -> Iterator[str]:
+    """Readings of a chunk: each ambiguous character's options (uniform choices first), at most 64."""
+    options: list[tuple[str, ...]] = []
+    i = 0
+    while i < len(raw):
+        char = raw[i]
+        sequence = next((seq for seq in _SEQUENCES if raw.startswith(seq, i)), None) if char in _SEQUENCE_STARTS else None
+        if sequence is not None:
+            options.append((_SEQUENCES[sequence],))
+            i += len(sequence)
+            continue
+        if char.isalpha():
+            options.append((char,))
+        elif char in _READINGS:
+            options.append(_READINGS[char])
+        else:
+            return  # a character with no letter reading: not a word
+        i += 1
+    seen: set[str] = set()
+    width = max(len(o) for o in options) if options else 0
+    for k in range(width):
+        reading = "".join(o[min(k, len(o) - 1)] for o in options)
+        if reading not in seen:
+            seen.add(reading)
+            yield reading
+    for combo in itertools.islice(itertools.product(*options), _MAX_READINGS):
+        reading = "".join(combo)
+        if reading not in seen:
+            seen.add(reading)
+            yield reading
