@@ -45,13 +45,13 @@ import inspect
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
 from torch import nn
 
-from safetext.errors import LayerMapError, PatchError
+from safetext.errors import LayerMapError, PatchError, PatchNotAppliedError
 from safetext.patching.hooks import installed
 from safetext.patching.layers import check_patchable, is_lora_wrapped, resolve_adapter, select_layers
 from safetext.patching.recording import ExecutionDeviceCache, forward_parameters, record_denoiser_inputs
@@ -86,6 +86,11 @@ class PatchReport:
         lora_layers: patched layers whose K/V projection is wrapped by a peft LoRA layer.
         record_seconds: time spent recording the target's conditioning (the pipeline's prompt
             encoding); the patch's other cost is inside the denoiser calls.
+        acted_steps: ``{layer name: {"key": n, "value": n}}``, at how many denoising steps each mapped
+            K/V projection's hook replaced rows; every patched step appears (checked before the output
+            is returned, see :meth:`KVPatch.run`).
+        compile_mode: how the denoiser is compiled (``torch.compile``, ``Module.compile``,
+            ``compile_repeated_blocks``), ``None`` when it runs eagerly.
     """
 
     family: str
@@ -99,6 +104,8 @@ class PatchReport:
     patched_prompts: tuple[int, ...]
     lora_layers: tuple[str, ...] = ()
     record_seconds: float = 0.0
+    acted_steps: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    compile_mode: str | None = None
 
     def as_details(self) -> dict[str, Any]:
         """JSON-ready dict for ``Verdict.details``."""
@@ -113,6 +120,8 @@ class PatchReport:
             "patched_steps": self.patched_steps,
             "patched_prompts": list(self.patched_prompts),
             "lora_layers": list(self.lora_layers),
+            "acted_steps": {name: dict(counts) for name, counts in self.acted_steps.items()},
+            "compile_mode": self.compile_mode,
         }
 
 
@@ -183,8 +192,15 @@ class KVPatch:
         call_kwargs: Mapping[str, Any],
         target_kwargs: Mapping[str, Any],
         patched_prompts: Sequence[int] | None = None,
+        *,
+        require_patch: bool = False,
     ) -> tuple[Any, PatchReport]:
         """Run the pipeline once with the patch active for this call only.
+
+        The output is returned only if the patch demonstrably acted: at every step the step hook marked
+        as patched, the hook of every mapped K/V projection replaced rows (counts in
+        ``PatchReport.acted_steps``). A hook that never fired (a compiled module that bypasses it, a layer
+        the forward never calls) raises :class:`~safetext.errors.PatchNotAppliedError` instead.
 
         Args:
             call_kwargs: the pipeline call's arguments, as the user gave them.
@@ -192,9 +208,16 @@ class KVPatch:
                 ``prompt_2``); the target is recorded with ``{**call_kwargs, **target_kwargs}``.
             patched_prompts: indices of the prompts to patch (default: all). Rows of the other prompts
                 keep their own K/V.
+            require_patch: raise :class:`~safetext.errors.PatchNotAppliedError` before generating when
+                no step would be patched (start step at or past the last step), instead of running the
+                pipeline unpatched.
 
         Returns:
             ``(pipeline output, PatchReport)``.
+
+        Raises:
+            PatchNotAppliedError: a patched step at which a mapped projection did not act, or (with
+                ``require_patch``) nothing to patch.
         """
         prompts, per_prompt = prompt_batch_layout(self.pipe, call_kwargs, self._pipe_parameters)
         chosen = tuple(range(prompts)) if patched_prompts is None else tuple(sorted(set(patched_prompts)))
@@ -224,11 +247,38 @@ class KVPatch:
             parameters=self._denoiser_parameters,
         )
         if start_step >= recorded.total_steps or not chosen:
+            if require_patch:
+                raise PatchNotAppliedError(
+                    f"no denoising step would be patched: the layer map starts at step {start_step} "
+                    f"(start_fraction {self.start_fraction}) of a {recorded.total_steps}-step run. Lower the "
+                    "layer map's start_fraction or run more num_inference_steps."
+                )
             output = self.pipe(**call_kwargs)
         else:
             with installed(session, session.register):
                 output = self.pipe(**call_kwargs)
+            self._check_acted(session, recorded.total_steps, start_step)
         return output, self._report(session, recorded.total_steps, start_step, chosen, record_seconds)
+
+    def _check_acted(self, session: PatchSession, total: int, start: int) -> None:
+        """Raise :class:`PatchNotAppliedError` unless every mapped projection acted at every patched step."""
+        if not session.patched_steps:
+            raise PatchNotAppliedError(
+                f"the patch never ran: the step hook on the {type(self.denoiser).__name__} saw no denoiser call "
+                f"from step {start} of {total} on (the pipeline bypasses the denoiser module safetext hooked: "
+                "was the denoiser replaced or compiled after the SafeTextGenerator/KVPatch was created?). "
+                "The output is withheld."
+            )
+        gaps = session.missing()
+        if gaps:
+            shown = "; ".join(f"{name} at steps {steps}" for name, _, steps in gaps[:4])
+            more = f" and {len(gaps) - 4} more" if len(gaps) > 4 else ""
+            raise PatchNotAppliedError(
+                f"the patch did not act on every patched step and layer: the hook of {shown}{more} never replaced "
+                f"the text keys/values (patched steps {sorted(session.patched_steps)}). The module is bypassed: "
+                "the forward never calls it (a layer map naming a module this model does not run), or a compiled "
+                "graph traced before the hook was registered. The output is withheld."
+            )
 
     def _report(
         self, session: PatchSession, total: int, start: int, chosen: tuple[int, ...], record_seconds: float
@@ -246,6 +296,7 @@ class KVPatch:
             patched_prompts=chosen,
             lora_layers=lora,
             record_seconds=record_seconds,
+            acted_steps=session.acted_steps(),
         )
 
     def __repr__(self) -> str:

@@ -102,6 +102,8 @@ class PatchSession:
     _states: torch.Tensor | None = None
     _bias: torch.Tensor | None = None
     parameters: Sequence[Any] = ()
+    acted: dict[tuple[int, str], set[int]] = field(default_factory=dict)
+    vacuous_steps: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self._parameters = tuple(self.parameters) or forward_parameters(self.denoiser)
@@ -183,6 +185,7 @@ class PatchSession:
             return None
         self._check_text_length(bound)
         if self._target_is_source(bound, batch, rows_t, sources):
+            self.vacuous_steps.add(self.step)
             return None  # the target branch would compute the patched rows' own K/V: nothing to swap
         args, kwargs = self._target_inputs(bound, args, kwargs, batch, rows_t, sources)
         text = bound.get("encoder_hidden_states")
@@ -273,6 +276,7 @@ class PatchSession:
                     f"{tuple(output.shape[1:])}; the pipeline must pad prompts to a fixed length to be patched"
                 )
             selected = call.selected[key] = target.index_select(0, call.sources).to(output.dtype)
+        self._acted(layer, kind)
         return _replace_rows(output, call.rows, selected, call.tail)
 
     def _copy_projection(
@@ -287,11 +291,39 @@ class PatchSession:
                 f"{layer.name}: expected {call.batch + call.extra} rows in the {kind} projection, got {output.shape[0]}"
             )
         donor = output.index_select(0, call.sources)
+        self._acted(layer, kind)
         if layer.text_prefix_only:
             patched = output.clone()
             patched[call.rows, : call.text_tokens] = donor[:, : call.text_tokens]
             return patched
         return output.index_copy(0, call.rows, donor)
+
+    def _acted(self, layer: TextAttentionLayer, kind: str) -> None:
+        self.acted.setdefault((layer.index, kind), set()).add(self.step)
+
+    # -- the invariant -------------------------------------------------------------------------------
+    def acted_steps(self) -> dict[str, dict[str, int]]:
+        """``{layer name: {"key": n, "value": n}}``: at how many steps each patched projection replaced rows."""
+        return {
+            layer.name: {kind: len(self.acted.get((layer.index, kind), ())) for kind in ("key", "value")}
+            for layer in self.layers
+        }
+
+    def missing(self) -> list[tuple[str, str, list[int]]]:
+        """``(projection name, kind, steps)`` for every patched step at which a mapped projection did not act.
+
+        A step counts as patched once the denoiser's step hook marked it; steps whose swap would be an
+        identity (the target is the prompt itself, ``extra_rows``) need no projection to act.
+        """
+        expected = sorted(self.patched_steps - self.vacuous_steps)
+        gaps = []
+        for layer in self.layers:
+            for kind, name in (("key", layer.key), ("value", layer.value)):
+                seen = self.acted.get((layer.index, kind), set())
+                absent = [step for step in expected if step not in seen]
+                if absent:
+                    gaps.append((name, kind, absent))
+        return gaps
 
     def _on_attention(self, module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> Any:
         if self.call is None or not is_active(self):
