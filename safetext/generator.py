@@ -232,6 +232,7 @@ class SafeTextGenerator:
         generation_started = time.perf_counter()
         verify = self.verifier is not None and (bool(decision.patched_prompts) or self.verifier.check_allowed)
         generator_states = _generator_states(call_kwargs.get("generator")) if verify else None
+        self.patch.prepare()  # a compiled denoiser gets its patch points before it is first traced
         if not decision.patched_prompts:
             output = self.pipe(**call_kwargs)
         else:

@@ -41,6 +41,7 @@ K/V too). Fused QKV projections are refused (:func:`~safetext.patching.layers.ch
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 import time
@@ -52,8 +53,15 @@ from typing import Any
 from torch import nn
 
 from safetext.errors import LayerMapError, PatchError, PatchNotAppliedError
+from safetext.patching.compiled import ResidentPoints, compile_mode, original_module, resident_points, text_layer_ancestors
 from safetext.patching.hooks import installed
-from safetext.patching.layers import check_patchable, is_lora_wrapped, resolve_adapter, select_layers
+from safetext.patching.layers import (
+    DENOISER_COMPONENTS,
+    check_patchable,
+    is_lora_wrapped,
+    resolve_adapter,
+    select_layers,
+)
 from safetext.patching.recording import ExecutionDeviceCache, forward_parameters, record_denoiser_inputs
 from safetext.patching.session import PatchSession
 
@@ -174,6 +182,26 @@ class KVPatch:
         self._pipe_parameters = inspect.signature(pipe.__call__).parameters
         self._denoiser_parameters = forward_parameters(self.denoiser)
         self._device_cache = ExecutionDeviceCache()
+        self._component = next(
+            (name for name in DENOISER_COMPONENTS if original_module(getattr(pipe, name, None)) is self.denoiser), None
+        )
+        self._ancestors = text_layer_ancestors(self.denoiser, available)
+        self.prepare()
+
+    def prepare(self) -> tuple[str | None, ResidentPoints | None]:
+        """Install the resident patch points if the denoiser is compiled (see :mod:`safetext.patching.compiled`).
+
+        Cheap when nothing changed; :class:`~safetext.SafeTextGenerator` calls it before every request so
+        that the points are in place before a compiled denoiser is first traced, clean requests included.
+
+        Returns:
+            ``(compile mode or None, the resident points or None)``.
+        """
+        called = getattr(self.pipe, self._component, self.denoiser) if self._component else self.denoiser
+        mode = compile_mode(called, self.denoiser, self._ancestors)
+        if mode is None:
+            return None, None
+        return mode, resident_points(called, self.denoiser, self.adapter)
 
     def generate(self, *, target_prompt: str | list[str], **call_kwargs: Any) -> tuple[Any, PatchReport]:
         """Call the pipeline with ``call_kwargs``, patching every prompt toward ``target_prompt``.
@@ -224,6 +252,8 @@ class KVPatch:
         if any(not 0 <= index < prompts for index in chosen):
             raise PatchError(f"patched_prompts {list(chosen)} out of range for {prompts} prompt(s)")
         check_patchable(self.denoiser, self.layers)
+        mode, points = self.prepare()
+        token = None if points is None else points.token
         started = time.perf_counter()
         recorded = record_denoiser_inputs(
             self.pipe,
@@ -232,6 +262,7 @@ class KVPatch:
             pipe_parameters=self._pipe_parameters,
             denoiser_parameters=self._denoiser_parameters,
             execution_device=self._device_cache.get(self.pipe),
+            resident_token=token,
         )
         record_seconds = time.perf_counter() - started
         start_step = start_step_for(self.start_fraction, recorded.total_steps)
@@ -245,6 +276,7 @@ class KVPatch:
             per_prompt=per_prompt,
             patched_prompts=chosen,
             parameters=self._denoiser_parameters,
+            resident_token=token,
         )
         if start_step >= recorded.total_steps or not chosen:
             if require_patch:
@@ -255,10 +287,12 @@ class KVPatch:
                 )
             output = self.pipe(**call_kwargs)
         else:
-            with installed(session, session.register):
+            # a compiled denoiser is patched by its resident points: nothing to register per call
+            with installed(session, session.register if points is None else _register_nothing):
                 output = self.pipe(**call_kwargs)
             self._check_acted(session, recorded.total_steps, start_step)
-        return output, self._report(session, recorded.total_steps, start_step, chosen, record_seconds)
+        report = self._report(session, recorded.total_steps, start_step, chosen, record_seconds)
+        return output, dataclasses.replace(report, compile_mode=mode)
 
     def _check_acted(self, session: PatchSession, total: int, start: int) -> None:
         """Raise :class:`PatchNotAppliedError` unless every mapped projection acted at every patched step."""
@@ -302,6 +336,10 @@ class KVPatch:
     def __repr__(self) -> str:
         names = ", ".join(layer.name for layer in self.layers[:3]) + (", ..." if len(self.layers) > 3 else "")
         return f"KVPatch({self.adapter.family}, layers=[{names}], start_fraction={self.start_fraction})"
+
+
+def _register_nothing(hooks: Any) -> None:
+    return None
 
 
 def denoiser_hooks_snapshot(module: nn.Module) -> dict[str, tuple[int, int]]:

@@ -104,9 +104,37 @@ class PatchSession:
     parameters: Sequence[Any] = ()
     acted: dict[tuple[int, str], set[int]] = field(default_factory=dict)
     vacuous_steps: set[int] = field(default_factory=set)
+    resident_token: int | None = None
 
     def __post_init__(self) -> None:
         self._parameters = tuple(self.parameters) or forward_parameters(self.denoiser)
+        self._by_index = {layer.index: layer for layer in self.layers}
+
+    # -- resident patch points (compiled denoisers, see safetext.patching.compiled) ----------------------
+    def resident_call(self, module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> Any:
+        """The denoiser pre-hook, called by the resident patch points."""
+        return self._on_denoiser_call(module, args, kwargs)
+
+    def resident_output(self, module: nn.Module, args: tuple, output: Any) -> Any:
+        """The denoiser forward hook, called by the resident patch points."""
+        return self._drop_extra_rows(module, args, output) if self.adapter.strategy == "extra_rows" else None
+
+    def resident_projection(self, index: int, kind: str, output: torch.Tensor) -> torch.Tensor | None:
+        """Layer ``index``'s patched ``kind`` projection output, or ``None`` when this call leaves it alone."""
+        layer = self._by_index.get(index)
+        if layer is None:
+            return None
+        module = self.denoiser.get_submodule(layer.key if kind == "key" else layer.value)
+        hook = self._inject_projection if self.adapter.strategy == "inject" else self._copy_projection
+        return hook(layer, kind, module, (), output)
+
+    def resident_bias(self, index: int, bias: torch.Tensor) -> torch.Tensor | None:
+        """Layer ``index``'s attention bias with the target's padding rows, or ``None``."""
+        layer = self._by_index.get(index)
+        if layer is None or self.adapter.strategy != "inject" or self.recorded.inputs.get("encoder_attention_mask") is None:
+            return None
+        changed = self._on_attention(self.denoiser.get_submodule(layer.name), (), {"attention_mask": bias})
+        return None if changed is None else changed[1]["attention_mask"].clone()
 
     # -- registration ------------------------------------------------------------------------------
     def register(self, hooks: HookSet) -> None:
