@@ -164,19 +164,42 @@ def test_in_place_compile_reproducer_with_aot_autograd():
     remove_resident_points(find_denoiser(pipe))
 
 
-def test_compiled_and_run_before_safetext_is_refused_before_the_image_is_returned():
+def test_compiled_and_run_before_safetext_retraces_with_the_patch_points():
+    """A graph traced without safetext (this pipeline's, or another instance's of the same model) is not reused."""
+    pipe, other = build_sd15(), build_sd15()
+    gen = SafeTextGenerator(pipe, policy=WordSwapPolicy())
+    eager_flagged = run(gen, FLAGGED).images
+    torch._dynamo.reset()
+    other.unet.compile(backend="eager")
+    pipe.unet.compile(backend="eager")
+    raw_clean = run(other, CLEAN).images  # one graph, traced without safetext
+    assert torch.equal(run(pipe, CLEAN).images, raw_clean)  # this pipeline, too, before safetext is involved
+    flagged = run(gen, FLAGGED)
+    assert flagged.verdict.action is Action.NEUTRALIZE and torch.equal(flagged.images, eager_flagged)
+    assert torch.equal(run(gen, CLEAN).images, raw_clean) and torch.equal(run(other, CLEAN).images, raw_clean)
+    denoiser = find_denoiser(pipe)
+    key = denoiser.get_submodule(discover_text_layers(pipe)[0].key)
+    assert type(key).__name__ == "Linear" and isinstance(key, torch.nn.Linear)
+    assert set(key.state_dict()) == {"weight", "bias"} or set(key.state_dict()) == {"weight"}
+    remove_resident_points(denoiser)
+    assert type(key) is torch.nn.Linear and installed_points(denoiser) is None
+
+
+def test_an_undetected_compiled_module_bypassing_hooks_is_refused(monkeypatch):
+    """Were a compile mode missed by the detection, the per-call hooks would be skipped by the compiled graph:
+    the invariant withholds the image."""
+    import safetext.patching.kv_patch as kv_patch
+
+    monkeypatch.setattr(kv_patch, "compile_mode", lambda *args: None)
     pipe = build_sd15()
     torch._dynamo.reset()
     pipe.unet.compile(backend="eager")
-    raw_clean = run(pipe, CLEAN).images  # traced without safetext's patch points
+    raw_clean = run(pipe, CLEAN).images
     gen = SafeTextGenerator(pipe, policy=WordSwapPolicy())
-    with pytest.raises(PatchNotAppliedError, match="compiled"):
+    with pytest.raises(PatchNotAppliedError, match="never replaced the text keys/values"):
         run(gen, FLAGGED)
     assert active_owner() is None
     assert torch.equal(run(gen, CLEAN).images, raw_clean)
-    points = installed_points(find_denoiser(pipe))
-    assert points is not None
-    remove_resident_points(find_denoiser(pipe))
     assert installed_points(find_denoiser(pipe)) is None
 
 
@@ -217,3 +240,57 @@ def test_inductor_sd15_matches_eager_within_tolerance():
     for _ in range(10):
         run(gen, CLEAN), run(gen, FLAGGED)
     assert graphs() == traced
+
+
+# -- optimization knobs (eager) --------------------------------------------------------------------------------
+def _knob_case(pipe, kwargs):
+    """(raw clean, raw flagged, guarded clean, guarded flagged) images and the guarded flagged verdict."""
+    gen = SafeTextGenerator(pipe, policy=WordSwapPolicy())
+    before = hook_ids(pipe)
+    guarded = run(gen, FLAGGED, kwargs)
+    assert hook_ids(pipe) == before and active_owner() is None  # no hook left behind
+    return run(pipe, CLEAN, kwargs).images, run(pipe, FLAGGED, kwargs).images, run(gen, CLEAN, kwargs).images, guarded
+
+
+def test_group_offloading_cpu_to_cpu_patches_exactly_like_eager():
+    kwargs = KWARGS
+    reference = _knob_case(build_sd15(), kwargs)
+    pipe = build_sd15()
+    pipe.unet.enable_group_offload(
+        onload_device=torch.device("cpu"), offload_device=torch.device("cpu"), offload_type="block_level", num_blocks_per_group=1
+    )
+    raw_clean, raw_flagged, clean, flagged = _knob_case(pipe, kwargs)
+    assert torch.equal(clean, raw_clean) and torch.equal(raw_clean, reference[0])
+    assert flagged.verdict.action is Action.NEUTRALIZE and not torch.equal(flagged.images, raw_flagged)
+    assert torch.equal(flagged.images, reference[3].images)
+
+
+def test_layerwise_fp8_casting_patches_like_eager_within_the_casting_error():
+    kwargs = KWARGS
+    eager_clean, eager_raw_flagged, _, eager = _knob_case(build_sd15(), kwargs)
+    pipe = build_sd15()
+    pipe.unet.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=torch.float32)
+    raw_clean, raw_flagged, clean, flagged = _knob_case(pipe, kwargs)
+    assert torch.equal(clean, raw_clean)
+    assert flagged.verdict.action is Action.NEUTRALIZE and not torch.equal(flagged.images, raw_flagged)
+    casting_error = (flagged.images - eager.images).abs().max()
+    patch_effect = (eager.images - eager_raw_flagged).abs().max()
+    assert casting_error < patch_effect / 2, (casting_error, patch_effect)  # the same patch, up to fp8 rounding
+
+
+def test_fused_lora_patches_like_unfused():
+    from peft import LoraConfig
+
+    images = {}
+    for fused in (False, True):
+        pipe = build_sd15()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(1)
+            pipe.unet.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights=False, target_modules=["to_k", "to_v"]))
+        if fused:
+            pipe.fuse_lora(components=["unet"])
+        raw_clean, raw_flagged, clean, flagged = _knob_case(pipe, KWARGS)
+        assert torch.equal(clean, raw_clean) and not torch.equal(flagged.images, raw_flagged)
+        images[fused] = (raw_clean, flagged.images)
+    torch.testing.assert_close(images[True][0], images[False][0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(images[True][1], images[False][1], atol=1e-5, rtol=0)

@@ -26,6 +26,7 @@ from torch import nn
 
 from safetext.errors import PatchError
 from safetext.patching.adapters.base import ArchitectureAdapter, TextAttentionLayer
+from safetext.patching.compiled import unpatched_forward
 from safetext.patching.hooks import HookSet, is_active
 from safetext.patching.recording import (
     RecordedCall,
@@ -392,14 +393,15 @@ class PatchSession:
         """The target's K or V for ``layer``: the hooked module's own forward on the recorded prompt states.
 
         Computed inside the patched denoiser call (so a LoRA scale set for the call applies) and
-        cached for the rest of the generation; ``module.forward`` bypasses the hooks.
+        cached for the rest of the generation; ``module.forward`` bypasses the hooks (and the resident
+        patch point of a compiled denoiser, :func:`~safetext.patching.compiled.unpatched_forward`).
         """
         key = (layer.index, kind)
         if key not in self._targets:
             if self._states is None:
                 self._states = self.adapter.text_states(self.denoiser, self._layout_inputs())
             attention = self.denoiser.get_submodule(layer.name)
-            self._targets[key] = module.forward(self.adapter.layer_input(attention, self._states))
+            self._targets[key] = unpatched_forward(module)(self.adapter.layer_input(attention, self._states))
         return self._targets[key]
 
 
