@@ -294,3 +294,20 @@ def test_fused_lora_patches_like_unfused():
         images[fused] = (raw_clean, flagged.images)
     torch.testing.assert_close(images[True][0], images[False][0], atol=1e-5, rtol=0)
     torch.testing.assert_close(images[True][1], images[False][1], atol=1e-5, rtol=0)
+
+
+def test_first_block_cache_on_flux_patches_and_skipped_steps_are_not_gaps():
+    from diffusers import FirstBlockCacheConfig
+
+    kwargs = dict(TINY_CALL_KWARGS["flux"], num_inference_steps=6)
+    eager_clean, eager_raw_flagged, _, eager = _knob_case(TINY_BUILDERS["flux"](), kwargs)
+    pipe = TINY_BUILDERS["flux"]()
+    pipe.transformer.enable_cache(FirstBlockCacheConfig(threshold=0.5))  # skips the second block after step 0
+    raw_clean, raw_flagged, clean, flagged = _knob_case(pipe, kwargs)
+    assert torch.equal(clean, raw_clean)
+    assert flagged.verdict.action is Action.NEUTRALIZE and not torch.equal(flagged.images, raw_flagged)
+    acted = flagged.verdict.details["acted_steps"]
+    assert acted["transformer_blocks.0.attn"] == {"key": 6, "value": 6}
+    assert acted["single_transformer_blocks.0.attn"] == {"key": 1, "value": 1}  # the cache reuses step 0's output
+    cache_error = (raw_flagged - eager_raw_flagged).abs().max()
+    assert 0 < cache_error and (flagged.images - eager.images).abs().max() <= 2 * cache_error

@@ -106,6 +106,7 @@ class PatchSession:
     acted: dict[tuple[int, str], set[int]] = field(default_factory=dict)
     vacuous_steps: set[int] = field(default_factory=set)
     resident_token: int | None = None
+    ran: dict[int, set[int]] | None = None
 
     def __post_init__(self) -> None:
         self._parameters = tuple(self.parameters) or forward_parameters(self.denoiser)
@@ -151,6 +152,8 @@ class PatchSession:
                 hooks.forward_hook(self.denoiser.get_submodule(name), hook, prepend=True)
             if masked:
                 hooks.forward_pre_hook(self.denoiser.get_submodule(layer.name), self._on_attention)
+            hooks.forward_pre_hook(self.denoiser.get_submodule(layer.name), partial(self._on_layer, layer))
+        self.ran = {}
 
     # -- rows ----------------------------------------------------------------------------------------
     def _patched_rows(self, batch: int) -> list[int]:
@@ -330,6 +333,10 @@ class PatchSession:
     def _acted(self, layer: TextAttentionLayer, kind: str) -> None:
         self.acted.setdefault((layer.index, kind), set()).add(self.step)
 
+    def _on_layer(self, layer: TextAttentionLayer, module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
+        if self.call is not None and self.ran is not None and is_active(self):
+            self.ran.setdefault(layer.index, set()).add(self.step)
+
     # -- the invariant -------------------------------------------------------------------------------
     def acted_steps(self) -> dict[str, dict[str, int]]:
         """``{layer name: {"key": n, "value": n}}``: at how many steps each patched projection replaced rows."""
@@ -342,14 +349,21 @@ class PatchSession:
         """``(projection name, kind, steps)`` for every patched step at which a mapped projection did not act.
 
         A step counts as patched once the denoiser's step hook marked it; steps whose swap would be an
-        identity (the target is the prompt itself, ``extra_rows``) need no projection to act.
+        identity (the target is the prompt itself, ``extra_rows``) need no projection to act. With per-call
+        hooks the attention modules' calls are counted too: a step at which a cache (diffusers' first-block
+        cache) skipped the whole layer needs no act either, as long as the layer acted at some patched
+        step; a layer that never ran, or ran without its projections' hooks, is a gap.
         """
         expected = sorted(self.patched_steps - self.vacuous_steps)
         gaps = []
         for layer in self.layers:
+            steps = expected
+            if self.ran is not None:
+                ran = [step for step in expected if step in self.ran.get(layer.index, ())]
+                steps = ran or expected
             for kind, name in (("key", layer.key), ("value", layer.value)):
                 seen = self.acted.get((layer.index, kind), set())
-                absent = [step for step in expected if step not in seen]
+                absent = [step for step in steps if step not in seen]
                 if absent:
                     gaps.append((name, kind, absent))
         return gaps
