@@ -191,6 +191,24 @@ NOTE = (
 )
 
 
+def write(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    meta = {
+        "rounds": args.rounds,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": f"{platform.machine()} {platform.processor() or platform.system()}",
+        "load_average": " / ".join(f"{x:.1f}" for x in os.getloadavg()),
+        "cpus": os.cpu_count(),
+        "note": NOTE,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "compiled_overhead.json").write_text(
+        json.dumps({"meta": meta, "target_flagged": TARGET_FLAGGED, "results": rows}, indent=2) + "\n"
+    )
+    (args.out / "compiled_overhead.md").write_text(to_markdown(rows, meta))
+    print(f"wrote {args.out / 'compiled_overhead.json'} and {args.out / 'compiled_overhead.md'}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="*", default=["glyph", "sd15"], help="models (glyph and tiny pipeline names)")
@@ -209,21 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             f"flagged-vs-eager {row['flagged_max_abs_difference_to_eager']:.2e} warm-up {row['warmup_seconds']} s",
             flush=True,
         )
-    meta = {
-        "rounds": args.rounds,
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "machine": f"{platform.machine()} {platform.processor() or platform.system()}",
-        "load_average": " / ".join(f"{x:.1f}" for x in os.getloadavg()),
-        "cpus": os.cpu_count(),
-        "note": NOTE,
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "compiled_overhead.json").write_text(
-        json.dumps({"meta": meta, "target_flagged": TARGET_FLAGGED, "results": rows}, indent=2) + "\n"
-    )
-    (args.out / "compiled_overhead.md").write_text(to_markdown(rows, meta))
-    print(f"wrote {args.out / 'compiled_overhead.json'} and {args.out / 'compiled_overhead.md'}")
+        write(rows, args)  # after every model, so a long run keeps what it measured
     return 0
 
 

@@ -34,6 +34,14 @@ How one call works:
    variable (:mod:`safetext.patching.hooks`), so threads sharing the pipeline never see each other's
    patch.
 
+4. The output is returned only if the patch demonstrably acted: every mapped K/V projection replaced
+   rows at every patched step (a step at which a cache skipped the whole layer excepted); otherwise
+   :class:`~safetext.errors.PatchNotAppliedError` withholds it (``PatchReport.acted_steps`` has the counts).
+
+A compiled denoiser (``torch.compile``, ``Module.compile()``, ``compile_repeated_blocks()``) is patched
+through resident patch points installed once instead of per-call hooks, which compiled graphs skip
+(:mod:`safetext.patching.compiled`).
+
 Hooks are registered at call time on the modules found by name at that moment, so LoRA adapters loaded
 with peft before the call are inside the hooked module and their delta is part of the K/V (the target
 K/V too). Fused QKV projections are refused (:func:`~safetext.patching.layers.check_patchable`).
