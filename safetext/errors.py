@@ -31,6 +31,11 @@ class PatchError(SafetextError, RuntimeError):
     """The K/V patch cannot be applied (fused projections, missing layers, bad layer map)."""
 
 
+class PatchNotAppliedError(PatchError):
+    """The K/V patch did not act on every patched step and layer (a bypassed hook, a compiled module, no step
+    to patch), so the call must not claim a neutralization. Raised before the image is returned."""
+
+
 class LayerMapError(SafetextError, ValueError):
     """A layer map does not fit the model it is applied to, or its file is invalid."""
 

@@ -42,7 +42,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from safetext.errors import LayerMapError, PolicyError, PolicyViolation
+from safetext.errors import LayerMapError, PatchNotAppliedError, PolicyError, PolicyViolation
 from safetext.patching import KVPatch, LayerMap, resolve_layer_map
 from safetext.policy.verdict import Action, Verdict
 from safetext.verify import ImageVerifier, output_images
@@ -284,16 +284,19 @@ class SafeTextGenerator:
         generation_started = time.perf_counter()
         verify = self.verifier is not None and (bool(decision.patched_prompts) or self.verifier.check_allowed)
         generator_states = _generator_states(call_kwargs.get("generator")) if verify else None
+        self.patch.prepare()  # a compiled denoiser gets its patch points before it is first traced
         if not decision.patched_prompts:
             output = self.pipe(**call_kwargs)
         else:
-            output, report = self.patch.run(call_kwargs, decision.target_kwargs, decision.patched_prompts)
+            output, report, escalations = self._patched(call_kwargs, decision, generator_states)
             timings["patch_overhead_seconds"] = report.record_seconds
             verdict = verdict.with_details(
                 **report.as_details(),
                 layer_map=self.resolved.layer_map.name,
                 layer_map_source=self.resolved.source,
             )
+            if escalations:
+                verdict = verdict.with_details(escalations=escalations)
             for note in self.resolved.notes:
                 verdict = verdict.with_note(note)
             if report.start_step_clamped:
@@ -308,6 +311,46 @@ class SafeTextGenerator:
         self._observe(verdict, timings["generation_seconds"], timings)
         return attach_verdict(output, verdict)
 
+    def _patched(
+        self, call_kwargs: dict[str, Any], decision: _Decision, generator_states: Any
+    ) -> tuple[Any, Any, list[dict[str, Any]]]:
+        """Run the patch; a neutralize verdict needs a patch that demonstrably acted.
+
+        When the patch did not act (:class:`~safetext.errors.PatchNotAppliedError`: no step to patch, a
+        bypassed hook), the policy's verification escalation steps that patch (``earlier_start``,
+        ``all_layers``) are tried in order; without one that acts the error propagates and no image is
+        returned.
+        """
+        try:
+            output, report = self.patch.run(
+                call_kwargs, decision.target_kwargs, decision.patched_prompts, require_patch=True
+            )
+            return output, report, []
+        except PatchNotAppliedError as error:
+            failure = error
+        escalations: list[dict[str, Any]] = []
+        for step in self.verifier.escalation if self.verifier is not None else ():
+            if step == "earlier_start" and self.resolved.layer_map.start_fraction > 0:
+                patch = KVPatch(self.pipe, [layer.name for layer in self.resolved.layers], 0.0)
+            elif step == "all_layers":
+                patch = KVPatch(self.pipe, None, 0.0)
+            else:
+                continue
+            _restore_generator_states(call_kwargs.get("generator"), generator_states)
+            try:
+                output, report = patch.run(
+                    call_kwargs, decision.target_kwargs, decision.patched_prompts, require_patch=True
+                )
+            except PatchNotAppliedError as error:
+                escalations.append({"step": step, "reason": "patch_not_applied", "error": str(error)})
+                failure = error
+                continue
+            escalations.append(
+                {"step": step, "reason": "patch_not_applied", "layers": list(report.layers), "start_step": report.start_step}
+            )
+            return output, report, escalations
+        raise failure
+
     def _verify(
         self,
         call_kwargs: dict[str, Any],
@@ -320,7 +363,7 @@ class SafeTextGenerator:
         """OCR the images; while toxic text is visible, run the policy's escalation steps in order."""
         started = time.perf_counter()
         report = self.verifier.check(output_images(output), pipe=self.pipe)
-        escalations: list[dict[str, Any]] = []
+        escalations: list[dict[str, Any]] = list(verdict.details.get("escalations", ()))
         for step in self.verifier.escalation:
             if not report.toxic:
                 break
@@ -348,7 +391,9 @@ class SafeTextGenerator:
             else:  # all_layers
                 patch = KVPatch(self.pipe, None, 0.0)
             _restore_generator_states(call_kwargs.get("generator"), generator_states)
-            output, patch_report = patch.run(call_kwargs, decision.target_kwargs, decision.patched_prompts)
+            output, patch_report = patch.run(
+                call_kwargs, decision.target_kwargs, decision.patched_prompts, require_patch=True
+            )
             report = self.verifier.check(output_images(output), pipe=self.pipe)
             escalations.append(
                 {"step": step, "layers": list(patch_report.layers), "start_step": patch_report.start_step, "toxic_after": report.toxic}

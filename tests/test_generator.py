@@ -10,7 +10,14 @@ import pytest
 import torch
 from torch import nn
 
-from safetext.errors import LayerMapError, PatchError, PolicyError, PolicyViolation, UnsupportedArchitectureError
+from safetext.errors import (
+    LayerMapError,
+    PatchError,
+    PatchNotAppliedError,
+    PolicyError,
+    PolicyViolation,
+    UnsupportedArchitectureError,
+)
 from safetext.generator import SafeTextGenerator
 from safetext.patching import LayerMap, find_denoiser
 from safetext.patching.hooks import active_owner
@@ -122,13 +129,20 @@ def test_flagged_prompt_is_patched_toward_the_sanitized_prompt(tiny_pipe, tiny_p
     assert torch.equal(run(same, FLAGGED, tiny_call_kwargs).images, raw)
 
 
-def test_start_past_the_last_step_is_bit_identical(tiny_pipe, tiny_call_kwargs):
+def test_start_past_the_last_step_is_refused_before_generating(tiny_pipe, tiny_call_kwargs):
+    """Zero patched steps never end in a neutralize verdict: the request fails before the denoiser runs."""
     layer_map = LayerMap.for_model(tiny_pipe, [0], 1.0, name="late")
     gen = SafeTextGenerator(tiny_pipe, policy=WordSwapPolicy(), layer_map=layer_map)
-    out = run(gen, FLAGGED, tiny_call_kwargs)
-    assert torch.equal(out.images, run(tiny_pipe, FLAGGED, tiny_call_kwargs).images)
-    assert out.verdict.details["layer_map_source"] == "explicit"
-    assert (out.verdict.details["start_step"], out.verdict.details["patched_steps"]) == (4, 0)
+    reference = run(tiny_pipe, CLEAN, tiny_call_kwargs).images
+    calls = []
+    probe = find_denoiser(tiny_pipe).register_forward_hook(lambda m, a, o: calls.append(1))
+    try:
+        with pytest.raises(PatchNotAppliedError, match=r"no denoising step would be patched: .* step 4 .* 4-step run"):
+            run(gen, FLAGGED, tiny_call_kwargs)
+    finally:
+        probe.remove()
+    assert calls == []
+    assert torch.equal(run(gen, CLEAN, tiny_call_kwargs).images, reference)
 
 
 def test_batch_patches_only_the_flagged_prompt(tiny_pipe, tiny_call_kwargs, gen):

@@ -68,9 +68,12 @@ def run(fn, prompt, seed=0):
 
 def test_ineffective_patch_is_caught_and_escalated_to_an_earlier_start(pipe):
     layers = [layer.name for layer in discover_text_layers(pipe)][:2]
-    ineffective = LayerMap.for_model(pipe, layers, 1.0, name="never-patches")  # starts after the last step
+    # patches the last of the 3 steps only; the OCR stand-in reads the toxic word on exactly that image
+    ineffective = LayerMap.for_model(pipe, layers, 0.6, name="too-late")
     raw = run(pipe, TOXIC)
-    ocr = ImageLookupOcr([raw[0]])
+    weak = call(SafeTextGenerator(pipe, policy="default", layer_map=ineffective), TOXIC)
+    assert weak.verdict.details["patched_steps"] == 1
+    ocr = ImageLookupOcr([weak.images[0]])
     gen = SafeTextGenerator(pipe, policy="default", layer_map=ineffective, verifier=ImageVerifier(load_policy("default"), ocr))
     out = call(gen, TOXIC)
     steps = out.verdict.details["escalations"]
@@ -142,11 +145,12 @@ def test_policy_switches_verification_and_latent_output_is_refused():
 
 def test_ineffective_patch_with_block_only_escalation_refuses(pipe):
     layers = [layer.name for layer in discover_text_layers(pipe)][:2]
-    ineffective = LayerMap.for_model(pipe, layers, 1.0, name="never-patches")
-    ocr = ImageLookupOcr([run(pipe, TOXIC)[0]])  # reads the toxic word only on the unpatched rendering
+    ineffective = LayerMap.for_model(pipe, layers, 0.6, name="too-late")
+    weak = call(SafeTextGenerator(pipe, policy="default", layer_map=ineffective), TOXIC).images
+    ocr = ImageLookupOcr([weak[0]])  # reads the toxic word only on the weakly patched rendering
     gen = SafeTextGenerator(pipe, policy="default", layer_map=ineffective, verifier=ImageVerifier(load_policy("default"), ocr, escalation=("block",)))
     with pytest.raises(PolicyViolation) as info:
         call(gen, TOXIC)
     assert info.value.verdict.action is Action.BLOCK
     assert [s["step"] for s in info.value.verdict.details["escalations"]] == ["block"]
-    assert info.value.verdict.details["patched_steps"] == 0  # the map really did nothing
+    assert info.value.verdict.details["patched_steps"] == 1  # the map patched the last step only

@@ -9,6 +9,12 @@ module's output is untouched. Every hook is removed in a ``finally`` block when 
 it returned or raised, and registration/removal take one lock so concurrent calls never interleave
 their edits of a module's hook dictionaries.
 
+A module's forward reads its hook dictionary without that lock: PyTorch snapshots the hooks, then asks
+for each one whether it was registered ``with_kwargs``. A hook removed by another thread in between is
+still called, but without its ``kwargs``. Hooks registered through :class:`HookSet` tolerate that call
+(:func:`tolerant_pre_hook`, :func:`tolerant_hook`): a removed hook belongs to a call that has ended, so
+it is inactive in every thread, and it returns ``None``.
+
     >>> owner = object()
     >>> def hook(module, args, output):
     ...     return output * 0 if is_active(owner) else None
@@ -23,6 +29,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import Any
 
 from torch import nn
 from torch.utils.hooks import RemovableHandle
@@ -41,6 +48,39 @@ def active_owner() -> object | None:
     return _ACTIVE_OWNER.get()
 
 
+_REMOVED = object()
+
+
+def tolerant_pre_hook(hook: Callable) -> Callable:
+    """``hook(module, args, kwargs)`` that also accepts the call PyTorch makes after a concurrent removal.
+
+    Args:
+        hook: a forward pre-hook registered ``with_kwargs=True``.
+
+    Returns:
+        A wrapper that calls ``hook`` when ``kwargs`` are given and returns ``None`` when they are not
+        (the hook was removed between PyTorch's snapshot of the hooks and its call).
+    """
+
+    def call(module: nn.Module, args: tuple, kwargs: Any = _REMOVED) -> Any:
+        if kwargs is _REMOVED:
+            return None
+        return hook(module, args, kwargs)
+
+    return call
+
+
+def tolerant_hook(hook: Callable) -> Callable:
+    """``hook(module, args, kwargs, output)`` that returns ``None`` when called without kwargs (see above)."""
+
+    def call(module: nn.Module, args: tuple, kwargs: Any, output: Any = _REMOVED) -> Any:
+        if output is _REMOVED:
+            return None
+        return hook(module, args, kwargs, output)
+
+    return call
+
+
 class HookSet:
     """Handles of the hooks one call registered, removed together."""
 
@@ -52,11 +92,13 @@ class HookSet:
 
         ``prepend`` makes it run before hooks already there.
         """
+        if with_kwargs:
+            hook = tolerant_hook(hook)
         self._handles.append(module.register_forward_hook(hook, prepend=prepend, with_kwargs=with_kwargs))
 
     def forward_pre_hook(self, module: nn.Module, hook: Callable) -> None:
         """Register ``hook(module, args, kwargs) -> None | (args, kwargs)``."""
-        self._handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
+        self._handles.append(module.register_forward_pre_hook(tolerant_pre_hook(hook), with_kwargs=True))
 
     def __len__(self) -> int:
         return len(self._handles)

@@ -34,6 +34,14 @@ How one call works:
    variable (:mod:`safetext.patching.hooks`), so threads sharing the pipeline never see each other's
    patch.
 
+4. The output is returned only if the patch demonstrably acted: every mapped K/V projection replaced
+   rows at every patched step (a step at which a cache skipped the whole layer excepted); otherwise
+   :class:`~safetext.errors.PatchNotAppliedError` withholds it (``PatchReport.acted_steps`` has the counts).
+
+A compiled denoiser (``torch.compile``, ``Module.compile()``, ``compile_repeated_blocks()``) is patched
+through resident patch points installed once instead of per-call hooks, which compiled graphs skip
+(:mod:`safetext.patching.compiled`).
+
 Hooks are registered at call time on the modules found by name at that moment, so LoRA adapters loaded
 with peft before the call are inside the hooked module and their delta is part of the K/V (the target
 K/V too). Fused QKV projections are refused (:func:`~safetext.patching.layers.check_patchable`).
@@ -41,19 +49,27 @@ K/V too). Fused QKV projections are refused (:func:`~safetext.patching.layers.ch
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
 from torch import nn
 
-from safetext.errors import LayerMapError, PatchError
+from safetext.errors import LayerMapError, PatchError, PatchNotAppliedError
+from safetext.patching.compiled import ResidentPoints, compile_mode, original_module, resident_points, text_layer_ancestors
 from safetext.patching.hooks import installed
-from safetext.patching.layers import check_patchable, is_lora_wrapped, resolve_adapter, select_layers
+from safetext.patching.layers import (
+    DENOISER_COMPONENTS,
+    check_patchable,
+    is_lora_wrapped,
+    resolve_adapter,
+    select_layers,
+)
 from safetext.patching.recording import ExecutionDeviceCache, forward_parameters, record_denoiser_inputs
 from safetext.patching.session import PatchSession
 
@@ -98,6 +114,11 @@ class PatchReport:
         lora_layers: patched layers whose K/V projection is wrapped by a peft LoRA layer.
         record_seconds: time spent recording the target's conditioning (the pipeline's prompt
             encoding); the patch's other cost is inside the denoiser calls.
+        acted_steps: ``{layer name: {"key": n, "value": n}}``, at how many denoising steps each mapped
+            K/V projection's hook replaced rows; every patched step appears (checked before the output
+            is returned, see :meth:`KVPatch.run`).
+        compile_mode: how the denoiser is compiled (``torch.compile``, ``Module.compile``,
+            ``compile_repeated_blocks``), ``None`` when it runs eagerly.
     """
 
     family: str
@@ -112,6 +133,8 @@ class PatchReport:
     lora_layers: tuple[str, ...] = ()
     record_seconds: float = 0.0
     scheduled_start_step: int | None = None
+    acted_steps: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    compile_mode: str | None = None
 
     @property
     def start_step_clamped(self) -> bool:
@@ -133,6 +156,8 @@ class PatchReport:
             "patched_steps": self.patched_steps,
             "patched_prompts": list(self.patched_prompts),
             "lora_layers": list(self.lora_layers),
+            "acted_steps": {name: dict(counts) for name, counts in self.acted_steps.items()},
+            "compile_mode": self.compile_mode,
         }
 
 
@@ -185,6 +210,26 @@ class KVPatch:
         self._pipe_parameters = inspect.signature(pipe.__call__).parameters
         self._denoiser_parameters = forward_parameters(self.denoiser)
         self._device_cache = ExecutionDeviceCache()
+        self._component = next(
+            (name for name in DENOISER_COMPONENTS if original_module(getattr(pipe, name, None)) is self.denoiser), None
+        )
+        self._ancestors = text_layer_ancestors(self.denoiser, available)
+        self.prepare()
+
+    def prepare(self) -> tuple[str | None, ResidentPoints | None]:
+        """Install the resident patch points if the denoiser is compiled (see :mod:`safetext.patching.compiled`).
+
+        Cheap when nothing changed; :class:`~safetext.SafeTextGenerator` calls it before every request so
+        that the points are in place before a compiled denoiser is first traced, clean requests included.
+
+        Returns:
+            ``(compile mode or None, the resident points or None)``.
+        """
+        called = getattr(self.pipe, self._component, self.denoiser) if self._component else self.denoiser
+        mode = compile_mode(called, self.denoiser, self._ancestors)
+        if mode is None:
+            return None, None
+        return mode, resident_points(called, self.denoiser, self.adapter)
 
     def generate(self, *, target_prompt: str | list[str], **call_kwargs: Any) -> tuple[Any, PatchReport]:
         """Call the pipeline with ``call_kwargs``, patching every prompt toward ``target_prompt``.
@@ -203,8 +248,15 @@ class KVPatch:
         call_kwargs: Mapping[str, Any],
         target_kwargs: Mapping[str, Any],
         patched_prompts: Sequence[int] | None = None,
+        *,
+        require_patch: bool = False,
     ) -> tuple[Any, PatchReport]:
         """Run the pipeline once with the patch active for this call only.
+
+        The output is returned only if the patch demonstrably acted: at every step the step hook marked
+        as patched, the hook of every mapped K/V projection replaced rows (counts in
+        ``PatchReport.acted_steps``). A hook that never fired (a compiled module that bypasses it, a layer
+        the forward never calls) raises :class:`~safetext.errors.PatchNotAppliedError` instead.
 
         Args:
             call_kwargs: the pipeline call's arguments, as the user gave them.
@@ -212,15 +264,24 @@ class KVPatch:
                 ``prompt_2``); the target is recorded with ``{**call_kwargs, **target_kwargs}``.
             patched_prompts: indices of the prompts to patch (default: all). Rows of the other prompts
                 keep their own K/V.
+            require_patch: raise :class:`~safetext.errors.PatchNotAppliedError` before generating when
+                no step would be patched (start step at or past the last step), instead of running the
+                pipeline unpatched.
 
         Returns:
             ``(pipeline output, PatchReport)``.
+
+        Raises:
+            PatchNotAppliedError: a patched step at which a mapped projection did not act, or (with
+                ``require_patch``) nothing to patch.
         """
         prompts, per_prompt = prompt_batch_layout(self.pipe, call_kwargs, self._pipe_parameters)
         chosen = tuple(range(prompts)) if patched_prompts is None else tuple(sorted(set(patched_prompts)))
         if any(not 0 <= index < prompts for index in chosen):
             raise PatchError(f"patched_prompts {list(chosen)} out of range for {prompts} prompt(s)")
         check_patchable(self.denoiser, self.layers)
+        mode, points = self.prepare()
+        token = None if points is None else points.token
         started = time.perf_counter()
         recorded = record_denoiser_inputs(
             self.pipe,
@@ -229,6 +290,7 @@ class KVPatch:
             pipe_parameters=self._pipe_parameters,
             denoiser_parameters=self._denoiser_parameters,
             execution_device=self._device_cache.get(self.pipe),
+            resident_token=token,
         )
         record_seconds = time.perf_counter() - started
         start_step = start_step_for(self.start_fraction, recorded.total_steps)
@@ -242,13 +304,43 @@ class KVPatch:
             per_prompt=per_prompt,
             patched_prompts=chosen,
             parameters=self._denoiser_parameters,
+            resident_token=token,
         )
         if start_step >= recorded.total_steps or not chosen:
+            if require_patch:
+                raise PatchNotAppliedError(
+                    f"no denoising step would be patched: the layer map starts at step {start_step} "
+                    f"(start_fraction {self.start_fraction}) of a {recorded.total_steps}-step run. Lower the "
+                    "layer map's start_fraction or run more num_inference_steps."
+                )
             output = self.pipe(**call_kwargs)
         else:
-            with installed(session, session.register):
+            # a compiled denoiser is patched by its resident points: nothing to register per call
+            with installed(session, session.register if points is None else _register_nothing):
                 output = self.pipe(**call_kwargs)
-        return output, self._report(session, recorded.total_steps, start_step, chosen, record_seconds)
+            self._check_acted(session, recorded.total_steps, start_step)
+        report = self._report(session, recorded.total_steps, start_step, chosen, record_seconds)
+        return output, dataclasses.replace(report, compile_mode=mode)
+
+    def _check_acted(self, session: PatchSession, total: int, start: int) -> None:
+        """Raise :class:`PatchNotAppliedError` unless every mapped projection acted at every patched step."""
+        if not session.patched_steps:
+            raise PatchNotAppliedError(
+                f"the patch never ran: the step hook on the {type(self.denoiser).__name__} saw no denoiser call "
+                f"from step {start} of {total} on (the pipeline bypasses the denoiser module safetext hooked: "
+                "was the denoiser replaced or compiled after the SafeTextGenerator/KVPatch was created?). "
+                "The output is withheld."
+            )
+        gaps = session.missing()
+        if gaps:
+            shown = "; ".join(f"{name} at steps {steps}" for name, _, steps in gaps[:4])
+            more = f" and {len(gaps) - 4} more" if len(gaps) > 4 else ""
+            raise PatchNotAppliedError(
+                f"the patch did not act on every patched step and layer: the hook of {shown}{more} never replaced "
+                f"the text keys/values (patched steps {sorted(session.patched_steps)}). The module is bypassed: "
+                "the forward never calls it (a layer map naming a module this model does not run), or a compiled "
+                "graph traced before the hook was registered. The output is withheld."
+            )
 
     def _report(
         self, session: PatchSession, total: int, start: int, chosen: tuple[int, ...], record_seconds: float
@@ -267,11 +359,16 @@ class KVPatch:
             lora_layers=lora,
             record_seconds=record_seconds,
             scheduled_start_step=start_step_for(self.start_fraction, total, clamp=False),
+            acted_steps=session.acted_steps(),
         )
 
     def __repr__(self) -> str:
         names = ", ".join(layer.name for layer in self.layers[:3]) + (", ..." if len(self.layers) > 3 else "")
         return f"KVPatch({self.adapter.family}, layers=[{names}], start_fraction={self.start_fraction})"
+
+
+def _register_nothing(hooks: Any) -> None:
+    return None
 
 
 def denoiser_hooks_snapshot(module: nn.Module) -> dict[str, tuple[int, int]]:

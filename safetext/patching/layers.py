@@ -31,15 +31,17 @@ _FUSED_ATTRIBUTES: tuple[str, ...] = ("to_qkv", "to_kv", "to_added_qkv")
 def find_denoiser(pipe_or_model: Any) -> nn.Module:
     """The denoiser of a diffusers pipeline (its ``unet`` or ``transformer``), or the module itself.
 
+    A ``torch.compile`` wrapper (``OptimizedModule``) is looked through: the original module is returned.
+
     Raises:
         UnsupportedArchitectureError: the pipeline has neither component.
     """
     if isinstance(pipe_or_model, nn.Module):
-        return pipe_or_model
+        return getattr(pipe_or_model, "_orig_mod", pipe_or_model)  # a torch.compile wrapper: the module inside
     for name in DENOISER_COMPONENTS:
         component = getattr(pipe_or_model, name, None)
         if isinstance(component, nn.Module):
-            return component
+            return getattr(component, "_orig_mod", component)
     raise UnsupportedArchitectureError(
         f"{type(pipe_or_model).__name__} has no denoiser component ({' or '.join(DENOISER_COMPONENTS)}); "
         "pass a diffusers text-to-image pipeline or its UNet/transformer."

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from safetext.errors import PatchError
+from safetext.errors import PatchError, PatchNotAppliedError
 from safetext.patching.hooks import installed, is_active
 
 CALLBACK_ARGUMENTS: tuple[str, ...] = ("callback", "callback_on_step_end")
@@ -60,6 +60,22 @@ class RecordedCall:
 
 class _DenoiserReached(Exception):
     """Stops the replica pipeline at its first denoiser call (control flow, never escapes this module)."""
+
+
+class _Capture:
+    """The recording's owner: captures the first denoiser call's arguments, then stops the replica."""
+
+    def __init__(self, parameters: Sequence[inspect.Parameter], resident_token: int | None) -> None:
+        self.parameters = parameters
+        self.resident_token = resident_token
+        self.captured: dict[str, Any] = {}
+
+    def resident_call(self, module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
+        self.captured.update(bind_arguments(self.parameters, args, kwargs))
+        raise _DenoiserReached
+
+    def resident_output(self, module: nn.Module, args: tuple, output: Any) -> None:
+        return None
 
 
 def forward_parameters(denoiser: nn.Module) -> tuple[inspect.Parameter, ...]:
@@ -281,6 +297,7 @@ def record_denoiser_inputs(
     pipe_parameters: Mapping[str, Any] | None = None,
     denoiser_parameters: Sequence[inspect.Parameter] | None = None,
     execution_device: Any = None,
+    resident_token: int | None = None,
 ) -> RecordedCall:
     """Run ``pipe``'s own prompt encoding for ``call_kwargs`` and capture the first denoiser call.
 
@@ -292,34 +309,47 @@ def record_denoiser_inputs(
         denoiser_parameters: cached :func:`forward_parameters` of the denoiser (optional).
         execution_device: the pipeline's execution device when known (optional, saves diffusers' module
             walk; see :class:`ExecutionDeviceCache`).
+        resident_token: the denoiser's resident patch points (compiled denoisers, see
+            :mod:`safetext.patching.compiled`): capture through them instead of a per-call hook.
 
     Returns:
         :class:`RecordedCall` with the denoiser arguments and the number of denoising steps.
 
     Raises:
         PatchError: the pipeline finished without calling its denoiser.
+        PatchNotAppliedError: a compiled denoiser ran without calling its resident patch points.
     """
     parameters = denoiser_parameters if denoiser_parameters is not None else forward_parameters(denoiser)
     replica = pipeline_replica(pipe, execution_device)
-    owner = object()
-    captured: dict[str, Any] = {}
+    owner = _Capture(parameters, resident_token)
 
     def capture(module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
         if not is_active(owner):
             return None
-        captured.update(bind_arguments(parameters, args, kwargs))
-        raise _DenoiserReached
+        return owner.resident_call(module, args, kwargs)
 
-    with installed(owner, lambda hooks: hooks.forward_pre_hook(denoiser, capture)):
+    def register(hooks: Any) -> None:
+        if resident_token is None:  # compiled denoisers: the resident pre-hook calls owner.resident_call
+            hooks.forward_pre_hook(denoiser, capture)
+
+    with installed(owner, register):
         try:
             replica(**recording_kwargs(pipe, call_kwargs, pipe_parameters))
         except _DenoiserReached:
             pass
-    if not captured:
+    if not owner.captured:
+        if resident_token is not None:
+            raise PatchNotAppliedError(
+                f"the compiled denoiser of {type(pipe).__name__} never called safetext's patch points: it was "
+                "compiled and run before safetext installed them, and the compiled code does not see hooks added "
+                "later. Create the SafeTextGenerator (or KVPatch) before the first call of the compiled pipeline, "
+                "or recompile (torch._dynamo.reset(), then compile again)."
+            )
         raise PatchError(
             f"{type(pipe).__name__} returned without calling its denoiser, so safetext could not record the "
             "target prompt's conditioning (is num_inference_steps 0?)."
         )
+    captured = owner.captured
     scheduler = getattr(replica, "scheduler", None)
     schedule = remaining_schedule(getattr(scheduler, "timesteps", None), timestep_value(captured.get("timestep")))
     total = count_steps(schedule)

@@ -26,6 +26,7 @@ from torch import nn
 
 from safetext.errors import PatchError
 from safetext.patching.adapters.base import ArchitectureAdapter, TextAttentionLayer
+from safetext.patching.compiled import unpatched_forward
 from safetext.patching.hooks import HookSet, is_active
 from safetext.patching.recording import (
     RecordedCall,
@@ -102,9 +103,40 @@ class PatchSession:
     _states: torch.Tensor | None = None
     _bias: torch.Tensor | None = None
     parameters: Sequence[Any] = ()
+    acted: dict[tuple[int, str], set[int]] = field(default_factory=dict)
+    vacuous_steps: set[int] = field(default_factory=set)
+    resident_token: int | None = None
+    ran: dict[int, set[int]] | None = None
 
     def __post_init__(self) -> None:
         self._parameters = tuple(self.parameters) or forward_parameters(self.denoiser)
+        self._by_index = {layer.index: layer for layer in self.layers}
+
+    # -- resident patch points (compiled denoisers, see safetext.patching.compiled) ----------------------
+    def resident_call(self, module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> Any:
+        """The denoiser pre-hook, called by the resident patch points."""
+        return self._on_denoiser_call(module, args, kwargs)
+
+    def resident_output(self, module: nn.Module, args: tuple, output: Any) -> Any:
+        """The denoiser forward hook, called by the resident patch points."""
+        return self._drop_extra_rows(module, args, output) if self.adapter.strategy == "extra_rows" else None
+
+    def resident_projection(self, index: int, kind: str, output: torch.Tensor) -> torch.Tensor | None:
+        """Layer ``index``'s patched ``kind`` projection output, or ``None`` when this call leaves it alone."""
+        layer = self._by_index.get(index)
+        if layer is None:
+            return None
+        module = self.denoiser.get_submodule(layer.key if kind == "key" else layer.value)
+        hook = self._inject_projection if self.adapter.strategy == "inject" else self._copy_projection
+        return hook(layer, kind, module, (), output)
+
+    def resident_bias(self, index: int, bias: torch.Tensor) -> torch.Tensor | None:
+        """Layer ``index``'s attention bias with the target's padding rows, or ``None``."""
+        layer = self._by_index.get(index)
+        if layer is None or self.adapter.strategy != "inject" or self.recorded.inputs.get("encoder_attention_mask") is None:
+            return None
+        changed = self._on_attention(self.denoiser.get_submodule(layer.name), (), {"attention_mask": bias})
+        return None if changed is None else changed[1]["attention_mask"].clone()
 
     # -- registration ------------------------------------------------------------------------------
     def register(self, hooks: HookSet) -> None:
@@ -120,6 +152,8 @@ class PatchSession:
                 hooks.forward_hook(self.denoiser.get_submodule(name), hook, prepend=True)
             if masked:
                 hooks.forward_pre_hook(self.denoiser.get_submodule(layer.name), self._on_attention)
+            hooks.forward_pre_hook(self.denoiser.get_submodule(layer.name), partial(self._on_layer, layer))
+        self.ran = {}
 
     # -- rows ----------------------------------------------------------------------------------------
     def _patched_rows(self, batch: int) -> list[int]:
@@ -183,6 +217,7 @@ class PatchSession:
             return None
         self._check_text_length(bound)
         if self._target_is_source(bound, batch, rows_t, sources):
+            self.vacuous_steps.add(self.step)
             return None  # the target branch would compute the patched rows' own K/V: nothing to swap
         args, kwargs = self._target_inputs(bound, args, kwargs, batch, rows_t, sources)
         text = bound.get("encoder_hidden_states")
@@ -273,6 +308,7 @@ class PatchSession:
                     f"{tuple(output.shape[1:])}; the pipeline must pad prompts to a fixed length to be patched"
                 )
             selected = call.selected[key] = target.index_select(0, call.sources).to(output.dtype)
+        self._acted(layer, kind)
         return _replace_rows(output, call.rows, selected, call.tail)
 
     def _copy_projection(
@@ -287,11 +323,50 @@ class PatchSession:
                 f"{layer.name}: expected {call.batch + call.extra} rows in the {kind} projection, got {output.shape[0]}"
             )
         donor = output.index_select(0, call.sources)
+        self._acted(layer, kind)
         if layer.text_prefix_only:
             patched = output.clone()
             patched[call.rows, : call.text_tokens] = donor[:, : call.text_tokens]
             return patched
         return output.index_copy(0, call.rows, donor)
+
+    def _acted(self, layer: TextAttentionLayer, kind: str) -> None:
+        self.acted.setdefault((layer.index, kind), set()).add(self.step)
+
+    def _on_layer(self, layer: TextAttentionLayer, module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
+        if self.call is not None and self.ran is not None and is_active(self):
+            self.ran.setdefault(layer.index, set()).add(self.step)
+
+    # -- the invariant -------------------------------------------------------------------------------
+    def acted_steps(self) -> dict[str, dict[str, int]]:
+        """``{layer name: {"key": n, "value": n}}``: at how many steps each patched projection replaced rows."""
+        return {
+            layer.name: {kind: len(self.acted.get((layer.index, kind), ())) for kind in ("key", "value")}
+            for layer in self.layers
+        }
+
+    def missing(self) -> list[tuple[str, str, list[int]]]:
+        """``(projection name, kind, steps)`` for every patched step at which a mapped projection did not act.
+
+        A step counts as patched once the denoiser's step hook marked it; steps whose swap would be an
+        identity (the target is the prompt itself, ``extra_rows``) need no projection to act. With per-call
+        hooks the attention modules' calls are counted too: a step at which a cache (diffusers' first-block
+        cache) skipped the whole layer needs no act either, as long as the layer acted at some patched
+        step; a layer that never ran, or ran without its projections' hooks, is a gap.
+        """
+        expected = sorted(self.patched_steps - self.vacuous_steps)
+        gaps = []
+        for layer in self.layers:
+            steps = expected
+            if self.ran is not None:
+                ran = [step for step in expected if step in self.ran.get(layer.index, ())]
+                steps = ran or expected
+            for kind, name in (("key", layer.key), ("value", layer.value)):
+                seen = self.acted.get((layer.index, kind), set())
+                absent = [step for step in steps if step not in seen]
+                if absent:
+                    gaps.append((name, kind, absent))
+        return gaps
 
     def _on_attention(self, module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> Any:
         if self.call is None or not is_active(self):
@@ -332,14 +407,15 @@ class PatchSession:
         """The target's K or V for ``layer``: the hooked module's own forward on the recorded prompt states.
 
         Computed inside the patched denoiser call (so a LoRA scale set for the call applies) and
-        cached for the rest of the generation; ``module.forward`` bypasses the hooks.
+        cached for the rest of the generation; ``module.forward`` bypasses the hooks (and the resident
+        patch point of a compiled denoiser, :func:`~safetext.patching.compiled.unpatched_forward`).
         """
         key = (layer.index, kind)
         if key not in self._targets:
             if self._states is None:
                 self._states = self.adapter.text_states(self.denoiser, self._layout_inputs())
             attention = self.denoiser.get_submodule(layer.name)
-            self._targets[key] = module.forward(self.adapter.layer_input(attention, self._states))
+            self._targets[key] = unpatched_forward(module)(self.adapter.layer_input(attention, self._states))
         return self._targets[key]
 
 

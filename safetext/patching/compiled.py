@@ -1,0 +1,314 @@
+"""The K/V patch on compiled denoisers: patch points installed once, dormant for clean requests.
+
+``torch.compile`` traces a module's hooks into its graph when it first runs, and by default does not
+guard on them afterwards (``torch._dynamo.config.skip_nnmodule_hook_guards``): a hook registered after
+the first compiled call is silently never called. Worse, with nn modules inlined (the default), one
+graph serves every instance of the same architecture, so a hook on one pipeline's UNet is skipped when
+another instance was traced first. The per-call hooks of :class:`~safetext.patching.session.PatchSession`
+therefore cannot work on a compiled denoiser. For one, safetext installs *resident* patch points once
+per denoiser (:func:`resident_points`), which read the per-call state from the context variable of
+:mod:`safetext.patching.hooks` at run time:
+
+* every text K/V projection becomes an instance of a subclass of its own class (same name, module,
+  weights and state dict) whose ``forward`` passes the output through the custom operator
+  ``safetext::kv_projection`` (:func:`kv_projection`). The compiler guards on a submodule's type, so a
+  graph traced without the point is never reused for a module that has it; and it keeps the operator as
+  one opaque call (no graph break). With no patch active in the calling context the operator returns a
+  copy of the projection's output, bit-identical; with one, the patched rows. Attention modules get
+  ``safetext::attention_bias`` the same way for their text padding bias (PixArt);
+* the denoiser gets a pre-hook and a forward hook (step counter, recording capture, extra target rows
+  of SD3/Flux) that the compiler runs eagerly (``torch._dynamo.disable``), on the ``torch.compile``
+  wrapper itself when the pipeline holds one (then outside the compiled code altogether).
+
+One compiled graph serves clean and flagged requests, so flagged requests do not recompile
+(``extra_rows`` families compile one more graph for the batch with target rows, once). The points are
+installed as soon as :class:`~safetext.patching.KVPatch` sees a compiled denoiser, and
+:class:`~safetext.SafeTextGenerator` checks before every request, clean ones included. Should a compiled
+graph still skip them, the invariant of :meth:`KVPatch.run` refuses the request.
+
+Supported: whole-module ``torch.compile(pipe.unet)`` (the pipeline holds the ``OptimizedModule``
+wrapper; safetext binds arguments by the original module's signature), in-place ``Module.compile()``,
+a compiled ``forward`` (``unet.forward = torch.compile(unet.forward)``), and regional
+``compile_repeated_blocks()`` (diffusers: UNet2DConditionModel, Flux) or any compiled submodule on the
+way to the text layers. Modes that cannot
+run Python between kernels (CUDA-graph replay, ``mode="reduce-overhead"``) skip the operators' Python
+and are caught by the same invariant.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import threading
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from safetext.patching.adapters.base import ArchitectureAdapter, TextAttentionLayer
+from safetext.patching.hooks import active_owner
+
+#: the values of :attr:`safetext.patching.PatchReport.compile_mode`
+WHOLE_MODULE = "torch.compile"
+IN_PLACE = "Module.compile"
+REGIONAL = "compile_repeated_blocks"
+COMPILED_FORWARD = "compiled forward"
+KINDS: tuple[str, ...] = ("key", "value")
+
+
+def original_module(module: Any) -> Any:
+    """The module a ``torch.compile`` wrapper (``OptimizedModule``) wraps, or ``module`` itself."""
+    return getattr(module, "_orig_mod", module) if isinstance(module, nn.Module) else module
+
+
+def is_compiled_in_place(module: nn.Module) -> bool:
+    """True after ``module.compile()`` (its ``__call__`` runs a compiled ``_call_impl``)."""
+    return getattr(module, "_compiled_call_impl", None) is not None
+
+
+def has_compiled_forward(module: nn.Module) -> bool:
+    """True after ``module.forward = torch.compile(module.forward)``."""
+    return hasattr(vars(module).get("forward"), "_torchdynamo_orig_callable")
+
+
+def text_layer_ancestors(denoiser: nn.Module, layers: Sequence[TextAttentionLayer]) -> tuple[nn.Module, ...]:
+    """The modules on the way from ``denoiser`` to every text K/V projection (a compiled region is one of them)."""
+    names: dict[str, None] = {}
+    for layer in layers:
+        for path in (layer.key, layer.value):
+            parts = path.split(".")
+            for end in range(1, len(parts) + 1):
+                names[".".join(parts[:end])] = None
+    return tuple(denoiser.get_submodule(name) for name in names)
+
+
+def compile_mode(called: Any, denoiser: nn.Module, ancestors: Sequence[nn.Module]) -> str | None:
+    """How the denoiser the pipeline calls is compiled, if at all.
+
+    Args:
+        called: the pipeline's denoiser attribute (possibly a ``torch.compile`` wrapper).
+        denoiser: the original module.
+        ancestors: :func:`text_layer_ancestors` of ``denoiser``.
+    """
+    if called is not denoiser and original_module(called) is denoiser:
+        return WHOLE_MODULE
+    if is_compiled_in_place(denoiser):
+        return IN_PLACE
+    if has_compiled_forward(denoiser):
+        return COMPILED_FORWARD
+    if any(is_compiled_in_place(module) or has_compiled_forward(module) for module in ancestors):
+        return REGIONAL
+    return None
+
+
+# -- operators ------------------------------------------------------------------------------------------
+def _session() -> Any:
+    owner = active_owner()
+    return owner if getattr(owner, "resident_token", None) is not None else None
+
+
+@torch.library.custom_op("safetext::kv_projection", mutates_args=())
+def kv_projection(output: torch.Tensor, layer: int, kind: int) -> torch.Tensor:
+    """A text K/V projection's output, patched when a resident patch is active in the calling context.
+
+    Args:
+        output: the projection's output.
+        layer: the text layer's forward-order index.
+        kind: 0 for keys, 1 for values.
+    """
+    session = _session()
+    patched = None if session is None else session.resident_projection(layer, KINDS[kind], output)
+    return output.clone() if patched is None else patched
+
+
+@kv_projection.register_fake
+def _kv_projection_fake(output: torch.Tensor, layer: int, kind: int) -> torch.Tensor:
+    return torch.empty_like(output)
+
+
+@torch.library.custom_op("safetext::attention_bias", mutates_args=())
+def attention_bias(bias: torch.Tensor, layer: int) -> torch.Tensor:
+    """A text attention layer's padding bias, with the target's rows when a resident patch is active."""
+    session = _session()
+    patched = None if session is None else session.resident_bias(layer, bias)
+    return bias.clone() if patched is None else patched
+
+
+@attention_bias.register_fake
+def _attention_bias_fake(bias: torch.Tensor, layer: int) -> torch.Tensor:
+    return torch.empty_like(bias)
+
+
+# -- patch points: a subclass per module class ----------------------------------------------------------
+@functools.cache
+def _projection_class(cls: type) -> type:
+    """``cls`` whose ``forward`` passes its output through :func:`kv_projection` (same name and module).
+
+    The compiler guards on a submodule's type, so a graph traced for the plain class (another instance
+    of the model compiled without safetext, or this one before the patch points existed) is never reused
+    for a module carrying the patch point: it is traced again, with the operator in it.
+    """
+
+    base_forward = cls.forward  # a plain function: the compiler traces it (not a method looked up on a class)
+
+    def forward(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        output = base_forward(self, *args, **kwargs)
+        return torch.ops.safetext.kv_projection(output, self._safetext_layer, self._safetext_kind)
+
+    return type(cls.__name__, (cls,), {"forward": forward, "__module__": cls.__module__, "_safetext_base": cls})
+
+
+@functools.cache
+def _attention_class(cls: type) -> type:
+    """``cls`` whose ``forward`` passes a given ``attention_mask`` through :func:`attention_bias`."""
+
+    base_forward = cls.forward
+
+    def forward(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("attention_mask") is not None:
+            kwargs["attention_mask"] = torch.ops.safetext.attention_bias(kwargs["attention_mask"], self._safetext_layer)
+        elif len(args) > 2 and args[2] is not None:
+            args = (*args[:2], torch.ops.safetext.attention_bias(args[2], self._safetext_layer), *args[3:])
+        return base_forward(self, *args, **kwargs)
+
+    return type(cls.__name__, (cls,), {"forward": forward, "__module__": cls.__module__, "_safetext_base": cls})
+
+
+def unpatched_forward(module: nn.Module) -> Any:
+    """``module.forward`` without its patch point (the target K/V are computed through it)."""
+    base = getattr(type(module), "_safetext_base", None)
+    return module.forward if base is None else base.forward.__get__(module)
+
+
+def _restore(module: nn.Module) -> None:
+    for child in module.modules():
+        base = getattr(type(child), "_safetext_base", None)
+        if base is not None:
+            object.__setattr__(child, "__class__", base)
+
+
+def _swap(module: nn.Module, make: Any, **attributes: int) -> None:
+    _restore(module)  # a module wrapped since (peft LoRA): only the outermost one carries the point
+    for name, value in attributes.items():
+        object.__setattr__(module, name, value)
+    object.__setattr__(module, "__class__", make(type(module)))
+
+
+# -- resident patch points --------------------------------------------------------------------------------
+@dataclass(eq=False)
+class ResidentPoints:
+    """The patch points installed once on one denoiser (see the module docstring).
+
+    Attributes:
+        token: id the denoiser-level hooks and the sessions match on.
+        denoiser: the original denoiser module.
+        layers: every text-attention layer (escalation may patch any of them).
+    """
+
+    token: int
+    denoiser: nn.Module
+    layers: tuple[TextAttentionLayer, ...]
+    bias: bool = False
+    _handles: list[Any] = field(default_factory=list)
+    _outer: set[int] = field(default_factory=set)
+    _points: dict[str, nn.Module] = field(default_factory=dict)
+
+    def refresh(self) -> None:
+        """Give every text K/V projection (and, with ``bias``, attention module) its patch point.
+
+        Cheap when nothing changed; a module replaced since (a LoRA wrapper loaded later) gets the point,
+        and the module it wraps loses it.
+        """
+        for layer in self.layers:
+            for kind, name in enumerate((layer.key, layer.value)):
+                module = self.denoiser.get_submodule(name)
+                if self._points.get(name) is not module:
+                    _swap(module, _projection_class, _safetext_layer=layer.index, _safetext_kind=kind)
+                    self._points[name] = module
+            if self.bias:
+                attention = self.denoiser.get_submodule(layer.name)
+                if self._points.get(layer.name) is not attention:
+                    object.__setattr__(attention, "_safetext_layer", layer.index)
+                    object.__setattr__(attention, "__class__", _attention_class(type(attention)))
+                    self._points[layer.name] = attention
+
+    def attach(self, called: nn.Module) -> None:
+        """Install the denoiser-level hooks on ``called``: the denoiser, or the ``torch.compile`` wrapper the
+        pipeline holds (its own hooks run outside the compiled code, so they work even when the
+        wrapped module was traced before)."""
+        if id(called) in self._outer:
+            return
+        self._outer.add(id(called))
+        token = self.token
+
+        @torch._dynamo.disable
+        def on_call(module: nn.Module, args: tuple, kwargs: Any = None) -> Any:
+            if kwargs is None:
+                return None
+            owner = active_owner()
+            if owner is None or getattr(owner, "resident_token", None) != token:
+                return None
+            return owner.resident_call(module, args, kwargs)
+
+        @torch._dynamo.disable
+        def on_output(module: nn.Module, args: tuple, output: Any) -> Any:
+            owner = active_owner()
+            if owner is None or getattr(owner, "resident_token", None) != token:
+                return None
+            return owner.resident_output(module, args, output)
+
+        self._handles.append(called.register_forward_pre_hook(on_call, with_kwargs=True, prepend=True))
+        self._handles.append(called.register_forward_hook(on_output, prepend=True))
+
+    def remove(self) -> None:
+        """Remove every patch point (the next compiled call traces without them)."""
+        while self._handles:
+            self._handles.pop().remove()
+        for module in self._points.values():
+            base = getattr(type(module), "_safetext_base", None)
+            if base is not None:
+                object.__setattr__(module, "__class__", base)
+        self._points.clear()
+        self._outer.clear()
+
+
+_TOKENS = itertools.count(1)
+_LOCK = threading.Lock()
+_INSTALLED: weakref.WeakKeyDictionary[nn.Module, ResidentPoints] = weakref.WeakKeyDictionary()
+
+
+def resident_points(called: nn.Module, denoiser: nn.Module, adapter: ArchitectureAdapter) -> ResidentPoints:
+    """The resident patch points of ``denoiser``, installed on first use (one set per denoiser, thread-safe).
+
+    Args:
+        called: what the pipeline calls (the denoiser or its ``torch.compile`` wrapper): the
+            denoiser-level hooks go there.
+        denoiser: the original denoiser module.
+        adapter: its architecture adapter.
+    """
+    with _LOCK:
+        points = _INSTALLED.get(denoiser)
+        if points is None:
+            points = ResidentPoints(
+                next(_TOKENS), denoiser, tuple(adapter.discover(denoiser)), bias=adapter.strategy == "inject"
+            )
+            _INSTALLED[denoiser] = points
+        points.refresh()
+        points.attach(called)
+        return points
+
+
+def installed_points(denoiser: nn.Module) -> ResidentPoints | None:
+    """The resident patch points of ``denoiser`` if installed (for tests and diagnostics)."""
+    return _INSTALLED.get(denoiser)
+
+
+def remove_resident_points(denoiser: nn.Module) -> None:
+    """Remove the resident patch points of ``denoiser`` (a later compiled call traces without them)."""
+    with _LOCK:
+        points = _INSTALLED.pop(denoiser, None)
+    if points is not None:
+        points.remove()
