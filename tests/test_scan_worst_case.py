@@ -2,9 +2,10 @@
 
 The rendered-text pattern once retried ``\\s+`` from every blank of a whitespace run (10,000 spaces:
 14 s, holding the GIL), and every finding was compared with every earlier one (n^2). Each shape here
-is scanned at ``max_prompt_chars`` and at an eighth of it: linear code takes about 8x as long, quadratic
-code about 64x. The bounds are generous (16x, plus an absolute ceiling far above the linear time) so
-a loaded machine does not fail them; the measured times per 1,000 characters are in
+is scanned at ``max_prompt_chars`` and at a quarter of it: linear code takes about 4x as long, quadratic
+code about 16x. (A quarter, not less: below ~2,000 characters fixed costs such as the classifier's
+batching dominate and make the ratio meaningless.) The bounds are generous (10x, plus an absolute
+ceiling far above the linear time) so a loaded machine does not fail them; the measured times per 1,000 characters are in
 ``benchmarks/results/scan_worst_case.md``.
 """
 
@@ -17,7 +18,7 @@ import pytest
 from safetext.policy import find_rendered_spans, load_policy
 from tests.adversarial_text import SHAPES
 
-RATIO_BOUND = 16.0  # linear: 8 for 8x the length; quadratic: 64
+RATIO_BOUND = 10.0  # linear: 4 for 4x the length; quadratic: 16
 SLACK_SECONDS = 0.03  # timer noise on tiny times
 CEILING_SECONDS = 2.0  # the longest shape takes ~0.15 s at 10,000 characters; whitespace took 14 s before the fix
 
@@ -40,11 +41,13 @@ def _best_of(repeats: int, func, *args) -> float:
 def test_scan_time_is_linear_at_the_maximum_prompt_length(policy, shape):
     n = policy.config.max_prompt_chars
     assert n == 10_000
-    long_text, short_text = SHAPES[shape](n), SHAPES[shape](n // 8)
+    long_text, short_text = SHAPES[shape](n), SHAPES[shape](n // 4)
     first = _best_of(1, policy.scan, long_text)
     assert first < CEILING_SECONDS, f"{shape}: one scan of {n} characters took {first:.2f} s"
-    long_time = min(first, _best_of(2, policy.scan, long_text))
-    short_time = _best_of(3, policy.scan, short_text)
+    long_time, short_time = first, float("inf")
+    for _ in range(4):  # interleaved, so a burst of load on a shared machine hits both lengths alike
+        short_time = min(short_time, _best_of(1, policy.scan, short_text))
+        long_time = min(long_time, _best_of(1, policy.scan, long_text))
     assert long_time <= RATIO_BOUND * short_time + SLACK_SECONDS, (
         f"{shape}: {n} characters took {long_time * 1000:.1f} ms, {n // 8} took {short_time * 1000:.1f} ms "
         f"({long_time / short_time:.0f}x for 8x the length: super-linear)"

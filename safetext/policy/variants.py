@@ -69,7 +69,12 @@ _SEQUENCES: dict[str, str] = {
 _SEQUENCE_STARTS = frozenset(s[0] for s in _SEQUENCES)
 _MAX_READINGS = 64
 # A whitespace-delimited chunk holding a digit or a symbol that may stand for a letter.
-_CHUNK = re.compile(r"[^\s]*[0-9@$!|^#+(<>~\\/\[¡][^\s]*")
+_RUN = re.compile(r"\S+")
+_CHUNK_MARK = re.compile(r"[0-9@$!|^#+(<>~\\/\[¡]")
+#: glued words longer than this are no real compound: their entries are found as plain substrings (linear)
+_MAX_COMPOUND_CHARS = 64
+#: the longest clean piece a compound split tries (longer English words are not split out)
+_MAX_PIECE_CHARS = 32
 _EDGE = "\"'`,.;:?!()[]{}<>“”‘’«»"
 _VOWEL = "a"
 _SKELETON_MAP = str.maketrans({"c": "k", "q": "k", "x": "k", "z": "s", "y": "a", "e": "a", "i": "a", "o": "a", "u": "a"})
@@ -260,6 +265,9 @@ class VariantMatcher:
         n = len(word)
         if not any(word[i:j] in self._parts for i in range(n) for j in range(i + 3, min(n, i + self._max_part) + 1)):
             return None
+        if n > _MAX_COMPOUND_CHARS:
+            return self._overlong(word)
+        longest = max(self._max_part, _MAX_PIECE_CHARS)
         # clean[i]: word[:i] splits into English words; dirty[i]: ... into pieces with at least one entry
         # (the pieces, entries as Terms and English words as strings).
         clean = [False] * (n + 1)
@@ -268,7 +276,7 @@ class VariantMatcher:
         for i in range(n):
             if not clean[i] and dirty[i] is None:
                 continue
-            for j in range(i + 1, n + 1):
+            for j in range(i + 1, min(n, i + longest) + 1):
                 piece = word[i:j]
                 if piece in self._parts:
                     before = dirty[i] if dirty[i] is not None else (tuple(word[:i].split()) if clean[i] else None)
@@ -285,6 +293,22 @@ class VariantMatcher:
         term = max(entries, key=lambda t: len(t.form))
         parts = " + ".join(p.form if isinstance(p, Term) else p for p in dirty[n])
         return term, f"compound {parts}"
+
+    def _overlong(self, word: str) -> tuple[Term, str] | None:
+        """The longest entry (4+ letters) inside a token too long to be a word, in ``O(len * longest entry)``.
+
+        No split into clean pieces is tried: a run of letters this long is no word a sign would show,
+        and the split's dynamic programme would cost time quadratic in an attacker's token.
+        """
+        best: str | None = None
+        for i in range(len(word)):
+            for j in range(i + 4, min(len(word), i + self._max_part) + 1):
+                piece = word[i:j]
+                if piece in self._parts and (best is None or len(piece) > len(best)):
+                    best = piece
+        if best is None:
+            return None
+        return self._forms[best], f"{best!r} inside a {len(word)}-letter token"
 
     def _is_piece(self, piece: str, at_end: bool) -> bool:
         if len(piece) <= 2:
@@ -309,16 +333,24 @@ class VariantMatcher:
             The hits, in the order found (readings, split words, then single tokens).
         """
         hits: list[VariantHit] = []
+        # one flag per normalized character: a span is free when none of its characters is taken
+        # (linear in the spans' lengths, where comparing with every earlier span was quadratic in findings)
+        covered = bytearray(len(norm.text) + 1)
+        for s, e in taken:
+            covered[s:e] = b"\x01" * max(0, e - s)
 
         def free(start: int, end: int) -> bool:
-            return not any(s < end and start < e for s, e in taken)
+            return covered.find(1, start, end) < 0
 
         def add(hit: VariantHit) -> None:
             hits.append(hit)
             taken.append((hit.start, hit.end))
+            covered[hit.start : hit.end] = b"\x01" * max(0, hit.end - hit.start)
 
         text = norm.text
-        for chunk in _CHUNK.finditer(text) if self._leetspeak else ():
+        for chunk in _RUN.finditer(text) if self._leetspeak else ():
+            if _CHUNK_MARK.search(chunk.group()) is None:
+                continue
             start, end = chunk.start(), chunk.end()
             while start < end and text[start] in _EDGE and text[start] not in "(|[<":
                 start += 1
@@ -360,7 +392,7 @@ class VariantMatcher:
         return hits
 
     def _match_chunk(self, norm: NormalizedText, raw: str, start: int, end: int) -> VariantHit | None:
-        readings = [r for r in _readings(raw) if len(r) >= 2 and r.isalpha()]
+        readings = [r for r in _readings(raw, uniform_only=len(raw) > _MAX_COMPOUND_CHARS) if len(r) >= 2 and r.isalpha()]
         mask = norm.mask(start, end)
         for reading in readings:
             term = self.lookup(reading)
@@ -396,8 +428,12 @@ class VariantMatcher:
         return word in self._forms or (self.is_clean_word(word) and zipf(word) >= 3.0)
 
 
-def _readings(raw: str) -> Iterator[str]:
-    """Readings of a chunk: each ambiguous character's options (uniform choices first), at most 64."""
+def _readings(raw: str, uniform_only: bool = False) -> Iterator[str]:
+    """Readings of a chunk: each ambiguous character's options (uniform choices first), at most 64.
+
+    ``uniform_only``: only the readings that take the same option for every character (long chunks,
+    where each reading costs time linear in the chunk).
+    """
     options: list[tuple[str, ...]] = []
     i = 0
     while i < len(raw):
@@ -421,6 +457,8 @@ def _readings(raw: str) -> Iterator[str]:
         if reading not in seen:
             seen.add(reading)
             yield reading
+    if uniform_only:
+        return
     for combo in itertools.islice(itertools.product(*options), _MAX_READINGS):
         reading = "".join(combo)
         if reading not in seen:
