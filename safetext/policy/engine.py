@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 
 from safetext.errors import BackendError, PolicyError
 from safetext.policy.backends import BackendContext, Detection, ScanDocument, create_backend
-from safetext.policy.languages import LanguagePack, guess_language, load_pack
+from safetext.policy.languages import ENGLISH_ONLY_RULES, guess_language, language_words, load_pack
 from safetext.policy.lexicon import Lexicon, TermSource, build_lexicon, normalized_forms, read_word_list
 from safetext.policy.normalize import normalize_chars, tokenize
 from safetext.policy.rendered import find_rendered_spans, overlaps
@@ -324,7 +324,15 @@ class Policy:
         if language != "en":
             local = self._packs[language].allow
             prompt_allowed += [norm.span(m.start, m.end) for m in local.find(norm, tokens)]
-            findings = [f for f in findings if not any(a <= f.start and f.end <= b for a, b in prompt_allowed)]
+            local_words = language_words(language, config.normalization)
+            findings = [
+                f for f in findings
+                if not any(a <= f.start and f.end <= b for a, b in prompt_allowed)
+                and not (
+                    (f.backend != "wordlist" or ENGLISH_ONLY_RULES.intersection(f.normalizations))
+                    and " ".join(t.text for t in tokens if norm.span(t.start, t.end)[0] < f.end and f.start < norm.span(t.start, t.end)[1]) in local_words
+                )
+            ]
             replacer = self._packs[language].replacer  # a benign word of the prompt's language
             findings = [
                 f.model_copy(update={"replacement": replacer.choose(f.normalized, f.normalized, f.text)})

@@ -25,6 +25,7 @@ the prompt language's allow-list is dropped whatever list it came from.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -53,8 +54,6 @@ INFLECTIONS: dict[str, tuple[tuple[str, str], ...]] = {
 }
 #: Zipf frequency from which a generated form counts as an ordinary word of its language (not matched).
 MIN_ZIPF = 3.0
-#: How many of a language's most frequent words decide the prompt's language.
-FUNCTION_WORDS = 150
 #: Category and rule of the packs' findings: the LDNOOBW lists mix profanity, sexual terms and insults.
 PACK_CATEGORY = "profanity"
 
@@ -89,17 +88,38 @@ def _fold(word: str, config: NormalizationConfig) -> str:
     return " ".join(token.text for token in tokenize(norm, config))
 
 
-@lru_cache(maxsize=16)
-def function_words(code: str, config: NormalizationConfig) -> frozenset[str]:
-    """The :data:`FUNCTION_WORDS` most frequent words of a language, normalized like prompts."""
-    import wordfreq
+#: Zipf frequency from which a word counts as a word of its language for :func:`language_words`.
+MIN_ZIPF_WORD = 2.0
+#: How a finding was made by rules that know only English: sound-alikes, glued compounds, the
+#: English-trained classifier. Not applied to words of another language's prompt.
+ENGLISH_ONLY_RULES = frozenset({"fuzzy", "compound"})
 
-    words = wordfreq.top_n_list(code, FUNCTION_WORDS)
-    return frozenset(f for f in (_fold(w, config) for w in words) if f and " " not in f)
+
+@lru_cache(maxsize=16)
+def language_zipf(code: str, config: NormalizationConfig) -> dict[str, float]:
+    """Words of a language (``wordfreq`` Zipf >= :data:`MIN_ZIPF_WORD`), normalized like prompts, with their Zipf."""
+    threshold = 10.0 ** (MIN_ZIPF_WORD - 9.0)
+    words: dict[str, float] = {}
+    for word, freq in _frequencies(code).items():
+        if freq >= threshold and word.isalpha():
+            folded = _fold(word, config)
+            if folded and " " not in folded and folded not in words:
+                words[folded] = math.log10(freq) + 9.0
+    return words
+
+
+def language_words(code: str, config: NormalizationConfig) -> frozenset[str]:
+    """The words of :func:`language_zipf` (the guard for English-only rules in that language's prompts)."""
+    return _language_words(code, config)
+
+
+@lru_cache(maxsize=16)
+def _language_words(code: str, config: NormalizationConfig) -> frozenset[str]:
+    return frozenset(language_zipf(code, config))
 
 
 def guess_language(tokens: Sequence[Token], languages: Sequence[str], config: NormalizationConfig) -> str:
-    """The language of a prompt: the enabled language with most of its frequent words among the tokens.
+    """The language of a prompt: the enabled language whose ``wordfreq`` Zipf frequencies of the tokens sum highest.
 
     Args:
         tokens: the prompt's normalized tokens.
@@ -107,15 +127,15 @@ def guess_language(tokens: Sequence[Token], languages: Sequence[str], config: No
         config: the policy's normalization.
 
     Returns:
-        A language code of ``languages`` (the first one when no frequent word is seen).
+        A language code of ``languages`` (the first one when no token is a known word).
     """
-    best, best_count = languages[0], 0
+    best, best_score = languages[0], 0.0
     texts = [token.text for token in tokens]
     for code in languages:
-        common = function_words(code, config)
-        count = sum(1 for text in texts if text in common)
-        if count > best_count:
-            best, best_count = code, count
+        zipf = language_zipf(code, config)
+        score = sum(zipf.get(text, 0.0) for text in texts)
+        if score > best_score:
+            best, best_score = code, score
     return best
 
 
