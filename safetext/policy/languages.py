@@ -15,11 +15,14 @@ no English plurals or inflections, no English sound-alike or compound matching f
 a pack generates its own language's inflections instead (:data:`INFLECTIONS`), and drops a
 generated form that ``wordfreq`` knows as an ordinary word of that language.
 
-Cross-language false positives are settled by the prompt's language (:func:`guess_language`, from
-the most frequent words of each enabled language, ties to the earlier one in ``languages``): a list
+Cross-language false positives are settled by the prompt's language (:func:`guess_language`: each
+word votes for the enabled language in which ``wordfreq`` finds it most frequent, ties to the earlier
+one in ``languages``): a list
 word of one language that is an ordinary word of the prompt's language (English: the English
-dictionary; others: that language's allow-list) is not a finding, and a finding inside a phrase of
-the prompt language's allow-list is dropped whatever list it came from.
+dictionary; others: that language's allow-list) is not a finding, a finding inside a phrase of
+the prompt language's allow-list is dropped whatever list it came from, and the English-only rules
+(sound-alikes, glued compounds, the English-trained classifier) do not judge words of a non-English
+prompt's language.
 """
 
 from __future__ import annotations
@@ -119,7 +122,7 @@ def _language_words(code: str, config: NormalizationConfig) -> frozenset[str]:
 
 
 def guess_language(tokens: Sequence[Token], languages: Sequence[str], config: NormalizationConfig) -> str:
-    """The language of a prompt: the enabled language whose ``wordfreq`` Zipf frequencies of the tokens sum highest.
+    """The language of a prompt: each token votes for the enabled language where ``wordfreq`` finds it most frequent.
 
     Args:
         tokens: the prompt's normalized tokens.
@@ -129,14 +132,18 @@ def guess_language(tokens: Sequence[Token], languages: Sequence[str], config: No
     Returns:
         A language code of ``languages`` (the first one when no token is a known word).
     """
-    best, best_score = languages[0], 0.0
-    texts = [token.text for token in tokens]
-    for code in languages:
-        zipf = language_zipf(code, config)
-        score = sum(zipf.get(text, 0.0) for text in texts)
-        if score > best_score:
-            best, best_score = code, score
-    return best
+    tables = [language_zipf(code, config) for code in languages]
+    votes = [0] * len(languages)
+    for token in tokens:
+        best, best_zipf = -1, 0.0
+        for index, table in enumerate(tables):
+            value = table.get(token.text, 0.0)
+            if value > best_zipf:
+                best, best_zipf = index, value
+        if best >= 0:
+            votes[best] += 1
+    winner = max(range(len(languages)), key=lambda i: (votes[i], -i))
+    return languages[winner]
 
 
 def _inflected(word: str, code: str) -> list[str]:
