@@ -324,15 +324,19 @@ class Policy:
         if language != "en":
             local = self._packs[language].allow
             prompt_allowed += [norm.span(m.start, m.end) for m in local.find(norm, tokens)]
-            local_words = language_words(language, config.normalization)
-            findings = [
-                f for f in findings
-                if not any(a <= f.start and f.end <= b for a, b in prompt_allowed)
-                and not (
-                    (f.backend != "wordlist" or ENGLISH_ONLY_RULES.intersection(f.normalizations))
-                    and " ".join(t.text for t in tokens if norm.span(t.start, t.end)[0] < f.end and f.start < norm.span(t.start, t.end)[1]) in local_words
-                )
-            ]
+            # English-only rules (sound-alikes, compounds, the English classifier) do not judge a word
+            # that is a word of an enabled language other than English
+            foreign = [language_words(code, config.normalization) for code in self._packs]
+            kept = []
+            for f in findings:
+                if any(a <= f.start and f.end <= b for a, b in prompt_allowed):
+                    continue
+                if f.backend != "wordlist" or ENGLISH_ONLY_RULES.intersection(f.normalizations):
+                    words = [t.text for t in tokens if f.start < norm.span(t.start, t.end)[1] and norm.span(t.start, t.end)[0] < f.end]
+                    if len(words) == 1 and any(words[0] in table for table in foreign):
+                        continue
+                kept.append(f)
+            findings = kept
             replacer = self._packs[language].replacer  # a benign word of the prompt's language
             findings = [
                 f.model_copy(update={"replacement": replacer.choose(f.normalized, f.normalized, f.text)})
