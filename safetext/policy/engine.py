@@ -134,6 +134,8 @@ class Policy:
                         _located(("languages", index), load_pack, code, norm_config, pack_rule.id, SHIPPED_DIR,
                         config.replacement.word if config.replacement.mode == "fixed" else None, config.replacement.preserve_case)
                     )
+        for code in config.languages if packs else ():
+            language_words(code, norm_config)  # built once here, not on the first scan
         object.__setattr__(self, "_packs", MappingProxyType({pack.code: pack for pack in packs}))
         object.__setattr__(self, "config", config)
         object.__setattr__(self, "base_dir", base)

@@ -105,7 +105,7 @@ def language_zipf(code: str, config: NormalizationConfig) -> dict[str, float]:
     words: dict[str, float] = {}
     for word, freq in _frequencies(code).items():
         if freq >= threshold and word.isalpha():
-            folded = _fold(word, config)
+            folded = word if word.isascii() else _fold(word, config)  # lower-case ASCII letters fold to themselves
             if folded and " " not in folded and folded not in words:
                 words[folded] = math.log10(freq) + 9.0
     return words
