@@ -14,7 +14,16 @@ from types import MappingProxyType
 from typing import Any, Mapping, Sequence
 
 from safetext.errors import BackendError, PolicyError
-from safetext.policy.backends import BackendContext, Detection, ScanDocument, create_backend
+from safetext.policy.backends import (
+    EXACT_SCORE,
+    OBFUSCATED_SCORE,
+    WILDCARD_SCORE,
+    BackendContext,
+    Detection,
+    ScanDocument,
+    create_backend,
+)
+from safetext.policy.confusables import step_names
 from safetext.policy.languages import ENGLISH_ONLY_RULES, guess_language, language_words, load_pack
 from safetext.policy.lexicon import Lexicon, TermSource, build_lexicon, normalized_forms, read_word_list
 from safetext.policy.normalize import normalize_chars, tokenize
@@ -23,8 +32,6 @@ from safetext.policy.replacement import Replacer
 from safetext.policy.schema import NormalizationConfig, PolicyConfig, Rule
 from safetext.policy.verdict import Action, Finding, Verdict
 from safetext.policy.vocabulary import english_words
-from safetext.policy.backends import EXACT_SCORE, OBFUSCATED_SCORE, WILDCARD_SCORE
-from safetext.policy.confusables import step_names
 
 logger = logging.getLogger("safetext.policy")
 
@@ -126,14 +133,15 @@ class Policy:
                 exc.loc = ("backends", index, "name")  # type: ignore[attr-defined]
                 raise
         packs = []
-        if len(config.languages) > 1:
-            pack_rule = config.rule_for("profanity")
-            for index, code in enumerate(config.languages):
-                if code != "en" and pack_rule is not None:
-                    packs.append(
-                        _located(("languages", index), load_pack, code, norm_config, pack_rule.id, SHIPPED_DIR,
-                        config.replacement.word if config.replacement.mode == "fixed" else None, config.replacement.preserve_case)
-                    )
+        pack_rule = config.rule_for("profanity")
+        fixed_word = config.replacement.word if config.replacement.mode == "fixed" else None
+        for index, code in enumerate(config.languages):
+            if code != "en" and pack_rule is not None:
+                pack = _located(
+                    ("languages", index), load_pack, code, norm_config, pack_rule.id, SHIPPED_DIR, fixed_word,
+                    config.replacement.preserve_case,
+                )
+                packs.append(pack)
         for code in config.languages if packs else ():
             language_words(code, norm_config)  # built once here, not on the first scan
         object.__setattr__(self, "_packs", MappingProxyType({pack.code: pack for pack in packs}))
@@ -342,7 +350,7 @@ class Policy:
             replacer = self._packs[language].replacer  # a benign word of the prompt's language
             findings = [
                 f.model_copy(update={"replacement": replacer.choose(f.normalized, f.normalized, f.text)})
-                if f.replacement is not None and self.config.replacement.mode == "auto" else f
+                if f.replacement is not None and config.replacement.mode == "auto" else f
                 for f in findings
             ]
         taken = [(f.start, f.end) for f in findings if f.rule_id in self._rules and self._rules[f.rule_id].scope == "spans"]
@@ -350,12 +358,14 @@ class Policy:
         check_rendered = config.rendered_text.enabled
         english = english_words()
         added: list[Finding] = []
+        keys = None  # every pack shares the policy's normalization, hence the same token keys
         for code in config.languages:
             pack = self._packs.get(code)
             if pack is None:
                 continue
-            own_allowed = prompt_allowed + [norm.span(m.start, m.end) for m in pack.allow.find(norm, tokens)]
-            for match in pack.lexicon.find(norm, tokens):
+            keys = pack.lexicon.token_keys(tokens) if keys is None else keys
+            own_allowed = prompt_allowed + [norm.span(m.start, m.end) for m in pack.allow.find(norm, tokens, keys)]
+            for match in pack.lexicon.find(norm, tokens, keys):
                 start, end = norm.span(match.start, match.end)
                 if any(a <= start and end <= b for a, b in own_allowed) or any(s < end and start < e for s, e in taken):
                     continue
