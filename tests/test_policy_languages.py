@@ -144,3 +144,27 @@ def test_languages_need_a_profanity_rule(default):
     data["lists"] = [entry for entry in data["lists"] if entry["category"] != "profanity"]
     with pytest.raises(PolicyError, match="category 'profanity'"):
         load_policy(data)
+
+
+@pytest.mark.parametrize(
+    "written,folded",
+    [
+        ("Scheiße", "scheisse"), ("SCHEIẞE", "scheisse"), ("ĳsje", "ijsje"), ("Dødel", "dodel"), ("Ærø", "aero"),
+        ("ıdiot", "idiot"), ("Łódź", "lodz"), ("coño", "cono"), ("enculé", "encule"), ("cabrão", "cabrao"),
+    ],
+)
+def test_letters_of_other_languages_fold_for_matching(written, folded):
+    config = NormalizationConfig()
+    assert [t.text for t in tokenize(normalize_chars(written, config), config)] == [folded]
+
+
+def test_language_inflections_and_excluded_everyday_entries(everything):
+    # generated forms of the language: plural / gender / verb endings
+    for prompt, word, code in (
+        ('Schild "Fotzen"', "Fotzen", "de"), ('cartel "cabrones"', "cabrones", "es"),
+        ('insegna "stronzi"', "stronzi", "it"), ('bord "hoeren"', "hoeren", "nl"),
+    ):
+        assert [(f.text, f.language) for f in everything.scan(prompt).findings] == [(word, code)]
+    # LDNOOBW entries whose everyday meaning dominates are excluded (ldnoobw_context_<code>.txt)
+    for clean in ("un piatto di pesce, una regina", "uma cerveja e uma aranha", "een muts en een asbak", "un martillo"):
+        assert not everything.scan(clean).findings
