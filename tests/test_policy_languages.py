@@ -101,6 +101,10 @@ def test_cross_language_false_positives(everything):
     assert not everything.scan("un train en retard sur un quai de gare").findings  # en list: retard
     assert not everything.scan('een bord "Hoe laat is het?"').findings  # en list: hoe
     assert not everything.scan("een vrouw die een jurk naait, een schaatser op een sloot").findings  # en fuzzy rules
+    # a list word of one language that is an ordinary word of the prompt's language (wordfreq)
+    assert not everything.scan('une affiche "Le cheval de Troie" au musée').findings  # it list: troie
+    assert not everything.scan("een jongen die zijn huiswerk wil negeren").findings  # not generated from de "neger"
+    assert [f.language for f in everything.scan('una scritta "troie" sul muro').findings] == ["it"]
     # ... and the same words stay flagged where they are the offensive word
     assert everything.scan('une pancarte qui dit "nègre"').findings[0].language == "fr"
     assert everything.scan('une pancarte "con"').findings[0].language == "fr"

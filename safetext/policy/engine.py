@@ -24,7 +24,7 @@ from safetext.policy.backends import (
     create_backend,
 )
 from safetext.policy.confusables import step_names
-from safetext.policy.languages import ENGLISH_ONLY_RULES, guess_language, language_words, load_pack
+from safetext.policy.languages import ENGLISH_ONLY_RULES, MIN_ZIPF, guess_language, language_words, language_zipf, load_pack
 from safetext.policy.lexicon import Lexicon, TermSource, build_lexicon, normalized_forms, read_word_list
 from safetext.policy.normalize import normalize_chars, tokenize
 from safetext.policy.rendered import find_rendered_spans, overlaps
@@ -357,6 +357,7 @@ class Policy:
         rendered_spans = document.rendered_spans
         check_rendered = config.rendered_text.enabled
         english = english_words()
+        local_zipf = language_zipf(language, config.normalization) if language != "en" else {}
         added: list[Finding] = []
         keys = None  # every pack shares the policy's normalization, hence the same token keys
         for code in config.languages:
@@ -369,8 +370,10 @@ class Policy:
                 start, end = norm.span(match.start, match.end)
                 if any(a <= start and end <= b for a, b in own_allowed) or any(s < end and start < e for s, e in taken):
                     continue
-                if language == "en" and code != "en" and match.term.form in english and not match.mask:
-                    continue  # a list word of another language that is plain English ("con", "bite")
+                if code != language and not match.mask and (
+                    match.term.form in english if language == "en" else local_zipf.get(match.term.form, 0.0) >= MIN_ZIPF
+                ):
+                    continue  # a list word of another language that is an ordinary word here ("con", "bite", "del")
                 rule = self._rules.get(match.term.rule_id)
                 score = WILDCARD_SCORE if match.wildcard else (OBFUSCATED_SCORE if match.mask else EXACT_SCORE)
                 if rule is None or score < rule.threshold:

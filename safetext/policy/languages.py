@@ -13,13 +13,13 @@ folded to ASCII by the confusables step, from ``anyascii``, for the list and the
 look-up (leetspeak, separators, repeats, wildcards, homoglyphs). English-only rules stay English:
 no English plurals or inflections, no English sound-alike or compound matching for these lists;
 a pack generates its own language's inflections instead (:data:`INFLECTIONS`), and drops a
-generated form that ``wordfreq`` knows as an ordinary word of that language.
+generated form that ``wordfreq`` knows as an ordinary word of any covered language.
 
 Cross-language false positives are settled by the prompt's language (:func:`guess_language`: each
 word votes for the enabled language in which ``wordfreq`` finds it most frequent, ties to the earlier
 one in ``languages``): a list
 word of one language that is an ordinary word of the prompt's language (English: the English
-dictionary; others: that language's allow-list) is not a finding, a finding inside a phrase of
+dictionary; others: ``wordfreq`` Zipf >= :data:`MIN_ZIPF`) is not a finding, a finding inside a phrase of
 the prompt language's allow-list is dropped whatever list it came from, and the English-only rules
 (sound-alikes, glued compounds, the English-trained classifier) do not judge words of a non-English
 prompt's language.
@@ -55,7 +55,8 @@ INFLECTIONS: dict[str, tuple[tuple[str, str], ...]] = {
     "it": (("o", "i"), ("a", "e"), ("e", "i"), ("o", "a"), ("a", "i"), ("one", "oni")),
     "nl": (("", "en"), ("", "s"), ("", "e"), ("", "je"), ("", "jes")),
 }
-#: Zipf frequency from which a generated form counts as an ordinary word of its language (not matched).
+#: Zipf frequency from which a word counts as an ordinary word of a language: generated forms that are
+#: one are not matched, nor list words of another language in a prompt of that language.
 MIN_ZIPF = 3.0
 #: Category and rule of the packs' findings: the LDNOOBW lists mix profanity, sexual terms and insults.
 PACK_CATEGORY = "profanity"
@@ -203,7 +204,7 @@ def load_pack(
     extra = read_word_list(pack_path(shipped, f"extra_{code}.txt"))
     excluded = normalized_forms(read_word_list(pack_path(shipped, f"ldnoobw_context_{code}.txt")), config)
     stems = read_word_list(pack_path(shipped, f"stems_{code}.txt"))
-    frequencies = _frequencies(code)
+    frequencies = [_frequencies(other) for other in LATIN_LANGUAGES]
     threshold = 10.0 ** (MIN_ZIPF - 9.0)
     entries = [e for e in listed + extra if _fold(e, config) not in excluded]
     known = {_fold(e, config) for e in entries}
@@ -212,8 +213,8 @@ def load_pack(
         word = entry.lower()
         for form in _inflected(word, code):
             folded = _fold(form, config)
-            if folded in known or folded in excluded or frequencies.get(form, 0.0) >= threshold:
-                continue  # an ordinary word of the language ("Hure" -> "Huren" is kept, "arsch" -> "arsche" too)
+            if folded in known or folded in excluded or any(table.get(form, 0.0) >= threshold for table in frequencies):
+                continue  # an ordinary word of any covered language (German "Neger" -> Dutch "negeren", "to ignore")
             known.add(folded)
             generated.append(form)
     sources = (
