@@ -19,6 +19,15 @@ plus the scan latency p50/p99 of ``Policy.scan`` on one thread, over the evaluat
 30-word prompts. Writes ``benchmarks/results/policy_eval.json`` and ``.md``.
 
     OMP_NUM_THREADS=1 python benchmarks/policy_eval.py [--policy default] [--rounds 5]
+
+Languages beyond English (``--languages``): per language (de, es, fr, pt, it, nl) toxic prompts with
+obfuscations and clean prompts with trap words (``lang_<code>_{toxic,clean}.{dev,test}.jsonl``, written
+in that language, same hash split), scanned with ``languages: [en, <code>]`` and with every language
+enabled; the English cases with every language enabled beside the default policy; and the 30-word scan
+latency with English only vs every language. Writes ``benchmarks/results/policy_eval_languages.json``
+and ``.md``.
+
+    OMP_NUM_THREADS=1 python benchmarks/policy_eval.py --languages [--rounds 5]
 """
 
 from __future__ import annotations
@@ -75,6 +84,152 @@ def load_cases(data_dir: Path = DATA) -> dict[str, dict[str, list[dict]]]:
                     raise ValueError(f"{name}: case {row['prompt']!r} belongs to part '{part_of(row['prompt'])}'")
             cases[part][kind] = rows
     return cases
+
+
+LANGUAGES = ("de", "es", "fr", "pt", "it", "nl")
+
+
+def load_language_cases(code: str, data_dir: Path = DATA) -> dict[str, dict[str, list[dict]]]:
+    """``{part: {"toxic": [...], "clean": [...]}}`` of one language, checked against :func:`part_of` like the English cases."""
+    cases: dict[str, dict[str, list[dict]]] = {part: {} for part in PARTS}
+    for part in PARTS:
+        for kind in ("toxic", "clean"):
+            name = f"lang_{code}_{kind}.{part}.jsonl"
+            rows = [json.loads(line) for line in (data_dir / name).read_text(encoding="utf-8").splitlines() if line.strip()]
+            for row in rows:
+                if part_of(row["prompt"]) != part:
+                    raise ValueError(f"{name}: case {row['prompt']!r} belongs to part '{part_of(row['prompt'])}'")
+            cases[part][kind] = rows
+    return cases
+
+
+def _with_languages(base_name: str, languages: tuple[str, ...]):
+    base = load_policy(base_name).config
+    name = f"{base_name}-{'-'.join(languages)}"[:64]
+    return load_policy(base.model_copy(update={"languages": languages, "name": name}).model_dump())
+
+
+def evaluate_languages(policy_name: str, rounds: int) -> dict:
+    """Recall/FPR per language (alone beside English, and all together), English with all, and latency."""
+    everything = ("en",) + LANGUAGES
+    all_policy = _with_languages(policy_name, everything)
+    rates: dict[str, dict[str, dict[str, float]]] = {part: {} for part in PARTS}
+    counts: dict[str, dict[str, int]] = {part: {} for part in PARTS}
+    missed: dict[str, list[str]] = {part: [] for part in PARTS}
+    false_positives: dict[str, list[str]] = {part: [] for part in PARTS}
+    prompts: list[str] = []
+    for code in LANGUAGES:
+        cases = load_language_cases(code)
+        single = _with_languages(policy_name, ("en", code))
+        for part in PARTS:
+            toxic, clean = cases[part]["toxic"], cases[part]["clean"]
+            prompts += [row["prompt"] for row in toxic + clean]
+            counts[part][code] = {"toxic": len(toxic), "clean": len(clean)}
+            row_rates = {}
+            for label, policy in ((f"en+{code}", single), ("all", all_policy)):
+                hits = [policy.scan(row["prompt"]).flagged for row in toxic]
+                fps = [policy.scan(row["prompt"]).flagged for row in clean]
+                row_rates[f"{label} recall"] = round(sum(hits) / len(toxic), 4)
+                row_rates[f"{label} FPR"] = round(sum(fps) / len(clean), 4)
+                if label == "all":
+                    missed[part] += [row["prompt"] for row, hit in zip(toxic, hits) if not hit]
+                    false_positives[part] += [row["prompt"] for row, hit in zip(clean, fps) if hit]
+            rates[part][code] = row_rates
+    english = load_cases()
+    default = load_policy(policy_name)
+    english_rates: dict[str, dict[str, float]] = {}
+    changed = []
+    for part in PARTS:
+        toxic = [row for kind in KINDS for row in english[part][kind]]
+        clean = english[part]["clean"]
+        per = {}
+        for label, policy in (("en only", default), ("all languages", all_policy)):
+            per[f"{label} recall"] = round(sum(policy.scan(r["prompt"]).flagged for r in toxic) / len(toxic), 4)
+            per[f"{label} FPR"] = round(sum(policy.scan(r["prompt"]).flagged for r in clean) / len(clean), 4)
+        english_rates[part] = per
+        for row in toxic + clean:
+            a, b = default.scan(row["prompt"]), all_policy.scan(row["prompt"])
+            if (a.action, a.sanitized_prompt) != (b.action, b.sanitized_prompt):
+                changed.append(row["prompt"])
+    english_prompts = [row["prompt"] for part in PARTS for kind in KINDS + ("clean",) for row in english[part][kind]]
+    thirty = [_thirty_words(p) for p in prompts + english_prompts]
+    latency = {
+        "en only": _latency(default.scan, thirty, rounds),
+        "all languages": _latency(all_policy.scan, thirty, rounds),
+    }
+    return {
+        "policy": policy_name,
+        "languages": list(everything),
+        "counts": counts,
+        "rates": rates,
+        "english": english_rates,
+        "english_changed": changed,
+        "missed": missed,
+        "false_positives": false_positives,
+        "latency_30_words_us": latency,
+        "targets": {"test recall": ">= 0.95", "test false_positive_rate": "<= 0.02", "p99_us (30 words, all languages)": "< 2000"},
+        "environment": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "load_average_1m": round(os.getloadavg()[0], 2),
+            "rounds": rounds,
+        },
+    }
+
+
+def languages_markdown(result: dict) -> str:
+    lines = [
+        f"# Policy evaluation beyond English (policy `{result['policy']}` with `languages`)",
+        "",
+        "Generated by `benchmarks/policy_eval.py --languages` on the hand-written cases "
+        "`benchmarks/data/policy_eval/lang_*`. `en+xx`: `languages: [en, xx]`; `all`: "
+        f"`languages: {result['languages']}`. `dev` was used for tuning; `test` was only measured.",
+        "",
+    ]
+    for part in ("test", "dev"):
+        lines += [
+            f"## {part} part",
+            "",
+            "| language | toxic | clean | en+xx recall | en+xx FPR | all recall | all FPR |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for code, row in result["rates"][part].items():
+            n = result["counts"][part][code]
+            lines.append(
+                f"| {code} | {n['toxic']} | {n['clean']} | {row[f'en+{code} recall']:.3f} | {row[f'en+{code} FPR']:.3f} "
+                f"| {row['all recall']:.3f} | {row['all FPR']:.3f} |"
+            )
+        eng = result["english"][part]
+        lines += [
+            "",
+            f"English cases ({part}): recall {eng['en only recall']:.3f} (en only) vs {eng['all languages recall']:.3f} "
+            f"(all languages); FPR {eng['en only FPR']:.3f} vs {eng['all languages FPR']:.3f}.",
+            "",
+        ]
+    lines.append(f"English prompts whose verdict changes with every language enabled: {len(result['english_changed'])}"
+                 + ("".join(f"\n- `{p}`" for p in result["english_changed"])))
+    lines.append("")
+    for label, lat in result["latency_30_words_us"].items():
+        lines.append(
+            f"Scan latency, 30-word prompts ({lat['prompts']}), {label}: p50 {lat['p50']:.1f} us, p99 {lat['p99']:.1f} us, "
+            f"max {lat['max']:.1f} us (best of {result['environment']['rounds']} rounds; every call: wall p99 "
+            f"{lat['all_calls_p99']:.1f} us)."
+        )
+        lines.append("")
+    env = result["environment"]
+    lines += [
+        f"One Python thread, {env['cpus']} CPUs shared with other jobs (load {env['load_average_1m']}), Python "
+        f"{env['python']}. Targets (test part): recall >= 0.95, FPR <= 0.02 per language; 30-word p99 < 2000 us "
+        "with every language.",
+        "",
+    ]
+    for part in ("test", "dev"):
+        lines.append(f"Missed, {part} ({len(result['missed'][part])}): " + (", ".join(f"`{m}`" for m in result["missed"][part]) or "none"))
+        lines.append("")
+        lines.append(f"False positives, {part} ({len(result['false_positives'][part])}): "
+                     + (", ".join(f"`{m}`" for m in result["false_positives"][part]) or "none"))
+        lines.append("")
+    return "\n".join(lines)
 
 
 def _better_profanity() -> Callable[[str], bool] | None:
@@ -249,7 +404,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--policy", default="default")
     parser.add_argument("--rounds", type=int, default=5, help="timing passes over the prompts")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--languages", action="store_true", help="evaluate the languages beyond English instead")
     args = parser.parse_args(argv)
+    if args.languages:
+        result = evaluate_languages(args.policy, args.rounds)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "policy_eval_languages.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        markdown = languages_markdown(result)
+        (args.out / "policy_eval_languages.md").write_text(markdown, encoding="utf-8")
+        print(markdown)
+        test = result["rates"]["test"]
+        ok = all(row["all recall"] >= 0.95 and row["all FPR"] <= 0.02 for row in test.values())
+        return 0 if ok and result["latency_30_words_us"]["all languages"]["p99"] < 2000 else 1
     result = evaluate(args.policy, args.rounds)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "policy_eval.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

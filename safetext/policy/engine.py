@@ -14,13 +14,24 @@ from types import MappingProxyType
 from typing import Any, Mapping, Sequence
 
 from safetext.errors import BackendError, PolicyError
-from safetext.policy.backends import BackendContext, Detection, ScanDocument, create_backend
+from safetext.policy.backends import (
+    EXACT_SCORE,
+    OBFUSCATED_SCORE,
+    WILDCARD_SCORE,
+    BackendContext,
+    Detection,
+    ScanDocument,
+    create_backend,
+)
+from safetext.policy.confusables import step_names
+from safetext.policy.languages import ENGLISH_ONLY_RULES, MIN_ZIPF, guess_language, language_words, language_zipf, load_pack
 from safetext.policy.lexicon import Lexicon, TermSource, build_lexicon, normalized_forms, read_word_list
 from safetext.policy.normalize import normalize_chars, tokenize
 from safetext.policy.rendered import SpanSet, find_rendered_spans, overlaps
 from safetext.policy.replacement import Replacer
 from safetext.policy.schema import NormalizationConfig, PolicyConfig, Rule
 from safetext.policy.verdict import Action, Finding, Verdict
+from safetext.policy.vocabulary import english_words
 
 logger = logging.getLogger("safetext.policy")
 
@@ -84,7 +95,7 @@ class Policy:
         ('neutralize', 'shit')
     """
 
-    __slots__ = ("config", "base_dir", "source", "lexicon", "_allow", "_backends", "_replacer", "_rules", "_prompt_scope")
+    __slots__ = ("config", "base_dir", "source", "lexicon", "_allow", "_backends", "_replacer", "_rules", "_prompt_scope", "_packs")
 
     def __init__(self, config: PolicyConfig, *, base_dir: str | Path | None = None, source: str = "<config>") -> None:
         if not isinstance(config, PolicyConfig):
@@ -121,6 +132,19 @@ class Policy:
             except BackendError as exc:
                 exc.loc = ("backends", index, "name")  # type: ignore[attr-defined]
                 raise
+        packs = []
+        pack_rule = config.rule_for("profanity")
+        fixed_word = config.replacement.word if config.replacement.mode == "fixed" else None
+        for index, code in enumerate(config.languages):
+            if code != "en" and pack_rule is not None:
+                pack = _located(
+                    ("languages", index), load_pack, code, norm_config, pack_rule.id, SHIPPED_DIR, fixed_word,
+                    config.replacement.preserve_case,
+                )
+                packs.append(pack)
+        for code in config.languages if packs else ():
+            language_words(code, norm_config)  # built once here, not on the first scan
+        object.__setattr__(self, "_packs", MappingProxyType({pack.code: pack for pack in packs}))
         object.__setattr__(self, "config", config)
         object.__setattr__(self, "base_dir", base)
         object.__setattr__(self, "source", source)
@@ -188,6 +212,8 @@ class Policy:
         keys = self._allow.token_keys(tokens)
         allowed = [norm.span(m.start, m.end) for m in self._allow.find(norm, tokens, keys)]
         findings = self._decide(document, allowed, slot)
+        if self._packs:
+            findings = self._other_languages(document, allowed, slot, findings)
         sanitized = _apply_replacements(text, findings)
         action = max((f.action for f in findings), key=lambda a: a.severity, default=Action.ALLOW)
         verdict = Verdict(
@@ -297,6 +323,82 @@ class Policy:
                 )
         findings.sort(key=lambda f: (f.start, f.end))
         return findings
+
+    def _other_languages(
+        self, document: ScanDocument, allowed: list[tuple[int, int]], slot: str, findings: list[Finding]
+    ) -> list[Finding]:
+        """Findings of the language packs added to the English ones, with the prompt's language deciding conflicts."""
+        config = self.config
+        norm, tokens = document.norm, document.tokens
+        language = guess_language(tokens, config.languages, config.normalization)
+        prompt_allowed = list(allowed)
+        if language != "en":
+            local = self._packs[language].allow
+            prompt_allowed += [norm.span(m.start, m.end) for m in local.find(norm, tokens)]
+            # English-only rules (sound-alikes, compounds, the English classifier) do not judge a word
+            # that is a word of an enabled language other than English
+            foreign = [language_words(code, config.normalization) for code in self._packs]
+            kept = []
+            for f in findings:
+                if any(a <= f.start and f.end <= b for a, b in prompt_allowed):
+                    continue
+                if f.backend != "wordlist" or ENGLISH_ONLY_RULES.intersection(f.normalizations):
+                    words = [t.text for t in tokens if f.start < norm.span(t.start, t.end)[1] and norm.span(t.start, t.end)[0] < f.end]
+                    if len(words) == 1 and any(words[0] in table for table in foreign):
+                        continue
+                kept.append(f)
+            findings = kept
+            replacer = self._packs[language].replacer  # a benign word of the prompt's language
+            findings = [
+                f.model_copy(update={"replacement": replacer.choose(f.normalized, f.normalized, f.text)})
+                if f.replacement is not None and config.replacement.mode == "auto" else f
+                for f in findings
+            ]
+        taken = [(f.start, f.end) for f in findings if f.rule_id in self._rules and self._rules[f.rule_id].scope == "spans"]
+        rendered_spans = document.rendered_spans
+        check_rendered = config.rendered_text.enabled
+        english = english_words()
+        local_zipf = language_zipf(language, config.normalization) if language != "en" else {}
+        added: list[Finding] = []
+        keys = None  # every pack shares the policy's normalization, hence the same token keys
+        for code in config.languages:
+            pack = self._packs.get(code)
+            if pack is None:
+                continue
+            keys = pack.lexicon.token_keys(tokens) if keys is None else keys
+            own_allowed = prompt_allowed + [norm.span(m.start, m.end) for m in pack.allow.find(norm, tokens, keys)]
+            for match in pack.lexicon.find(norm, tokens, keys):
+                start, end = norm.span(match.start, match.end)
+                if any(a <= start and end <= b for a, b in own_allowed) or any(s < end and start < e for s, e in taken):
+                    continue
+                if code != language and not match.mask and (
+                    match.term.form in english if language == "en" else local_zipf.get(match.term.form, 0.0) >= MIN_ZIPF
+                ):
+                    continue  # a list word of another language that is an ordinary word here ("con", "bite", "del")
+                rule = self._rules.get(match.term.rule_id)
+                score = WILDCARD_SCORE if match.wildcard else (OBFUSCATED_SCORE if match.mask else EXACT_SCORE)
+                if rule is None or score < rule.threshold:
+                    continue
+                rendered = not check_rendered or overlaps(start, end, rendered_spans)
+                action = self._action_for(rule, rendered)
+                if action is Action.ALLOW:
+                    continue
+                original = document.text[start:end]
+                replacement = None
+                if action is Action.NEUTRALIZE:
+                    replacement = pack.replacer.choose(match.term.form, match.term.base, original)
+                taken.append((start, end))
+                added.append(
+                    Finding(
+                        rule_id=rule.id, category=match.term.category, text=original, start=start, end=end,
+                        normalized=match.term.form, normalizations=step_names(match.mask), score=score,
+                        backend="wordlist", action=action, rendered=rendered, replacement=replacement, slot=slot,
+                        language=code,
+                    )
+                )
+        if not added:
+            return findings
+        return sorted(findings + added, key=lambda f: (f.start, f.end))
 
     # ------------------------------------------------------------------ requests with several prompts
     @staticmethod

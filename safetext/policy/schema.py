@@ -44,6 +44,9 @@ ENV_MARK = "x-env-expandable"
 _ENV = {ENV_MARK: True}
 _ENV_NOTE = " `${VAR}` and `${VAR:default}` are replaced with environment values here (and only in such fields)."
 
+#: Languages with shipped word lists (Latin script); ``en`` is the policy's own ``lists:`` and ``backends:``.
+Language = Literal["en", "de", "es", "fr", "pt", "it", "nl"]
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -209,6 +212,13 @@ class PolicyConfig(_Strict):
         default=None,
         description="Action for findings outside rendered text for rules that set none; null = the rule's action.",
     )
+    languages: tuple[Language, ...] = Field(
+        default=("en",),
+        description="Languages whose word lists apply, in priority order. 'en' is the policy's own lists and "
+        "backends; every other code adds that language's shipped lists, allow-list and replacement words "
+        "(findings go to the 'profanity' rule). When a word is a list word of one language and an ordinary "
+        "word of the prompt's language, the prompt's language decides.",
+    )
     normalization: NormalizationConfig = Field(default_factory=NormalizationConfig)
     rendered_text: RenderedTextConfig = Field(default_factory=RenderedTextConfig)
     lists: tuple[WordListSource, ...] = ()
@@ -248,6 +258,16 @@ class PolicyConfig(_Strict):
                     f"list '{source.path}' has category '{source.category}' but no rule handles it; add a rule "
                     f"with 'category: {source.category}' or remove the list"
                 )
+        if len(set(self.languages)) != len(self.languages) or "en" not in self.languages:
+            raise ValueError(
+                f"languages {list(self.languages)} must list each code once and include 'en' (the policy's own "
+                "lists and backends), e.g. 'languages: [en, de, fr]'"
+            )
+        if len(self.languages) > 1 and self.rule_for("profanity") is None:
+            raise ValueError(
+                "languages beyond 'en' report their findings under category 'profanity'; add a rule "
+                "'{id: profanity, category: profanity, action: neutralize}'"
+            )
         names = [spec.name for spec in self.backends]
         if not names:
             raise ValueError("'backends' is empty; list at least one, e.g. 'backends: [{name: wordlist}]'")

@@ -47,6 +47,7 @@ class Finding(BaseModel):
     rendered: bool = Field(default=True, description="True when the span is text the prompt asks to be written.")
     replacement: str | None = Field(default=None, description="Benign text that replaces the span, if neutralized.")
     slot: str = Field(default="prompt", description="Pipeline argument the span came from (prompt, prompt_2, ...).")
+    language: str = Field(default="en", description="Language of the word list that matched (the policy's own lists and backends: 'en').")
 
 
 class Verdict(BaseModel):
