@@ -40,3 +40,20 @@ def tiny_pipe_name(request, tiny_pipe) -> str:
 def tiny_call_kwargs(tiny_pipe_name) -> dict:
     """Fresh copy of the default call arguments (size, steps, guidance, output type) for ``tiny_pipe``."""
     return dict(TINY_CALL_KWARGS[tiny_pipe_name])
+
+
+@pytest.fixture
+def serve():
+    """Start apps with uvicorn on a free loopback port; every server is stopped when the test ends."""
+    from safetext.service import BackgroundServer
+
+    servers: list[BackgroundServer] = []
+
+    def start(app) -> str:
+        server = BackgroundServer(app, host="127.0.0.1", port=0).start()
+        servers.append(server)
+        return server.url
+
+    yield start
+    for server in servers:
+        server.stop()

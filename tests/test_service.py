@@ -18,7 +18,7 @@ from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from safetext.policy import load_policy
-from safetext.service import BackgroundServer, GenerationPool, Overloaded, ServiceLimits, create_app, load_token
+from safetext.service import GenerationPool, Overloaded, ServiceLimits, create_app, load_token
 from safetext.service import cli as service_cli
 from tests.tiny_pipelines import TINY_GLYPH_CONFIG, build_tiny_glyph
 
@@ -53,21 +53,6 @@ def generator(pipe, policy):
     from safetext.generator import SafeTextGenerator
 
     return SafeTextGenerator(pipe, policy=policy)
-
-
-@pytest.fixture
-def serve():
-    """Start apps with uvicorn on a free loopback port; every server is stopped when the test ends."""
-    servers: list[BackgroundServer] = []
-
-    def start(app) -> str:
-        server = BackgroundServer(app, host="127.0.0.1", port=0).start()
-        servers.append(server)
-        return server.url
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 def metric(text: str, name: str, labels: dict[str, str] | None = None) -> float | None:

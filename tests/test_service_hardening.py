@@ -21,7 +21,7 @@ import torch
 
 from safetext.generator import SafeTextGenerator
 from safetext.policy import load_policy
-from safetext.service import BackgroundServer, ServiceLimits, create_app
+from safetext.service import ServiceLimits, create_app
 from safetext.service.admission import Cancelled
 from safetext.service.limits import default_steps, native_size
 from tests.tiny_pipelines import TINY_BUILDERS, build_tiny_glyph
@@ -45,20 +45,6 @@ def policy():
 @pytest.fixture(scope="module")
 def generator(pipe, policy):
     return SafeTextGenerator(pipe, policy=policy)
-
-
-@pytest.fixture
-def serve():
-    servers: list[BackgroundServer] = []
-
-    def start(app) -> str:
-        server = BackgroundServer(app, host="127.0.0.1", port=0).start()
-        servers.append(server)
-        return server.url
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 class SlowGenerator:
