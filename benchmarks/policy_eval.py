@@ -74,16 +74,22 @@ def load_cases(data_dir: Path = DATA) -> dict[str, dict[str, list[dict]]]:
     Raises:
         ValueError: a case sits in the file of the other part than :func:`part_of` assigns it.
     """
-    cases: dict[str, dict[str, list[dict]]] = {part: {} for part in PARTS}
-    for part in PARTS:
-        for kind in KINDS + ("clean",):
-            name = f"clean.{part}.jsonl" if kind == "clean" else f"toxic_{kind}.{part}.jsonl"
-            rows = [json.loads(line) for line in (data_dir / name).read_text(encoding="utf-8").splitlines() if line.strip()]
-            for row in rows:
-                if part_of(row["prompt"]) != part:
-                    raise ValueError(f"{name}: case {row['prompt']!r} belongs to part '{part_of(row['prompt'])}'")
-            cases[part][kind] = rows
-    return cases
+    return {
+        part: {
+            kind: _read_part(data_dir, f"clean.{part}.jsonl" if kind == "clean" else f"toxic_{kind}.{part}.jsonl", part)
+            for kind in KINDS + ("clean",)
+        }
+        for part in PARTS
+    }
+
+
+def _read_part(data_dir: Path, name: str, part: str) -> list[dict]:
+    """The cases of one JSONL file, each checked to belong to ``part`` by :func:`part_of`."""
+    rows = [json.loads(line) for line in (data_dir / name).read_text(encoding="utf-8").splitlines() if line.strip()]
+    for row in rows:
+        if part_of(row["prompt"]) != part:
+            raise ValueError(f"{name}: case {row['prompt']!r} belongs to part '{part_of(row['prompt'])}'")
+    return rows
 
 
 LANGUAGES = ("de", "es", "fr", "pt", "it", "nl")
@@ -91,16 +97,10 @@ LANGUAGES = ("de", "es", "fr", "pt", "it", "nl")
 
 def load_language_cases(code: str, data_dir: Path = DATA) -> dict[str, dict[str, list[dict]]]:
     """``{part: {"toxic": [...], "clean": [...]}}`` of one language, checked against :func:`part_of` like the English cases."""
-    cases: dict[str, dict[str, list[dict]]] = {part: {} for part in PARTS}
-    for part in PARTS:
-        for kind in ("toxic", "clean"):
-            name = f"lang_{code}_{kind}.{part}.jsonl"
-            rows = [json.loads(line) for line in (data_dir / name).read_text(encoding="utf-8").splitlines() if line.strip()]
-            for row in rows:
-                if part_of(row["prompt"]) != part:
-                    raise ValueError(f"{name}: case {row['prompt']!r} belongs to part '{part_of(row['prompt'])}'")
-            cases[part][kind] = rows
-    return cases
+    return {
+        part: {kind: _read_part(data_dir, f"lang_{code}_{kind}.{part}.jsonl", part) for kind in ("toxic", "clean")}
+        for part in PARTS
+    }
 
 
 def _with_languages(base_name: str, languages: tuple[str, ...]):

@@ -14,15 +14,7 @@ import pytest
 from safetext.errors import PolicyError
 from safetext.policy import PolicyFileError, lint_policy_file, load_policy
 from safetext.policy import loader as loader_module
-
-MINIMAL = """\
-version: 1
-name: mine
-lists:
-  - {path: lists/profanity_en.txt, category: profanity}
-rules:
-  - {id: profanity, category: profanity, action: neutralize}
-"""
+from tests.test_policy_loader import MINIMAL
 REPO = Path(__file__).resolve().parents[1]
 
 
