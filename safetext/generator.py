@@ -223,6 +223,7 @@ class SafeTextGenerator:
         self.policy = _load_policy(policy, allow_paths)
         self.on_unknown_model = unknown_model_mode(on_unknown_model, strict)
         self.resolved = resolve_layer_map(pipe, layer_map, strict=self.on_unknown_model == "raise")
+        self._escalation_patches: dict[str, KVPatch] = {}
         self.patch = KVPatch(
             pipe, [layer.name for layer in self.resolved.layers], self.resolved.layer_map.start_fraction
         )
@@ -330,11 +331,8 @@ class SafeTextGenerator:
             failure = error
         escalations: list[dict[str, Any]] = []
         for step in self.verifier.escalation if self.verifier is not None else ():
-            if step == "earlier_start" and self.resolved.layer_map.start_fraction > 0:
-                patch = KVPatch(self.pipe, [layer.name for layer in self.resolved.layers], 0.0)
-            elif step == "all_layers":
-                patch = KVPatch(self.pipe, None, 0.0)
-            else:
+            patch = self._escalation_patch(step)
+            if patch is None:
                 continue
             _restore_generator_states(call_kwargs.get("generator"), generator_states)
             try:
@@ -350,6 +348,22 @@ class SafeTextGenerator:
             )
             return output, report, escalations
         raise failure
+
+    def _escalation_patch(self, step: str) -> KVPatch | None:
+        """The patch an escalation step runs (built once per generator), or None when the step patches nothing new.
+
+        ``earlier_start``: the map's layers from step 0 (None when the map already starts there);
+        ``all_layers``: every text-attention layer from step 0; any other step (``block``) patches nothing.
+        """
+        if step == "earlier_start" and self.resolved.layer_map.start_fraction == 0:
+            return None
+        if step not in ("earlier_start", "all_layers"):
+            return None
+        patch = self._escalation_patches.get(step)
+        if patch is None:
+            layers = [layer.name for layer in self.resolved.layers] if step == "earlier_start" else None
+            patch = self._escalation_patches[step] = KVPatch(self.pipe, layers, 0.0)
+        return patch
 
     def _verify(
         self,
@@ -383,13 +397,10 @@ class SafeTextGenerator:
                 )
             if not decision.patched_prompts:
                 continue  # an allowed prompt has no sanitized target to patch toward: only 'block' applies
-            if step == "earlier_start":
-                if self.resolved.layer_map.start_fraction == 0:
-                    escalations.append({"step": step, "skipped": "the layer map already starts at step 0"})
-                    continue
-                patch = KVPatch(self.pipe, [layer.name for layer in self.resolved.layers], 0.0)
-            else:  # all_layers
-                patch = KVPatch(self.pipe, None, 0.0)
+            patch = self._escalation_patch(step)
+            if patch is None:  # earlier_start on a map that already starts at step 0
+                escalations.append({"step": step, "skipped": "the layer map already starts at step 0"})
+                continue
             _restore_generator_states(call_kwargs.get("generator"), generator_states)
             output, patch_report = patch.run(
                 call_kwargs, decision.target_kwargs, decision.patched_prompts, require_patch=True
