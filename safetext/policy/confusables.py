@@ -200,6 +200,8 @@ def fold_char(char: str, nfkc: bool, invisible: bool, confusables: bool) -> tupl
         return " ", 0
     if nfkc:
         folded = unicodedata.normalize("NFKC", out)
+        if len(folded) == 3 and folded[0] == "(" and folded[2] == ")" and folded[1].isalnum():
+            folded = folded[1]  # a parenthesized letter or digit ("⒡" is "(f)"): the letter, not a bracketed word
         if folded != out:
             out, mask = folded, mask | NFKC
     if invisible:

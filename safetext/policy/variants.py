@@ -45,6 +45,9 @@ MAX_FUZZY_ZIPF = 2.5
 MAX_EDIT_ZIPF = 1.5
 #: A three-letter piece of a compound must be a common word ("big", "fat", "hat").
 MIN_PIECE_ZIPF = 3.5
+#: Two-letter words that glue phrases into one token ("suckmydick", "kissmyass", "gofuckurself"); other
+#: two-letter pieces never count ("as" + "slicker" must not make "asslicker" clean). Never the first piece.
+GLUE_WORDS = frozenset({"my", "me", "ur", "of", "on", "in", "up", "to", "it", "is", "at", "no", "so", "ya", "yo", "we"})
 
 #: Scores of the matches found here (exact list hits score 1.0 / 0.9 / 0.8 in the word-list backend).
 READING_SCORE = 0.9
@@ -91,6 +94,8 @@ def skeleton(word: str, collapse: bool = True) -> str:
         ['fak', 'fak', 'fak', 'kant', 'kant', 'batkh', 'batkh']
     """
     w = word.replace("ph", "f").replace("ck", "k").replace("cc", "k")
+    if len(w) >= 6 and w[-1] == "e" and w[-2] not in "aeiouy":
+        w = w[:-1]  # a silent final "e" in longer words ("asshole" sounds like "asshoal")
     w = _V_BETWEEN_CONSONANTS.sub("u", w)
     w = w.translate(_SKELETON_MAP)
     w = _SILENT_AFTER_VOWEL.sub("", w)
@@ -282,7 +287,7 @@ class VariantMatcher:
                     before = dirty[i] if dirty[i] is not None else (tuple(word[:i].split()) if clean[i] else None)
                     if before is not None and dirty[j] is None:
                         dirty[j] = before + (self._forms[piece],)
-                elif self._is_piece(piece, at_end=j == n):
+                elif self._is_piece(piece, at_end=j == n) or (i > 0 and piece in GLUE_WORDS):
                     if clean[i]:
                         clean[j] = True
                     if dirty[i] is not None and dirty[j] is None:
@@ -372,6 +377,13 @@ class VariantMatcher:
             hit = self._match_split(norm, first, second)
             if hit is not None and free(hit.start, hit.end):
                 add(hit)
+        for first, second, third in zip(tokens, tokens[1:], tokens[2:]) if self._separators else ():
+            # a word cut in three by punctuation, no spaces ("hu.ren.sohn", "mo-ther-fucker")
+            if first.text not in self._prefixes or third.end - first.start > 24:
+                continue
+            hit = self._match_split3(norm, first, second, third)
+            if hit is not None and free(hit.start, hit.end):
+                add(hit)
         english = self._english
         for token in tokens:
             word = token.text
@@ -421,6 +433,21 @@ class VariantMatcher:
             return None  # "pen is": two words, not one split
         evidence = f"{a!r} + {b!r} = {a + b!r}"
         return VariantHit(term, first.start, second.end, first.mask | second.mask, "split", a + b, evidence)
+
+    def _match_split3(self, norm: NormalizedText, first: Token, second: Token, third: Token) -> VariantHit | None:
+        pieces = (first.text, second.text, third.text)
+        if not all(piece.isalpha() for piece in pieces):
+            return None
+        for left, right in ((first, second), (second, third)):
+            gap = norm.text[left.end : right.start]
+            if not gap or gap not in self._split_gaps:
+                return None
+        joined = "".join(pieces)
+        term = self.lookup(joined)
+        if term is None:
+            return None
+        evidence = " + ".join(repr(piece) for piece in pieces) + f" = {joined!r}"
+        return VariantHit(term, first.start, third.end, first.mask | second.mask | third.mask, "split", joined, evidence)
 
     def _word_alone(self, word: str) -> bool:
         if len(word) <= 2:
