@@ -23,9 +23,9 @@ from safetext.policy.backends import (
     ScanDocument,
     create_backend,
 )
-from safetext.policy.confusables import step_names
+from safetext.policy.confusables import SEPARATORS, step_names
 from safetext.policy.languages import ENGLISH_ONLY_RULES, MIN_ZIPF, guess_language, language_words, language_zipf, load_pack
-from safetext.policy.lexicon import Lexicon, TermSource, build_lexicon, normalized_forms, read_word_list
+from safetext.policy.lexicon import Lexicon, Match, TermSource, build_lexicon, normalized_forms, read_word_list
 from safetext.policy.normalize import normalize_chars, tokenize
 from safetext.policy.rendered import SpanSet, find_rendered_spans, overlaps
 from safetext.policy.replacement import Replacer
@@ -342,6 +342,8 @@ class Policy:
             for f in findings:
                 if any(a <= f.start and f.end <= b for a, b in prompt_allowed):
                     continue
+                if f.backend == "wordlist" and "fuzzy" in f.normalizations:
+                    continue  # English sound-alikes do not judge a prompt in another language ("Couillet" is not "clit")
                 if f.backend != "wordlist" or ENGLISH_ONLY_RULES.intersection(f.normalizations):
                     words = [t.text for t in tokens if f.start < norm.span(t.start, t.end)[1] and norm.span(t.start, t.end)[0] < f.end]
                     if len(words) == 1 and any(words[0] in table for table in foreign):
@@ -367,7 +369,11 @@ class Policy:
                 continue
             keys = pack.lexicon.token_keys(tokens) if keys is None else keys
             own_allowed = prompt_allowed + [norm.span(m.start, m.end) for m in pack.allow.find(norm, tokens, keys)]
-            for match in pack.lexicon.find(norm, tokens, keys):
+            matches = list(pack.lexicon.find(norm, tokens, keys))
+            exact_spans = [(m.start, m.end) for m in matches]
+            for hit in pack.variants.find(norm, tokens, exact_spans):
+                matches.append(Match(hit.term, hit.start, hit.end, hit.mask | (SEPARATORS if hit.how == "split" else 0)))
+            for match in matches:
                 start, end = norm.span(match.start, match.end)
                 if any(a <= start and end <= b for a, b in own_allowed) or any(s < end and start < e for s, e in taken):
                     continue

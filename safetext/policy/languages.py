@@ -32,13 +32,16 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from safetext.errors import PolicyError
 from safetext.policy.lexicon import Lexicon, TermSource, build_lexicon, normalized_forms, read_word_list
 from safetext.policy.normalize import Token, normalize_chars, tokenize
 from safetext.policy.replacement import Replacer
 from safetext.policy.schema import NormalizationConfig, ReplacementConfig
+
+if TYPE_CHECKING:
+    from safetext.policy.variants import VariantMatcher
 
 #: Languages a policy can list; ``en`` is the policy's own ``lists:`` and ``backends:``.
 LATIN_LANGUAGES: tuple[str, ...] = ("en", "de", "es", "fr", "pt", "it", "nl")
@@ -168,12 +171,15 @@ class LanguagePack:
         lexicon: list entries, additions, inflections and inside-word stems.
         allow: the language's allow-list.
         replacer: picks a benign word of this language of similar length.
+        variants: readings of ambiguous characters and words split by separators (``put@``,
+            ``Hu.ren.sohn``, ``pu-tain``) against the pack's lexicon; no English sound-alikes or compounds.
     """
 
     code: str
     lexicon: Lexicon
     allow: Lexicon
     replacer: Replacer
+    variants: "VariantMatcher"
 
 
 def pack_path(shipped: Path, name: str) -> Path:
@@ -229,4 +235,6 @@ def load_pack(
         mode="fixed" if fixed_word else "auto", word=fixed_word, path=f"lists/replacements_{code}.txt", preserve_case=preserve_case
     )
     replacer = Replacer(settings, words)
-    return LanguagePack(code, lexicon, allow, replacer)
+    from safetext.policy.variants import VariantMatcher  # imported here: variants imports this module's neighbours
+
+    return LanguagePack(code, lexicon, allow, replacer, VariantMatcher(lexicon, config, fuzzy=False, compounds=False))
