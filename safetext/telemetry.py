@@ -28,6 +28,7 @@ from typing import Any
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from safetext.policy.languages import LATIN_LANGUAGES
 from safetext.policy.schema import CATEGORIES
 from safetext.policy.verdict import Action, Verdict
 
@@ -95,9 +96,11 @@ class SafetextMetrics:
     Metrics:
         ``safetext_requests_total{decision}``: requests by outcome (allow, log, neutralize, block, error).
         ``safetext_findings_total{category,backend}``: findings by policy category and backend.
-        ``safetext_rule_hits_total{rule_id,backend,match}``: findings by the rule and backend that fired and
-        how the span matched (``exact``, ``normalized``, ``readings``, ``split``, ``fuzzy``, ``compound``,
-        ``classifier``): the first place to look when a false positive is reported.
+        ``safetext_rule_hits_total{rule_id,backend,match,language}``: findings by the rule and backend that
+        fired, how the span matched (``exact``, ``normalized``, ``readings``, ``split``, ``fuzzy``, ``compound``,
+        ``classifier``) and the language of the word list that matched (``en``, ``de`` ...; at most the
+        policy languages safetext ships, others count as ``other``): the first place to look when a false
+        positive is reported.
         ``safetext_escalations_total{step}``: escalation steps taken after a failed image re-check.
         ``safetext_fallback_map_requests_total{decision}``: flagged requests on a model without a
             localized layer map: patched with every text-attention layer (neutralize) or blocked
@@ -130,6 +133,7 @@ class SafetextMetrics:
         self._step = BoundedLabel("step", None, max_escalation_steps)
         self._rule = BoundedLabel("rule_id", None, max_rules)
         self._match = BoundedLabel("match", MATCH_KINDS)
+        self._language = BoundedLabel("language", LATIN_LANGUAGES)
         try:
             self.requests = Counter(
                 "safetext_requests_total", "Requests by decision.", ["decision"], registry=self.registry
@@ -139,7 +143,8 @@ class SafetextMetrics:
                 registry=self.registry,
             )
             self.rule_hits = Counter(
-                "safetext_rule_hits_total", "Findings by rule, backend and kind of match.", ["rule_id", "backend", "match"],
+                "safetext_rule_hits_total", "Findings by rule, backend, kind of match and list language.",
+                ["rule_id", "backend", "match", "language"],
                 registry=self.registry,
             )
             self.escalations = Counter(
@@ -202,7 +207,10 @@ class SafetextMetrics:
         for finding in verdict.findings:
             backend = self._backend(finding.backend)
             self.findings.labels(category=self._category(finding.category), backend=backend).inc()
-            self.rule_hits.labels(rule_id=self._rule(finding.rule_id), backend=backend, match=self._match(match_kind(finding))).inc()
+            self.rule_hits.labels(
+                rule_id=self._rule(finding.rule_id), backend=backend, match=self._match(match_kind(finding)),
+                language=self._language(finding.language),
+            ).inc()
         for step in escalation_steps(verdict):
             self.observe_escalation(step)
         if isinstance(verdict.details, Mapping) and verdict.details.get("layer_map_source") == "fallback":
@@ -355,6 +363,7 @@ def _finding_fields(finding: Any, log_prompts: bool) -> dict[str, Any]:
         "score": finding.score,
         "rendered": finding.rendered,
         "match": match_kind(finding),
+        "language": finding.language,
     }
     if log_prompts:
         fields.update(text=finding.text, normalized=finding.normalized, replacement=finding.replacement)

@@ -140,8 +140,10 @@ def test_metrics_label_the_rule_backend_and_kind_of_match():
     metrics.observe_request(verdict)
     get = metrics.registry.get_sample_value
     for match in ("fuzzy", "compound", "exact"):
-        assert get("safetext_rule_hits_total", {"rule_id": "profanity", "backend": "wordlist", "match": match}) == 1.0
-    assert get("safetext_rule_hits_total", {"rule_id": "profanity", "backend": "wordlist", "match": "readings"}) is None
+        labels = {"rule_id": "profanity", "backend": "wordlist", "match": match, "language": "en"}
+        assert get("safetext_rule_hits_total", labels) == 1.0
+    labels = {"rule_id": "profanity", "backend": "wordlist", "match": "readings", "language": "en"}
+    assert get("safetext_rule_hits_total", labels) is None
     # prompt text never becomes a label
     labels = {v for metric in metrics.registry.collect() for s in metric.samples for v in s.labels.values()}
     assert not labels & {"kunt", "bigass", "shit", "cunt"}

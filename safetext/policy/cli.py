@@ -39,7 +39,8 @@ def format_verdict(verdict: Verdict) -> str:
         replaced = f" -> {finding.replacement!r}" if finding.replacement is not None else ""
         lines.append(
             f"  [{finding.start}:{finding.end}] {finding.text!r} ({finding.normalized}; {steps}) "
-            f"{finding.category}/{finding.rule_id} score={finding.score:.2f} {where} {finding.action.value}{replaced}"
+            f"{finding.category}/{finding.rule_id} score={finding.score:.2f} {where} {finding.action.value}{replaced} "
+            f"language={finding.language}"
         )
     if not verdict.findings:
         lines.append("  no findings")
@@ -80,8 +81,26 @@ def explain(policy: Any, text: str) -> str:
                 f"  {backend.name}: [{detection.start}:{detection.end}] {text[detection.start:detection.end]!r} -> "
                 f"{detection.normalized!r} {detection.category} score={detection.score:.2f} ({steps}) {detection.evidence}"
             )
+    packs = getattr(policy, "_packs", {})
+    if packs:
+        from safetext.policy.languages import guess_language
+
+        for code, pack in packs.items():
+            exact = list(pack.lexicon.find(norm, tokens))
+            hits = [(m.start, m.end, m.term.form, "list entry") for m in exact]
+            hits += [(h.start, h.end, h.term.form, h.evidence) for h in pack.variants.find(norm, tokens, [(m.start, m.end) for m in exact])]
+            for start, end, form, evidence in hits:
+                found = True
+                s, e = norm.span(start, end)
+                lines.append(f"  wordlist[{code}]: [{s}:{e}] {text[s:e]!r} -> {form!r} ({evidence})")
     if not found:
         lines.append("  none")
+    if packs:
+        language = guess_language(tokens, policy.config.languages, config)
+        lines.append(
+            f"language: {language} (guessed from the words; policy languages: {', '.join(policy.config.languages)}); "
+            "a list word of another language that is an ordinary word of this one is not a finding"
+        )
     lines.append("verdict:")
     lines.append(format_verdict(policy.scan(text)))
     return "\n".join(lines)

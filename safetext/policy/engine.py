@@ -226,8 +226,9 @@ class Policy:
         )
         if findings and logger.isEnabledFor(logging.DEBUG):
             logger.debug(
-                "policy.scan policy=%s slot=%s action=%s rules=%s",
+                "policy.scan policy=%s slot=%s action=%s rules=%s languages=%s",
                 config.name, slot, action.value, ",".join(sorted({f.rule_id for f in findings})),
+                ",".join(sorted({f.language for f in findings})),
             )
         return verdict
 
@@ -369,11 +370,12 @@ class Policy:
                 continue
             keys = pack.lexicon.token_keys(tokens) if keys is None else keys
             own_allowed = prompt_allowed + [norm.span(m.start, m.end) for m in pack.allow.find(norm, tokens, keys)]
-            matches = list(pack.lexicon.find(norm, tokens, keys))
-            exact_spans = [(m.start, m.end) for m in matches]
-            for hit in pack.variants.find(norm, tokens, exact_spans):
-                matches.append(Match(hit.term, hit.start, hit.end, hit.mask | (SEPARATORS if hit.how == "split" else 0)))
-            for match in matches:
+            matches: list[tuple[Match, tuple[str, ...]]] = [(m, ()) for m in pack.lexicon.find(norm, tokens, keys)]
+            exact_spans = [(m.start, m.end) for m, _ in matches]
+            for hit in pack.variants.find(norm, tokens, exact_spans):  # readings and split words
+                mask = hit.mask | (SEPARATORS if hit.how == "split" else 0)
+                matches.append((Match(hit.term, hit.start, hit.end, mask), (hit.how,)))
+            for match, how in matches:
                 start, end = norm.span(match.start, match.end)
                 if any(a <= start and end <= b for a, b in own_allowed) or any(s < end and start < e for s, e in taken):
                     continue
@@ -397,7 +399,7 @@ class Policy:
                 added.append(
                     Finding(
                         rule_id=rule.id, category=match.term.category, text=original, start=start, end=end,
-                        normalized=match.term.form, normalizations=step_names(match.mask), score=score,
+                        normalized=match.term.form, normalizations=step_names(match.mask) + how, score=score,
                         backend="wordlist", action=action, rendered=rendered, replacement=replacement, slot=slot,
                         language=code,
                     )

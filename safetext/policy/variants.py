@@ -371,21 +371,29 @@ class VariantMatcher:
             hit = self._match_chunk(norm, raw, start, end)
             if hit is not None:
                 add(hit)
+        gaps = self._split_gaps
+        for first, second, third in zip(tokens, tokens[1:], tokens[2:]) if self._separators else ():
+            # a word cut in three by punctuation, no spaces ("hu.ren.sohn", "mo-ther-fucker")
+            if (
+                second.start - first.end != 1
+                or third.start - second.end != 1
+                or text[first.end] not in gaps
+                or text[second.end] not in gaps
+                or third.end - first.start > 24
+                or first.text not in self._prefixes
+            ):
+                continue
+            hit = self._match_split3(norm, first, second, third)
+            if hit is not None and free(hit.start, hit.end):
+                add(hit)
         for first, second in zip(tokens, tokens[1:]) if self._separators else ():
             if second.start - first.end > 3 or first.text not in self._prefixes or second.end - second.start > 8:
                 continue
             hit = self._match_split(norm, first, second)
             if hit is not None and free(hit.start, hit.end):
                 add(hit)
-        for first, second, third in zip(tokens, tokens[1:], tokens[2:]) if self._separators else ():
-            # a word cut in three by punctuation, no spaces ("hu.ren.sohn", "mo-ther-fucker")
-            if first.text not in self._prefixes or third.end - first.start > 24:
-                continue
-            hit = self._match_split3(norm, first, second, third)
-            if hit is not None and free(hit.start, hit.end):
-                add(hit)
         english = self._english
-        for token in tokens:
+        for token in tokens if (self.fuzzy or self.compounds) else ():
             word = token.text
             if word in english or len(word) < 3 or token.wildcard or not word.isalpha():
                 continue  # an obfuscated English word ("blackc0ck") was read as a chunk above
