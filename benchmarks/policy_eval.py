@@ -116,6 +116,19 @@ def _with_languages(base_name: str, languages: tuple[str, ...]):
     return load_policy(base.model_copy(update={"languages": languages, "name": name}).model_dump())
 
 
+def _load_seconds(policy_name: str) -> float:
+    """Seconds ``load_policy(policy_name)`` takes in a fresh interpreter (after ``import safetext.policy``)."""
+    import subprocess
+
+    code = (
+        "import time; from safetext.policy import load_policy; start = time.perf_counter(); "
+        f"load_policy({policy_name!r}); print(time.perf_counter() - start)"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env).stdout
+    return round(float(out.strip().splitlines()[-1]), 2)
+
+
 def evaluate_languages(policy_name: str, rounds: int, data_dir: Path = DATA) -> dict:
     """Recall/FPR per language (alone beside English, and all together), English with all, and latency."""
     everything = ("en",) + LANGUAGES
@@ -174,6 +187,7 @@ def evaluate_languages(policy_name: str, rounds: int, data_dir: Path = DATA) -> 
         "missed": missed,
         "false_positives": false_positives,
         "latency_30_words_us": latency,
+        "load_seconds": {name: _load_seconds(name) for name in ("default", "strict")},
         "targets": {"test recall": ">= 0.95", "test false_positive_rate": "<= 0.02", "p99_us (30 words, all languages)": "< 2000"},
         "environment": {
             "python": platform.python_version(),
@@ -225,6 +239,12 @@ def languages_markdown(result: dict) -> str:
             f"{lat['all_calls_p99']:.1f} us)."
         )
         lines.append("")
+    if "load_seconds" in result:
+        lines += [
+            "Policy load time in a fresh interpreter: " + ", ".join(f"`{name}` {sec:.2f} s" for name, sec in result["load_seconds"].items())
+            + " (`strict` enables every language and builds their word tables).",
+            "",
+        ]
     env = result["environment"]
     lines += [
         f"One Python thread, {env['cpus']} CPUs shared with other jobs (load {env['load_average_1m']}), Python "

@@ -71,18 +71,20 @@ def test_language_table_is_the_fold_of_every_frequent_word():
 
     config = load_policy("default").config.normalization
     table = language_zipf("de", config)
-    buckets = wordfreq.get_frequency_list("de")
+    buckets = wordfreq.get_frequency_list("de", wordlist="small")
     # every alphabetic word of Zipf >= MIN_ZIPF_WORD is in the table under its full-pipeline fold,
     # with the Zipf of its most frequent spelling; rarer words are not read
     frequent = [(w, 9.0 - i / 100) for i, bucket in enumerate(buckets[: int((9.0 - MIN_ZIPF_WORD) * 100) + 1]) for w in bucket]
     non_ascii = [(w, z) for w, z in frequent if w.isalpha() and not w.isascii()]
-    assert len(non_ascii) > 10000
-    for word, zipf in itertools.islice(non_ascii, 0, None, 97):
+    assert len(non_ascii) > 5000
+    for word, zipf in itertools.islice(non_ascii, 0, None, 41):
         folded = _fold(word, config)
         assert folded in table and table[folded] >= zipf - 1e-9, word
     assert table["scheisse"] == table["scheiße".replace("ß", "ss")] and table["strasse"] >= 4.0
-    rare = next(w for w in buckets[int((9.0 - MIN_ZIPF_WORD) * 100) + 50] if w.isascii() and w.isalpha())
-    assert rare not in table or table[rare] >= MIN_ZIPF_WORD
+    large = wordfreq.get_frequency_list("de")
+    rare = [w for w in large[int((9.0 - MIN_ZIPF_WORD) * 100) + 50] if w.isascii() and w.isalpha()]
+    # words below the threshold are not read (a few are there as the fold of a frequent accented word)
+    assert len(rare) > 20 and sum(w in table for w in rare) < len(rare) / 10
 
 
 @pytest.mark.parametrize(

@@ -90,7 +90,7 @@ def _fold(word: str, config: NormalizationConfig) -> str:
 
 
 #: Zipf frequency from which a word counts as a word of its language for :func:`language_words`.
-MIN_ZIPF_WORD = 2.0
+MIN_ZIPF_WORD = 3.0
 #: How a finding was made by rules that know only English: sound-alikes, glued compounds, the
 #: English-trained classifier. Not applied to words of another language's prompt.
 ENGLISH_ONLY_RULES = frozenset({"fuzzy", "compound"})
@@ -100,17 +100,18 @@ ENGLISH_ONLY_RULES = frozenset({"fuzzy", "compound"})
 def language_zipf(code: str, config: NormalizationConfig) -> dict[str, float]:
     """Words of a language (``wordfreq`` Zipf >= :data:`MIN_ZIPF_WORD`), normalized like prompts, with their Zipf.
 
-    Read from ``wordfreq``'s frequency list, whose buckets run from the most frequent word down in
-    steps of 0.01 Zipf, so only the buckets above the threshold are read (not the whole table), and
-    the characters of a bucket are folded at once through a translation table built from
+    Read from ``wordfreq``'s ``small`` list (the words of Zipf >= 3, with the frequencies of its large
+    list; it loads in a few milliseconds where the large one takes a fifth of a second per language),
+    whose buckets run from the most frequent word down in steps of 0.01 Zipf. ASCII words are taken as
+    they are; the others are folded through a translation table built from
     :func:`~safetext.policy.confusables.fold_char` (a word that does not fold to plain letters takes
-    the full normalization): a fraction of a second per language.
+    the full normalization). All seven tables of the ``strict`` policy build in well under a second.
     """
     import wordfreq
 
     table: dict[int, str] = {}
     buckets: list[tuple[list[str], float]] = []
-    for index, bucket in enumerate(wordfreq.get_frequency_list(code)):
+    for index, bucket in enumerate(wordfreq.get_frequency_list(code, wordlist="small")):
         value = 9.0 - index / 100.0  # bucket i holds the words of frequency 10^(-i/100): Zipf 9 - i/100
         if value < MIN_ZIPF_WORD:
             break
