@@ -106,3 +106,17 @@ def test_english_sound_alikes_do_not_judge_a_prompt_in_another_language(everythi
     assert not everything.scan('gâteau d\'anniversaire avec l\'inscription "Couillet" en sucre').flagged
     # ... while an English sound-alike in an English prompt is still one
     assert everything.scan("a sign that says kunt").flagged
+
+
+def test_spanish_and_portuguese_chat_spelling_with_k(everything):
+    for prompt, found in (
+        ('una camiseta que dice "kabrón"', "kabrón"),
+        ('un letrero que dice "KULERO"', "KULERO"),
+        ('aficionados con una bandera "k o ñ o"', "k o ñ o"),
+    ):
+        assert [f.text for f in everything.scan(prompt).findings] == [found], prompt
+    # words that are written with k anyway stay clean, and no other language gets the rule
+    assert not everything.scan("un koala y un kayak en el kiosco de Kuala Lumpur").flagged
+    from safetext.policy.languages import _k_spelled
+
+    assert _k_spelled("cabrón", "es") == ["kabrón"] and _k_spelled("cazzo", "it") == []

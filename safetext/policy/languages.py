@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -188,6 +189,19 @@ def _inflected(word: str, code: str) -> list[str]:
     return forms
 
 
+#: Languages where chat spelling writes the hard ``c`` and ``qu`` as ``k`` (``kabrón``, ``kulero``, ``koño``, ``ke``).
+K_SPELLING = frozenset({"es", "pt"})
+_HARD_C = re.compile(r"c(?=[aouñlr])|qu(?=[ei])")
+
+
+def _k_spelled(word: str, code: str) -> list[str]:
+    """The chat spelling of a listed word with every hard ``c``/``qu`` as ``k`` (Spanish, Portuguese)."""
+    if code not in K_SPELLING or len(word) < 4:
+        return []
+    spelled = _HARD_C.sub("k", word)
+    return [spelled] if spelled != word else []
+
+
 @dataclass(frozen=True)
 class LanguagePack:
     """The compiled word lists of one language (read-only, shared between threads).
@@ -242,7 +256,7 @@ def load_pack(
     generated = []
     for entry in entries:
         word = entry.lower()
-        for form in _inflected(word, code):
+        for form in _inflected(word, code) + _k_spelled(word, code):
             folded = _fold(form, config)
             if folded in known or folded in excluded or any(table.get(folded, 0.0) >= MIN_ZIPF for table in frequencies):
                 continue  # an ordinary word of any covered language (German "Neger" -> Dutch "negeren", "to ignore")
