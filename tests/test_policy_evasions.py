@@ -75,3 +75,15 @@ def test_scene_sense_words_are_replaced_when_they_are_text_to_write(default):
 def test_silent_final_e_only_in_longer_words():
     assert skeleton("asshole") == skeleton("asshoal")
     assert skeleton("rape") != skeleton("rap")  # short words keep their "e": "rapp" is not "rape"
+
+
+def test_capitalized_names_that_wordfreq_knows_are_not_glued_words():
+    policy = load_policy("default")
+    config = policy.config.model_copy(update={"allow": policy.config.allow.model_copy(update={"lists": ()}), "name": "no-allow"})
+    bare = load_policy(config.model_dump())  # no allow-list: the name rule alone decides
+    for name in ("Cockburn Street", "Cockfosters", "Dickmann"):
+        assert bare.scan(name).findings == (), name
+        # the same letters in lower case are a glued word
+        assert [f.normalizations for f in bare.scan(name.lower()).findings] == [("compound",)], name
+    # obfuscated or CamelCase tokens are never names
+    assert bare.scan("ClusterFuck").flagged and bare.scan("Bigc0ck").flagged

@@ -38,7 +38,7 @@ from safetext.policy.backends import BackendContext, ClassifierBackend, Detectio
 from safetext.policy.confusables import step_names
 from safetext.policy.schema import CATEGORIES
 from safetext.policy.variants import MAX_FUZZY_ZIPF, skeleton
-from safetext.policy.vocabulary import is_english, zipf
+from safetext.policy.vocabulary import is_english, is_known_name, zipf
 
 #: Folder of the shipped weights.
 MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "charngram"
@@ -173,10 +173,12 @@ class CharNgramBackend(ClassifierBackend):
             word = token.text
             if len(word) < 3 or not word.isalpha() or is_english(word) or zipf(word) >= MAX_FUZZY_ZIPF:
                 continue  # English words, and names and words wordfreq sees often ("Phuket"), are not scored
+            start, end = norm.span(token.start, token.end)
+            if norm.text[token.start : token.end] == word and is_known_name(document.text[start:end], word):
+                continue  # a capitalized name wordfreq knows ("Cockfosters")
             score, category = self.model.score(word)
             if score < self.min_score:
                 continue
-            start, end = norm.span(token.start, token.end)
             detections.append(
                 Detection(start, end, category, round(score, 4), word, step_names(token.mask), self.name,
                           evidence=f"p(clean) = {1 - score:.3f}; most likely {category}")

@@ -37,7 +37,7 @@ from rapidfuzz.distance import Levenshtein
 from safetext.policy.lexicon import Lexicon, Term
 from safetext.policy.normalize import NormalizedText, Token, run_lengths
 from safetext.policy.schema import NormalizationConfig
-from safetext.policy.vocabulary import english_words, is_english, short_words, zipf
+from safetext.policy.vocabulary import english_words, is_english, is_known_name, short_words, zipf
 
 #: A sound-alike is never a word ``wordfreq`` has seen this often (Zipf): "Phuket" 3.0, "doormat" 2.7.
 MAX_FUZZY_ZIPF = 2.5
@@ -402,7 +402,7 @@ class VariantMatcher:
             obfuscated = norm.text[token.start : token.end] != word
             if not obfuscated and is_english(word):
                 continue
-            found = self.compound(word, obfuscated)
+            found = None if (not obfuscated and self._known_name(norm, token)) else self.compound(word, obfuscated)
             how = "compound"
             if found is None:
                 found = self.sound_alike(word)
@@ -410,6 +410,12 @@ class VariantMatcher:
             if found is not None:
                 add(VariantHit(found[0], token.start, token.end, token.mask, how, word, found[1]))
         return hits
+
+    @staticmethod
+    def _known_name(norm: NormalizedText, token: Token) -> bool:
+        """A capitalized word (``Cockburn``, ``Dickmann``) that ``wordfreq`` knows: a name, not a glued word."""
+        start, end = norm.span(token.start, token.end)
+        return is_known_name(norm.original[start:end], token.text)
 
     def _match_chunk(self, norm: NormalizedText, raw: str, start: int, end: int) -> VariantHit | None:
         readings = [r for r in _readings(raw, uniform_only=len(raw) > _MAX_COMPOUND_CHARS) if len(r) >= 2 and r.isalpha()]

@@ -70,3 +70,16 @@ def is_english(word: str) -> bool:
             if suffix in ("ing", "ed", "er", "ers") and len(stem) >= 4 and stem[-1] == stem[-2] and stem[:-1] in words:
                 return True  # "bumming" -> "bum"
     return False
+
+
+#: A capitalized word that ``wordfreq`` has seen this often is taken for a name ("Cockburn" 2.7,
+#: "Cockfosters" 1.5, "Dickmann" 1.1), not for a glued word or a misspelling to be classified.
+MIN_NAME_ZIPF = 1.0
+
+
+def is_known_name(original: str, word: str) -> bool:
+    """True when ``original`` (the token as typed) is capitalized like a name and ``wordfreq`` knows ``word``.
+
+    Lower-case and CamelCase tokens (``shitlord``, ``ShitShow``) are never names here.
+    """
+    return original[:1].isupper() and original[1:].islower() and zipf(word) >= MIN_NAME_ZIPF
