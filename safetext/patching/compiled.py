@@ -110,7 +110,7 @@ def _session() -> Any:
     return owner if getattr(owner, "resident_token", None) is not None else None
 
 
-@torch.library.custom_op("safetext::kv_projection", mutates_args=())
+@torch.library.custom_op("safetext::kv_projection", mutates_args=(), tags=(torch.Tag.cudagraph_unsafe,))
 def kv_projection(output: torch.Tensor, layer: int, kind: int) -> torch.Tensor:
     """A text K/V projection's output, patched when a resident patch is active in the calling context.
 
@@ -129,7 +129,7 @@ def _kv_projection_fake(output: torch.Tensor, layer: int, kind: int) -> torch.Te
     return torch.empty_like(output)
 
 
-@torch.library.custom_op("safetext::attention_bias", mutates_args=())
+@torch.library.custom_op("safetext::attention_bias", mutates_args=(), tags=(torch.Tag.cudagraph_unsafe,))
 def attention_bias(bias: torch.Tensor, layer: int) -> torch.Tensor:
     """A text attention layer's padding bias, with the target's rows when a resident patch is active."""
     session = _session()
