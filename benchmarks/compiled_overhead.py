@@ -1,22 +1,30 @@
 """Latency of SafeTextGenerator on compiled denoisers, and recompilations across clean/flagged requests.
 
-For each model (the embedded glyph model, the tiny SD1.5 pipeline, and optionally other tiny pipelines),
-two identical pipelines are built: one compiled raw (no safetext anywhere), one compiled and wrapped in
-a SafeTextGenerator (whose resident patch points are in place before the first compiled call). Both are
-compiled the same way (``--mode``: ``Module.compile`` in place, ``torch.compile`` wrapper, or
-``compile_repeated_blocks``; ``--backend``, default inductor). After warm-up (each variant once) the
-four variants run interleaved in a rotating order, and the script reports median latency ratios
-guarded/raw for the clean and the flagged prompt, the number of graphs dynamo compiled during 20
-alternating clean/flagged guarded calls after warm-up (``torch._dynamo.utils.counters``; 0 = no
-recompilation), and how far the compiled outputs are from the eager ones: compiled guarded clean vs
-compiled raw clean (bit-identity expected where the graph's kernels are the same), compiled guarded
-flagged vs eager guarded flagged (max abs difference: compiled kernels round differently).
+For each model (the embedded glyph model and the tiny SD1.5/SDXL/SD3/Flux pipelines of
+``tests/tiny_pipelines.py``) and each compile mode its family supports (in-place ``Module.compile``,
+the ``torch.compile(module)`` wrapper, diffusers' regional ``compile_repeated_blocks``), two identical
+pipelines are built: one compiled raw (no safetext anywhere), one compiled and wrapped in a
+SafeTextGenerator. Both are compiled the same way with the same backend (default inductor, the default
+of ``torch.compile``) and get the same warm-up (every variant ``--warmup`` times). Then:
 
-    OMP_NUM_THREADS=2 python benchmarks/compiled_overhead.py                  # glyph + sd15, inductor
-    python benchmarks/compiled_overhead.py --only sd15 --backend aot_eager --rounds 3
+* *recompilations*: graphs dynamo compiles during 20 alternating clean/flagged guarded calls
+  (``torch._dynamo.utils.counters["stats"]["unique_graphs"]``; 0 = none), and during the timed rounds;
+* *latency*: the four variants (raw/guarded x clean/flagged) plus an A/A control (the raw clean call
+  timed a second time in each round) run interleaved, in an order rotating round by round, so drifts in
+  machine load hit every variant alike. Ratios guarded/raw are the medians of the per-round ratios
+  (each round pairs calls made seconds apart), in the thread's CPU time (one torch thread, so the
+  compiled kernels run in the calling thread; a busy shared machine disturbs it far less than wall-clock
+  time) and in wall-clock time, with the 10th-90th percentile spread of the per-round ratios. The A/A
+  control's ratio shows the noise floor: a ratio within the control's spread of 1 is no difference;
+* *outputs*: compiled guarded clean vs compiled raw clean (bit-identity expected), compiled guarded
+  flagged vs eager guarded flagged (max abs difference; the compiler's own rounding, compiled raw vs
+  eager raw, is shown beside it; tolerance 1e-4 on images in [0, 1]).
+
+    python benchmarks/compiled_overhead.py                       # every model and mode, inductor
+    python benchmarks/compiled_overhead.py --only sd15 --modes Module.compile --backend aot_eager
 
 Writes ``benchmarks/results/compiled_overhead.{json,md}``. Target (issue 20): compiled guarded flagged
-<= 1.05x compiled raw on cross-attention models, no recompilation after warm-up.
+<= 1.05x compiled raw, no recompilation after warm-up.
 """
 
 from __future__ import annotations
@@ -45,21 +53,37 @@ from tests.tiny_pipelines import TINY_BUILDERS, TINY_CALL_KWARGS  # noqa: E402
 CLEAN_PROMPT = 'A red sign that says "hello".'
 FLAGGED_PROMPT = 'A red sign that says "shit".'
 TARGET_FLAGGED = 1.05
+TOLERANCE = 1e-4
+MODELS = ("glyph", "sd15", "sdxl", "sd3", "flux")
+MODES = ("Module.compile", "torch.compile", "compile_repeated_blocks")
+VARIANTS = ("raw_clean", "guarded_clean", "raw_flagged", "guarded_flagged", "raw_clean_control")
 
 
-def build(name: str) -> tuple[Any, dict[str, Any]]:
-    """A fresh pipeline and its call arguments (``glyph``: the shipped model at 20 steps)."""
+def build(name: str, steps: int) -> tuple[Any, dict[str, Any]]:
+    """A fresh pipeline and its call arguments (``glyph``: the shipped model)."""
     if name == "glyph":
         from safetext.models.glyph import load_glyph_pipeline
 
         pipe = load_glyph_pipeline()
         pipe.set_progress_bar_config(disable=True)
-        return pipe, {"num_inference_steps": 20, "output_type": "pt"}
-    return TINY_BUILDERS[name](), dict(TINY_CALL_KWARGS[name])
+        return pipe, {"num_inference_steps": steps, "output_type": "pt"}
+    return TINY_BUILDERS[name](), dict(TINY_CALL_KWARGS[name], num_inference_steps=steps)
+
+
+def denoiser_attribute(pipe: Any) -> str:
+    return "unet" if getattr(pipe, "unet", None) is not None else "transformer"
+
+
+def unsupported(pipe: Any, mode: str) -> str | None:
+    """Why ``mode`` does not apply to this pipeline's denoiser (``None``: it does)."""
+    module = getattr(pipe, denoiser_attribute(pipe))
+    if mode == "compile_repeated_blocks" and not getattr(module, "_repeated_blocks", None):
+        return f"diffusers' {type(module).__name__} declares no _repeated_blocks"
+    return None
 
 
 def compile_pipe(pipe: Any, mode: str, backend: str) -> None:
-    attribute = "unet" if getattr(pipe, "unet", None) is not None else "transformer"
+    attribute = denoiser_attribute(pipe)
     module = getattr(pipe, attribute)
     if mode == "torch.compile":
         setattr(pipe, attribute, torch.compile(module, backend=backend))
@@ -73,18 +97,36 @@ def _graphs() -> int:
     return int(counters["stats"]["unique_graphs"])
 
 
-def bench_one(name: str, mode: str, backend: str, rounds: int) -> dict[str, Any]:
+def _timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:
+    wall, cpu = time.perf_counter(), time.thread_time()
+    result = fn()
+    return time.perf_counter() - wall, time.thread_time() - cpu, result
+
+
+def _spread(values: list[float]) -> list[float]:
+    """10th and 90th percentiles."""
+    if len(values) < 2:
+        return [values[0], values[0]]
+    deciles = statistics.quantiles(values, n=10, method="inclusive")
+    return [round(deciles[0], 4), round(deciles[-1], 4)]
+
+
+def bench_one(name: str, mode: str, backend: str, rounds: int, warmup: int, steps: int) -> dict[str, Any]:
     policy = load_policy("default")
-    raw_pipe, kwargs = build(name)
-    guarded_pipe, _ = build(name)
+    raw_pipe, kwargs = build(name, steps)
+    guarded_pipe, _ = build(name, steps)
     gen = SafeTextGenerator(guarded_pipe, policy=policy)
 
     def call(target: Any, prompt: str) -> Callable[[], Any]:
-        generator = torch.Generator().manual_seed(0)
-        return lambda: target(prompt, generator=generator, **kwargs)
+        def run() -> Any:
+            return target(prompt, generator=torch.Generator().manual_seed(0), **kwargs)
+
+        return run
 
     eager_flagged = call(gen, FLAGGED_PROMPT)().images
-    graphs_before_compile = _graphs()
+    eager_raw_flagged = call(raw_pipe, FLAGGED_PROMPT)().images
+    torch._dynamo.reset()
+    graphs_before = _graphs()
     compile_pipe(raw_pipe, mode, backend)
     compile_pipe(guarded_pipe, mode, backend)
     variants = {
@@ -92,42 +134,74 @@ def bench_one(name: str, mode: str, backend: str, rounds: int) -> dict[str, Any]
         "guarded_clean": call(gen, CLEAN_PROMPT),
         "raw_flagged": call(raw_pipe, FLAGGED_PROMPT),
         "guarded_flagged": call(gen, FLAGGED_PROMPT),
+        "raw_clean_control": call(raw_pipe, CLEAN_PROMPT),
     }
     started = time.perf_counter()
-    warm = {key: variants[key]() for key in variants}  # each variant traces/compiles here
-    compile_seconds = time.perf_counter() - started
+    first = {key: variants[key]() for key in VARIANTS}  # each variant traces/compiles here
+    for _ in range(warmup - 1):
+        for key in VARIANTS:
+            variants[key]()
+    warmup_seconds = time.perf_counter() - started
     graphs_warm = _graphs()
     for index in range(20):  # 20 alternating guarded calls after warm-up: count new graphs
         variants["guarded_clean" if index % 2 == 0 else "guarded_flagged"]()
-    recompiled = _graphs() - graphs_warm
-    names = list(variants)
-    wall: dict[str, list[float]] = {key: [] for key in names}
+    alternating = _graphs() - graphs_warm
+
+    wall: dict[str, list[float]] = {key: [] for key in VARIANTS}
+    cpu: dict[str, list[float]] = {key: [] for key in VARIANTS}
+    record: list[float] = []
+    graphs_timing = _graphs()
     for round_index in range(rounds):
-        order = names[round_index % 4 :] + names[: round_index % 4]
-        for key in order:
-            begin = time.perf_counter()
-            variants[key]()
-            wall[key].append(time.perf_counter() - begin)
-    medians = {key: statistics.median(values) for key, values in wall.items()}
-    verdict = warm["guarded_flagged"].verdict
-    flagged_difference = float((warm["guarded_flagged"].images - eager_flagged).abs().max())
+        shift = round_index % len(VARIANTS)
+        for key in VARIANTS[shift:] + VARIANTS[:shift]:
+            wall_seconds, cpu_seconds, output = _timed(variants[key])
+            wall[key].append(wall_seconds)
+            cpu[key].append(cpu_seconds)
+            if key == "guarded_flagged":
+                record.append(output.verdict.details["timings"]["patch_overhead_seconds"])
+    graphs_in_timing = _graphs() - graphs_timing
+
+    def ratios(times: dict[str, list[float]], guarded: str, raw: str) -> list[float]:
+        return [g / r for g, r in zip(times[guarded], times[raw], strict=True)]
+
+    pairs = {
+        "clean": ("guarded_clean", "raw_clean"),
+        "flagged": ("guarded_flagged", "raw_flagged"),
+        "control": ("raw_clean_control", "raw_clean"),
+    }
+    summary: dict[str, Any] = {}
+    for label, (guarded, raw) in pairs.items():
+        for clock, times in (("cpu", cpu), ("wall", wall)):
+            values = ratios(times, guarded, raw)
+            summary[f"{label}_ratio_{clock}"] = round(statistics.median(values), 4)
+            summary[f"{label}_spread_{clock}"] = _spread(values)
+        # noise from other work on the machine only ever adds time: the ratio of the fastest calls is the
+        # most load-robust estimate
+        summary[f"{label}_ratio_fastest_cpu"] = round(min(cpu[guarded]) / min(cpu[raw]), 4)
+    verdict = first["guarded_flagged"].verdict
+    compiled_raw_flagged = first["raw_flagged"].images
     result = {
         "model": name,
         "mode": mode,
         "backend": backend,
         "family": gen.patch.adapter.family,
+        "strategy": gen.patch.adapter.strategy,
         "layer_map": f"{gen.layer_map.name} ({len(gen.resolved.layers)} layer(s))",
         "steps": kwargs["num_inference_steps"],
-        "median_seconds": {key: round(value, 5) for key, value in medians.items()},
-        "clean_ratio": round(medians["guarded_clean"] / medians["raw_clean"], 4),
-        "flagged_ratio": round(medians["guarded_flagged"] / medians["raw_flagged"], 4),
-        "warmup_seconds": round(compile_seconds, 2),
-        "graphs_at_warmup": graphs_warm - graphs_before_compile,
-        "graphs_compiled_in_20_alternating_calls": recompiled,
-        "clean_equals_compiled_raw": bool(torch.equal(warm["guarded_clean"].images, warm["raw_clean"].images)),
-        "clean_max_abs_difference": float((warm["guarded_clean"].images - warm["raw_clean"].images).abs().max()),
-        "flagged_max_abs_difference_to_eager": flagged_difference,
-        "flagged_changed": bool(not torch.equal(warm["guarded_flagged"].images, warm["raw_flagged"].images)),
+        "median_cpu_seconds": {key: round(statistics.median(v), 5) for key, v in cpu.items()},
+        "median_wall_seconds": {key: round(statistics.median(v), 5) for key, v in wall.items()},
+        **summary,
+        "flagged_recording_ms": round(1000 * statistics.median(record), 3),
+        "warmup_seconds": round(warmup_seconds, 2),
+        "graphs_at_warmup": graphs_warm - graphs_before,
+        "graphs_compiled_in_20_alternating_calls": alternating,
+        "graphs_compiled_in_timed_rounds": graphs_in_timing,
+        "clean_equals_compiled_raw": bool(torch.equal(first["guarded_clean"].images, first["raw_clean"].images)),
+        "clean_max_abs_difference": float((first["guarded_clean"].images - first["raw_clean"].images).abs().max()),
+        "flagged_max_abs_difference_to_eager": float((first["guarded_flagged"].images - eager_flagged).abs().max()),
+        "compiler_rounding_raw_flagged": float((compiled_raw_flagged - eager_raw_flagged).abs().max()),
+        "patch_effect_max_abs": float((eager_flagged - eager_raw_flagged).abs().max()),
+        "flagged_changed": bool(not torch.equal(first["guarded_flagged"].images, compiled_raw_flagged)),
         "flagged_action": verdict.action.value,
         "compile_mode": verdict.details.get("compile_mode"),
         "acted_steps_min": min(min(c.values()) for c in verdict.details["acted_steps"].values()),
@@ -137,63 +211,85 @@ def bench_one(name: str, mode: str, backend: str, rounds: int) -> dict[str, Any]
     return result
 
 
-def to_markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+def _ratio(row: dict[str, Any], label: str, clock: str) -> str:
+    low, high = row[f"{label}_spread_{clock}"]
+    return f"{row[f'{label}_ratio_{clock}']:.3f}x [{low:.2f}, {high:.2f}]"
+
+
+def to_markdown(rows: list[dict[str, Any]], skipped: list[dict[str, str]], meta: dict[str, Any]) -> str:
     lines = [
         "# SafeTextGenerator on compiled denoisers (guarded / compiled raw latency)",
         "",
-        f"{meta['rounds']} interleaved rounds after warm-up, torch {meta['torch']} on {meta['machine']} with "
-        f"{meta['threads']} thread(s); load average {meta['load_average']} on {meta['cpus']} CPUs while running "
-        f"(a shared machine: wall-clock ratios move by several percent with the load). Clean prompt "
+        f"Backend `{meta['backend']}`; {meta['warmup']} warm-up call(s) of every variant, then {meta['rounds']} "
+        f"interleaved rounds; torch {meta['torch']} on {meta['machine']}, {meta['threads']} torch thread(s), "
+        f"{meta['cpus']} CPUs shared with other work (load average {meta['load_average']} at the end). Clean prompt "
         f"`{CLEAN_PROMPT}`, flagged `{FLAGGED_PROMPT}` (policy `default`). Compiled raw = an identical pipeline "
-        "compiled the same way, with no safetext. *new graphs* = graphs dynamo compiled during 20 alternating "
-        "clean/flagged guarded calls after warm-up (0: no recompilation).",
+        "compiled the same way, with no safetext. Ratios: median of the per-round ratios guarded/raw in the "
+        "thread's CPU time, [10th, 90th percentile]; *fastest* = ratio of the fastest calls (machine load only adds "
+        "time, so this is the most load-robust estimate); *A/A* = the raw clean call against itself (the noise floor). "
+        f"*new graphs* = graphs dynamo compiled during 20 alternating clean/flagged guarded calls after warm-up, "
+        f"and during the timed rounds (0 = no recompilation). Tolerance for compiled vs eager: {TOLERANCE:g} "
+        "(images in [0, 1]).",
         "",
-        "| model | compile | backend | steps | layer map | clean ratio | flagged ratio | target | new graphs | "
-        "graphs at warm-up | clean = compiled raw | flagged vs eager guarded (max abs) | verdict |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | compile | steps | layer map | clean ratio (CPU) | flagged ratio (CPU) | target | A/A (CPU) | "
+        "fastest, clean / flagged / A/A (CPU) | flagged ratio (wall) | new graphs | clean = compiled raw | flagged vs eager guarded | compiler rounding (raw) | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
-        ok = "ok" if row["flagged_ratio"] <= TARGET_FLAGGED else "over"
+        ok = "met" if row["flagged_ratio_cpu"] <= TARGET_FLAGGED else "**over**"
         clean = "bit-identical" if row["clean_equals_compiled_raw"] else f"max abs {row['clean_max_abs_difference']:.2e}"
         lines.append(
-            f"| {row['model']} | {row['mode']} | {row['backend']} | {row['steps']} | {row['layer_map']} | "
-            f"{row['clean_ratio']:.3f}x | {row['flagged_ratio']:.3f}x {ok} | <= {TARGET_FLAGGED}x | "
-            f"{row['graphs_compiled_in_20_alternating_calls']} | {row['graphs_at_warmup']} | {clean} | "
-            f"{row['flagged_max_abs_difference_to_eager']:.2e} | {row['flagged_action']} |"
+            f"| {row['model']} | {row['mode']} | {row['steps']} | {row['layer_map']} | {_ratio(row, 'clean', 'cpu')} | "
+            f"{_ratio(row, 'flagged', 'cpu')} | <= {TARGET_FLAGGED}x {ok} | {_ratio(row, 'control', 'cpu')} | "
+            f"{row['clean_ratio_fastest_cpu']:.3f}x / {row['flagged_ratio_fastest_cpu']:.3f}x / "
+            f"{row['control_ratio_fastest_cpu']:.3f}x | {_ratio(row, 'flagged', 'wall')} | {row['graphs_compiled_in_20_alternating_calls']} / "
+            f"{row['graphs_compiled_in_timed_rounds']} | {clean} | {row['flagged_max_abs_difference_to_eager']:.1e} | "
+            f"{row['compiler_rounding_raw_flagged']:.1e} | {row['flagged_action']} |"
         )
+    for skip in skipped:
+        lines.append(f"| {skip['model']} | {skip['mode']} | | | not run: {skip['reason']} | | | | | | | | | | |")
     lines += [
         "",
-        "Median seconds per variant:",
+        "Median CPU seconds per call, the flagged request's recording (the sanitized prompt's encoding, eager), "
+        "warm-up time and graphs compiled at warm-up (raw + guarded):",
         "",
-        "| model | compile | raw clean | guarded clean | raw flagged | guarded flagged |",
-        "|---|---|---|---|---|---|",
+        "| model | compile | raw clean | guarded clean | raw flagged | guarded flagged | recording ms | warm-up s | graphs at warm-up |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
-        m = row["median_seconds"]
+        m = row["median_cpu_seconds"]
         lines.append(
             f"| {row['model']} | {row['mode']} | "
             + " | ".join(f"{m[k]:.4f}" for k in ("raw_clean", "guarded_clean", "raw_flagged", "guarded_flagged"))
-            + " |"
+            + f" | {row['flagged_recording_ms']:.1f} | {row['warmup_seconds']:.0f} | {row['graphs_at_warmup']} |"
         )
     lines += ["", meta["note"], ""]
     return "\n".join(lines)
 
 
 NOTE = (
-    "How the patch runs compiled: resident patch points, installed once per denoiser before its first "
-    "compiled call, call the custom operator `safetext::kv_projection` after each text K/V projection; the "
-    "compiler keeps it as one opaque call (no graph break), and at run time it reads the request's patch from "
-    "a context variable: a copy of the projection's output for a clean request, the target's rows for a "
-    "flagged one. So one graph serves both and flagged requests do not recompile; the flagged cost over raw "
-    "is the recording of the sanitized prompt (its prompt encoding, eager) and the row replacements. The "
-    "clean cost is the operator's copy per text K/V projection. The eager/aot_eager backends reproduce the "
-    "eager guarded image bit for bit; inductor's kernels round differently (difference column)."
+    "How the patch runs compiled: resident patch points, installed once per denoiser before its first compiled "
+    "call, pass every text K/V projection's output through the custom operator `safetext::kv_projection`; the "
+    "compiler keeps it as one opaque call (no graph break), and at run time it reads the request's patch from a "
+    "context variable: a copy of the projection's output for a clean request, the target's rows for a flagged "
+    "one. One graph serves both (SD3/Flux compile one more, at warm-up, for the batch that carries the target "
+    "rows), so flagged requests do not recompile. The flagged cost over raw is the recording of the sanitized "
+    "prompt (the pipeline's own prompt encoding, eager: *recording ms*), the row replacements and, on SD3/Flux "
+    "(`extra_rows`), the target rows that run through the denoiser beside the user's (one more batch row per "
+    "prompt at every step: the eager `overhead.md` target for them is 1.6x). The clean cost is the operator's "
+    "copy per text K/V projection and the policy check. Ratios below 1 are measurement noise (compare the A/A "
+    "column): the earlier 0.73x/0.84x (aot_eager, wall clock, 5 rounds, one warm-up call) came from timing "
+    "wall-clock medians of a few ~50 ms calls on 2 cores shared with other jobs, where a 10x load swing "
+    "between rounds dominated; paired per-round ratios in thread CPU time with one torch thread remove most "
+    "of it."
 )
 
 
-def write(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
+def write(rows: list[dict[str, Any]], skipped: list[dict[str, str]], args: argparse.Namespace) -> None:
     meta = {
+        "backend": args.backend,
         "rounds": args.rounds,
+        "warmup": args.warmup,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "machine": f"{platform.machine()} {platform.processor() or platform.system()}",
@@ -202,32 +298,44 @@ def write(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
         "note": NOTE,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "compiled_overhead.json").write_text(
-        json.dumps({"meta": meta, "target_flagged": TARGET_FLAGGED, "results": rows}, indent=2) + "\n"
-    )
-    (args.out / "compiled_overhead.md").write_text(to_markdown(rows, meta))
+    payload = {"meta": meta, "target_flagged": TARGET_FLAGGED, "tolerance": TOLERANCE, "results": rows, "skipped": skipped}
+    (args.out / "compiled_overhead.json").write_text(json.dumps(payload, indent=2) + "\n")
+    (args.out / "compiled_overhead.md").write_text(to_markdown(rows, skipped, meta))
     print(f"wrote {args.out / 'compiled_overhead.json'} and {args.out / 'compiled_overhead.md'}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", nargs="*", default=["glyph", "sd15"], help="models (glyph and tiny pipeline names)")
-    parser.add_argument("--mode", default="Module.compile", choices=["Module.compile", "torch.compile", "compile_repeated_blocks"])
+    parser.add_argument("--only", nargs="*", default=list(MODELS), help="models (glyph and tiny pipeline names)")
+    parser.add_argument("--modes", nargs="*", default=list(MODES), choices=MODES, help="compile modes")
     parser.add_argument("--backend", default="inductor", help="torch.compile backend (default inductor)")
-    parser.add_argument("--rounds", type=int, default=5, help="timed interleaved rounds (default 5)")
+    parser.add_argument("--steps", type=int, default=20, help="denoising steps (default 20, the glyph model's)")
+    parser.add_argument("--rounds", type=int, default=12, help="timed interleaved rounds (default 12)")
+    parser.add_argument("--warmup", type=int, default=2, help="warm-up calls of every variant (default 2)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: CPU time is the thread's)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="results folder")
     args = parser.parse_args(argv)
-    rows = []
+    torch.set_num_threads(args.threads)
+    rows: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
     for name in args.only:
-        row = bench_one(name, args.mode, args.backend, args.rounds)
-        rows.append(row)
-        print(
-            f"{name:>8} {args.mode} {args.backend}: clean {row['clean_ratio']:.3f}x flagged {row['flagged_ratio']:.3f}x "
-            f"new graphs {row['graphs_compiled_in_20_alternating_calls']} clean=raw {row['clean_equals_compiled_raw']} "
-            f"flagged-vs-eager {row['flagged_max_abs_difference_to_eager']:.2e} warm-up {row['warmup_seconds']} s",
-            flush=True,
-        )
-        write(rows, args)  # after every model, so a long run keeps what it measured
+        for mode in args.modes:
+            probe, _ = build(name, args.steps) if mode == "compile_repeated_blocks" else (None, None)
+            reason = unsupported(probe, mode) if probe is not None else None
+            if reason is not None:
+                skipped.append({"model": name, "mode": mode, "reason": reason})
+                print(f"{name:>6} {mode}: not run ({reason})", flush=True)
+                continue
+            row = bench_one(name, mode, args.backend, args.rounds, args.warmup, args.steps)
+            rows.append(row)
+            print(
+                f"{name:>6} {mode:<24} clean {_ratio(row, 'clean', 'cpu')} flagged {_ratio(row, 'flagged', 'cpu')} "
+                f"A/A {_ratio(row, 'control', 'cpu')} new graphs {row['graphs_compiled_in_20_alternating_calls']}/"
+                f"{row['graphs_compiled_in_timed_rounds']} clean=raw {row['clean_equals_compiled_raw']} "
+                f"flagged-vs-eager {row['flagged_max_abs_difference_to_eager']:.1e} warm-up {row['warmup_seconds']} s",
+                flush=True,
+            )
+            write(rows, skipped, args)  # after every row, so a long run keeps what it measured
     return 0
 
 

@@ -48,6 +48,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from safetext.errors import PatchError
 from safetext.patching.adapters.base import ArchitectureAdapter, TextAttentionLayer
 from safetext.patching.hooks import active_owner
 
@@ -110,7 +111,7 @@ def _session() -> Any:
     return owner if getattr(owner, "resident_token", None) is not None else None
 
 
-@torch.library.custom_op("safetext::kv_projection", mutates_args=())
+@torch.library.custom_op("safetext::kv_projection", mutates_args=(), tags=(torch.Tag.cudagraph_unsafe,))
 def kv_projection(output: torch.Tensor, layer: int, kind: int) -> torch.Tensor:
     """A text K/V projection's output, patched when a resident patch is active in the calling context.
 
@@ -129,7 +130,7 @@ def _kv_projection_fake(output: torch.Tensor, layer: int, kind: int) -> torch.Te
     return torch.empty_like(output)
 
 
-@torch.library.custom_op("safetext::attention_bias", mutates_args=())
+@torch.library.custom_op("safetext::attention_bias", mutates_args=(), tags=(torch.Tag.cudagraph_unsafe,))
 def attention_bias(bias: torch.Tensor, layer: int) -> torch.Tensor:
     """A text attention layer's padding bias, with the target's rows when a resident patch is active."""
     session = _session()
@@ -291,14 +292,44 @@ def resident_points(called: nn.Module, denoiser: nn.Module, adapter: Architectur
     """
     with _LOCK:
         points = _INSTALLED.get(denoiser)
+        layers = tuple(adapter.discover(denoiser)) if points is None else points.layers
+        check_resident_supported(denoiser, layers, compile_mode(called, denoiser, ()) or REGIONAL)
         if points is None:
-            points = ResidentPoints(
-                next(_TOKENS), denoiser, tuple(adapter.discover(denoiser)), bias=adapter.strategy == "inject"
-            )
+            points = ResidentPoints(next(_TOKENS), denoiser, layers, bias=adapter.strategy == "inject")
             _INSTALLED[denoiser] = points
         points.refresh()
         points.attach(called)
         return points
+
+
+def check_resident_supported(denoiser: nn.Module, layers: Sequence[TextAttentionLayer], mode: str) -> None:
+    """Refuse, before anything is generated or installed, a compiled denoiser whose patch points could not run.
+
+    A text K/V projection whose ``forward`` is replaced on the instance (accelerate's ``AlignDevicesHook``
+    from ``enable_sequential_cpu_offload()`` / ``accelerate.cpu_offload``, or a per-module
+    ``proj.forward = ...``) never calls its class's ``forward``, so the class-level patch point would
+    never run: the compiled graph would leave every flagged request unpatched.
+
+    Raises:
+        PatchError: naming the compile mode, the projection and the alternatives.
+    """
+    for layer in layers:
+        for name in (layer.key, layer.value):
+            module = denoiser.get_submodule(name)
+            if "forward" not in vars(module):
+                continue
+            hook = getattr(module, "_hf_hook", None)
+            what = (
+                f"accelerate's {type(hook).__name__} (enable_sequential_cpu_offload() or accelerate.cpu_offload)"
+                if hook is not None
+                else "a forward set on the module instance"
+            )
+            raise PatchError(
+                f"safetext cannot patch this compiled denoiser ({mode}): its text K/V projection {name} has its "
+                f"forward replaced by {what}, which bypasses the patch point the compiled graph calls. Compile "
+                "together with enable_model_cpu_offload() or enable_group_offload() instead of sequential "
+                "offload, or run the sequentially offloaded denoiser uncompiled (both are supported)."
+            )
 
 
 def installed_points(denoiser: nn.Module) -> ResidentPoints | None:
