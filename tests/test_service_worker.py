@@ -37,6 +37,8 @@ class _Sleepy:
 
     def __call__(self, **kwargs):
         outer = kwargs.pop("callback_on_step_end", None)
+        logging.getLogger("tests.worker").warning("generating %d step(s) in pid %d", kwargs["num_inference_steps"],
+                                                  os.getpid())
 
         def callback(pipe, step, timestep, tensors):
             time.sleep(self.delay)
@@ -85,11 +87,12 @@ def _png_bytes(response: httpx.Response) -> list[bytes]:
     return [base64.b64decode(item["png_base64"]) for item in response.json()["images"]]
 
 
-def test_process_worker_output_is_bit_identical_to_in_process_generation(process_server):
+def test_process_worker_output_is_bit_identical_to_in_process_generation(process_server, caplog):
     worker = _worker(process_server)
     assert worker.pid not in (None, os.getpid()) and worker.threads == torch.get_num_threads()
     local = SafeTextGenerator(build_tiny_glyph(), policy="default")
-    with httpx.Client(base_url=process_server.url, headers=AUTH, timeout=120) as client:
+    with httpx.Client(base_url=process_server.url, headers=AUTH, timeout=120) as client, \
+            caplog.at_level(logging.WARNING, "tests.worker"):
         health = client.get("/healthz").json()
         assert health["workers"] == {"mode": "process", "restarts": 0}
         first = {}
@@ -105,6 +108,11 @@ def test_process_worker_output_is_bit_identical_to_in_process_generation(process
         too_long = client.post("/v1/generate", json={"prompt": "A sign that says \"" + "x" * 3000 + "\""})
         assert too_long.status_code == 422  # the prompt limit is checked in the HTTP process, before the worker
         metrics = client.get("/metrics").text
+    # the worker's log records reach this process's loggers, tagged with the request id
+    forwarded = [r for r in caplog.records if r.name == "tests.worker"]
+    assert [r.request_id for r in forwarded][:2] == [first[CLEAN].headers["x-request-id"], first[TOXIC].headers["x-request-id"]]
+    assert forwarded[0].getMessage() == (f"generating 3 step(s) in pid {worker.pid} "
+                                         f"(request {first[CLEAN].headers['x-request-id']})")
     assert 'safetext_requests_total{decision="neutralize"} 1.0' in metrics
     assert 'safetext_generation_seconds_count{guarded="true"} 1.0' in metrics
     assert "safetext_worker_restarts 0.0" in metrics

@@ -357,7 +357,7 @@ class _PipeLogHandler(logging.Handler):
 
     def __init__(self, conn: Any, lock: threading.Lock) -> None:
         super().__init__()
-        self.conn, self.lock = conn, lock
+        self.conn, self.send_lock = conn, lock  # not ``self.lock``: Handler.handle holds that one around emit
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -367,7 +367,7 @@ class _PipeLogHandler(logging.Handler):
             fields = {"name": record.name, "levelno": record.levelno, "levelname": record.levelname, "msg": message,
                       "args": None, "pathname": record.pathname, "lineno": record.lineno, "funcName": record.funcName,
                       "created": record.created, "process": record.process}
-            with self.lock:
+            with self.send_lock:
                 self.conn.send(("log", fields))
         except Exception:  # noqa: BLE001 - logging must never break a generation
             self.handleError(record)
