@@ -186,6 +186,11 @@ def test_process_mode_needs_a_factory_and_a_policy():
         create_app(generator_factory=sleepy_tiny_generator, policy="default", token=TOKEN, worker="fork")
     with pytest.raises(ValueError, match="worker_threads applies to worker='process' only"):
         create_app(generator_factory=sleepy_tiny_generator, policy="default", token=TOKEN, worker_threads=2)
+    with pytest.raises(ValueError, match="worker_threads must be an integer >= 1"):
+        create_app(generator_factory=sleepy_tiny_generator, policy="default", token=TOKEN, worker="process",
+                   worker_threads=0)
+    with pytest.raises(ValueError, match="max_waiting_per_client must be an integer >= 1"):
+        create_app(generator_factory=sleepy_tiny_generator, policy="default", token=TOKEN, max_waiting_per_client=0)
 
 
 class _Recording:

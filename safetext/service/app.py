@@ -136,6 +136,9 @@ def create_app(
         policy = getattr(generator_factory, "policy", None)
         if policy is None:
             raise ValueError("worker='process' needs policy=... for /v1/scan (the generator lives in the worker process)")
+    for name, value in (("worker_threads", worker_threads), ("max_waiting_per_client", max_waiting_per_client)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be an integer >= 1 (or None), got {value!r}")
     if worker_threads is not None and worker != "process":
         raise ValueError("worker_threads applies to worker='process' only; set torch's threads yourself for 'thread'")
     policy = _resolve_policy(policy, generator)

@@ -211,6 +211,8 @@ class ProcessWorker:
                     raise WorkerUnavailable(f"the generation worker exited during startup with code {process.exitcode}")
                 if time.monotonic() > deadline:
                     raise WorkerUnavailable(f"the generation worker was not ready within {self.start_timeout} s")
+                if self._closed:
+                    raise WorkerUnavailable("the service closed while the generation worker was starting")
         except BaseException:
             _stop(process, parent, 0.0)
             raise
