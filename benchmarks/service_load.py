@@ -4,7 +4,8 @@
         [--generate-requests 24] [--concurrency 4] [--steps 20] [--worker process|thread]
 
 Starts the service in this process (uvicorn on 127.0.0.1, a random free port, bearer-token auth on;
-generations in a worker process by default, ``--worker thread`` runs them in the service's process),
+generations in a worker process by default, ``--worker thread`` runs them in the service's process
+as ``safetext serve`` does by default),
 then drives it over real HTTP with ``--concurrency`` client threads. Each client thread connects from
 its own loopback address (127.0.0.10, .11, ...) and each abusive client from another (127.0.0.2,
 127.0.0.3), so the service's per-client fair queue sees them as the distinct clients they stand for:
@@ -296,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--abuse-generate-clients", type=int, default=1, help="clients sending max-budget generations")
     parser.add_argument("--no-abuse", action="store_true", help="skip the abuse phase")
     parser.add_argument("--worker", choices=["process", "thread"], default="process",
-                        help="where the service runs generations (default: %(default)s, as `safetext serve`)")
+                        help="where the service runs generations: `safetext serve --worker` (default: %(default)s)")
     parser.add_argument("--worker-threads", type=int, default=None,
                         help="torch threads of the worker process (default: the service's, CPU cores less one)")
     parser.add_argument("--out", default=str(RESULTS / "service_load"), help="output path without extension")

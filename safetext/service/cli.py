@@ -46,10 +46,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--insecure-no-auth", action="store_true", help="serve without authentication (local experiments only)")
     p.add_argument("--max-queue", type=int, default=8, help="requests allowed to wait for a worker; 503 beyond (default: %(default)s)")
     p.add_argument("--max-concurrency", type=int, default=1, help="generation workers, one pipeline each (default: %(default)s)")
-    p.add_argument("--worker", choices=["process", "thread"], default="process",
-                   help="where generations run: 'process' (a worker process per pipeline, restarted if it dies; scans and "
-                        "/healthz never wait on the denoiser's interpreter lock) or 'thread' (in this process) "
-                        "(default: %(default)s)")
+    p.add_argument("--worker", choices=["thread", "process"], default="thread",
+                   help="where generations run: 'thread' (in this process) or 'process' (a worker process per pipeline, "
+                        "restarted if it dies; scans and /healthz never share the denoiser's interpreter lock; best with "
+                        "a core to spare for the HTTP process) (default: %(default)s)")
     p.add_argument("--worker-threads", type=int, default=None,
                    help="torch intra-op threads of each worker process (default: CPU cores less one, at least 1)")
     p.add_argument("--max-waiting-per-client", type=int, default=None,
