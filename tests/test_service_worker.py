@@ -297,3 +297,95 @@ def test_the_fair_queue_interleaves_clients_by_cost():
     assert order == ["a0", "b0", "b1", "a1", "b2", "b3", "a2", "a3"]
     with pytest.raises(Overloaded, match="shutting down"):
         pool.admit()
+
+
+SIGTERM_SCRIPT = """
+import functools, sys
+from safetext.service import ServiceLimits, create_app
+from safetext.service.server import run_server
+from tests.test_service_worker import sleepy_tiny_generator
+
+if __name__ == "__main__":
+    app = create_app(generator_factory=functools.partial(sleepy_tiny_generator, 0.2), policy="default", token=None,
+                     insecure_no_auth=True, worker="process", worker_threads=1, shutdown_timeout=1.0,
+                     limits=ServiceLimits(max_steps=1000, max_compute=10**10))
+    run_server(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", shutdown_timeout=1.0)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_sigterm_stops_the_service_and_its_worker_process(tmp_path):
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    script = tmp_path / "serve_process_worker.py"
+    script.write_text(SIGTERM_SCRIPT)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    process = subprocess.Popen([sys.executable, str(script), str(port)], cwd=repo, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert process.poll() is None, "the server exited during startup"
+            try:
+                if httpx.get(url + "/healthz", timeout=1).json()["status"] == "ok":
+                    break
+            except (httpx.HTTPError, ValueError):
+                pass
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.2)
+        children = _children(process.pid)
+        workers = [pid for pid in children if b"multiprocessing-fork" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        assert len(workers) == 1
+        answers: list[object] = []
+
+        def long_request():  # 900 steps x 0.2 s: three minutes unless cancelled
+            try:
+                answers.append(httpx.post(url + "/v1/generate", json={"prompt": CLEAN, "steps": 900}, timeout=120))
+            except httpx.HTTPError as exc:
+                answers.append(exc)
+
+        client = threading.Thread(target=long_request)
+        client.start()
+        while httpx.get(url + "/healthz", timeout=5).json()["queue"]["running"] == 0:
+            assert time.monotonic() < deadline, "the generation never started"
+            time.sleep(0.05)
+        time.sleep(0.5)
+        signalled = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
+        elapsed = time.monotonic() - signalled
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    client.join(30)
+    assert elapsed < 20, f"the service took {elapsed:.1f} s to stop after SIGTERM"
+    assert not _alive(workers[0]), "the worker process outlived the service"
+    deadline = time.monotonic() + 10  # multiprocessing's resource tracker exits once it sees the service gone
+    while any(_alive(pid) for pid in children):
+        assert time.monotonic() < deadline, "a child process outlived the service"
+        time.sleep(0.1)
+    assert answers and not (isinstance(answers[0], httpx.Response) and answers[0].status_code == 200)
+
+
+def _children(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    if int(stat.read().split(")")[-1].split()[1]) == pid:
+                        found.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue
+    return found
