@@ -37,6 +37,8 @@ class _Sleepy:
 
     def __call__(self, **kwargs):
         outer = kwargs.pop("callback_on_step_end", None)
+        if "explode" in kwargs["prompt"]:
+            raise ValueError("cannot read /srv/secrets/model.bin with key sk-live-123")
         logging.getLogger("tests.worker").warning("generating %d step(s) in pid %d", kwargs["num_inference_steps"],
                                                   os.getpid())
 
@@ -129,6 +131,22 @@ def test_a_disconnected_client_cancels_the_generation_in_the_worker(process_serv
     # the pool's place is freed only when the worker answers, so the worker itself stopped
     ok = httpx.post(url + "/v1/generate", json={"prompt": CLEAN, "steps": 2}, headers=AUTH, timeout=60)
     assert ok.status_code == 200 and _worker(process_server).restarts == 0
+
+
+def test_an_exception_in_the_worker_is_a_500_with_an_id_and_its_text_only_in_the_log(process_server, caplog):
+    with caplog.at_level(logging.ERROR, "safetext.service"):
+        response = httpx.post(process_server.url + "/v1/generate", json={"prompt": "A sign that says explode"},
+                              headers=AUTH, timeout=60)
+    request_id = response.headers["x-request-id"]
+    assert response.status_code == 500
+    assert response.json() == {"error": "generation_failed",
+                               "detail": f"generation failed (ValueError); see the service log for request {request_id}"}
+    assert "sk-live" not in response.text and "secrets" not in response.text
+    logged = [r for r in caplog.records if request_id in r.getMessage()]
+    assert logged and "sk-live-123" in str(logged[0].exc_info[1])  # the worker's traceback, in the service log
+    assert _worker(process_server).restarts == 0  # an exception is not a crash: the same worker goes on
+    ok = httpx.post(process_server.url + "/v1/generate", json={"prompt": CLEAN, "steps": 2}, headers=AUTH, timeout=60)
+    assert ok.status_code == 200
 
 
 def test_a_killed_worker_fails_its_request_with_an_id_and_is_restarted(process_server, caplog):
