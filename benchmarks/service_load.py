@@ -1,10 +1,14 @@
 """Load benchmark of the HTTP service on loopback: requests/s and p50/p99 latency, then a deliberate overload.
 
     OMP_NUM_THREADS=1 python benchmarks/service_load.py [--model DIR | --untrained | --tiny] [--scan-requests 400]
-        [--generate-requests 24] [--concurrency 4] [--steps 20]
+        [--generate-requests 24] [--concurrency 4] [--steps 20] [--worker process|thread]
 
-Starts the service in this process (uvicorn on 127.0.0.1, a random free port, bearer-token auth on),
-then drives it over real HTTP with ``--concurrency`` client threads:
+Starts the service in this process (uvicorn on 127.0.0.1, a random free port, bearer-token auth on;
+generations in a worker process by default, ``--worker thread`` runs them in the service's process
+as ``safetext serve`` does by default),
+then drives it over real HTTP with ``--concurrency`` client threads. Each client thread connects from
+its own loopback address (127.0.0.10, .11, ...) and each abusive client from another (127.0.0.2,
+127.0.0.3), so the service's per-client fair queue sees them as the distinct clients they stand for:
 
 1. ``POST /v1/scan``: ``--scan-requests`` prompts (half clean, half toxic); every answer must be 200.
 2. ``POST /v1/generate``: ``--generate-requests`` prompts, same mix; the queue bound is at least the
@@ -25,6 +29,7 @@ count and a per-request timeout. Writes ``benchmarks/results/service_load.json``
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -56,18 +61,27 @@ def prompts(n: int) -> list[str]:
     return out
 
 
+#: Loopback address of the n-th normal client thread (the abusers use 127.0.0.2 and 127.0.0.3).
+NORMAL_CLIENT_ADDRESS = "127.0.0.{}"
+NORMAL_CLIENT_BASE = 10
+
+
 def drive(url: str, token: str, route: str, bodies: list[dict], concurrency: int, timeout: float) -> dict:
-    """Send ``bodies`` to ``route`` from ``concurrency`` threads; latencies and status counts."""
+    """Send ``bodies`` to ``route`` from ``concurrency`` threads, each from its own loopback address."""
     import httpx
 
     local = threading.local()
     clients: list[httpx.Client] = []
+    lock = threading.Lock()
 
     def one(body: dict) -> tuple[int | str, float, str | None, float | None]:
         client = getattr(local, "client", None)
         if client is None:
-            client = local.client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout)
-            clients.append(client)
+            with lock:
+                address = NORMAL_CLIENT_ADDRESS.format(NORMAL_CLIENT_BASE + len(clients))
+                client = local.client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"},
+                                                     timeout=timeout, transport=httpx.HTTPTransport(local_address=address))
+                clients.append(client)
         started = time.perf_counter()
         try:
             response = client.post(route, json=body)
@@ -156,7 +170,8 @@ class HealthPoller:
                 "max_ms": round(max(self.latencies) * 1000, 1) if self.latencies else None}
 
 
-def _abuse(url: str, token: str, route: str, bodies: list[dict], clients: int, timeout: float, stop, results) -> None:
+def _abuse(url: str, token: str, route: str, bodies: list[dict], clients: int, timeout: float, address: str, stop,
+           results) -> None:
     """Process body of :class:`Abusers`: ``clients`` threads post ``bodies`` in a loop until ``stop`` is set."""
     import httpx
 
@@ -165,7 +180,8 @@ def _abuse(url: str, token: str, route: str, bodies: list[dict], clients: int, t
     latencies: list[float] = []
 
     def loop(index: int) -> None:
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout) as client:
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout,
+                          transport=httpx.HTTPTransport(local_address=address)) as client:
             i = index
             while not stop.is_set():
                 started = time.perf_counter()
@@ -193,15 +209,16 @@ class Abusers:
     """Clients that send ``bodies`` to ``route`` in a loop from ``clients`` threads until stopped.
 
     They run in their own process, like a remote client: they share the machine's cores with the
-    service but not its interpreter lock.
+    service but not its interpreter lock. All of them connect from ``address`` (one abusive host).
     """
 
-    def __init__(self, url: str, token: str, route: str, bodies: list[dict], clients: int, timeout: float) -> None:
+    def __init__(self, url: str, token: str, route: str, bodies: list[dict], clients: int, timeout: float,
+                 address: str) -> None:
         import multiprocessing
 
         context = multiprocessing.get_context("spawn")
         self._stop, self._results = context.Event(), context.Queue()
-        self._process = context.Process(target=_abuse, args=(url, token, route, bodies, clients, timeout, self._stop,
+        self._process = context.Process(target=_abuse, args=(url, token, route, bodies, clients, timeout, address, self._stop,
                                                              self._results), daemon=True)
         self._summary: dict = {}
 
@@ -230,6 +247,15 @@ def abusive_bodies(limits, native: tuple[int, int]) -> tuple[list[dict], list[di
     generations = [{"prompt": scans[i]["prompt"], "seed": i, "steps": steps, "width": width, "height": height,
                     "num_images": images} for i in range(2)]
     return scans, generations
+
+
+def worker_factory(tiny: bool, untrained: bool, model: str | None, policy: str):
+    """Builds the served generator in the worker process (module level, so it pickles)."""
+    from safetext.generator import SafeTextGenerator
+    from safetext.policy import load_policy
+
+    args = argparse.Namespace(tiny=tiny, untrained=untrained, model=model)
+    return SafeTextGenerator(build_pipeline(args)[0], policy=load_policy(policy))
 
 
 def build_pipeline(args: argparse.Namespace):
@@ -270,6 +296,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--abuse-scan-clients", type=int, default=1, help="clients sending max-size whitespace scans")
     parser.add_argument("--abuse-generate-clients", type=int, default=1, help="clients sending max-budget generations")
     parser.add_argument("--no-abuse", action="store_true", help="skip the abuse phase")
+    parser.add_argument("--worker", choices=["process", "thread"], default="process",
+                        help="where the service runs generations: `safetext serve --worker` (default: %(default)s)")
+    parser.add_argument("--worker-threads", type=int, default=None,
+                        help="torch threads of the worker process (default: the service's, CPU cores less one)")
     parser.add_argument("--out", default=str(RESULTS / "service_load"), help="output path without extension")
     args = parser.parse_args(argv)
     for name in ("scan_requests", "generate_requests", "concurrency", "steps", "burst"):
@@ -281,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     from safetext.generator import SafeTextGenerator
     from safetext.policy import load_policy
     from safetext.service import BackgroundServer, ServiceLimits, create_app
+    from safetext.service.worker import default_threads
 
     load_at_start = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
     policy = load_policy(args.policy)
@@ -292,7 +323,14 @@ def main(argv: list[str] | None = None) -> int:
     scan_bodies = [{"prompt": p} for p in prompts(args.scan_requests)]
     gen_bodies = [{"prompt": p, "seed": i, "steps": args.steps} for i, p in enumerate(prompts(args.generate_requests))]
 
-    app = create_app(generator, policy, token=token, max_queue=args.concurrency, limits=limits)
+    def make_app(max_queue: int):
+        if args.worker == "thread":
+            return create_app(generator, policy, token=token, max_queue=max_queue, limits=limits)
+        factory = functools.partial(worker_factory, args.tiny, args.untrained, args.model, args.policy)
+        return create_app(generator_factory=factory, policy=policy, token=token, max_queue=max_queue, limits=limits,
+                          worker="process", worker_threads=args.worker_threads)
+
+    app = make_app(args.concurrency)
     with BackgroundServer(app, host=HOST) as server:
         drive(server.url, token, "/v1/scan", scan_bodies[:8], 1, args.timeout)  # warm-up, not reported
         drive(server.url, token, "/v1/generate", gen_bodies[:1], 1, args.timeout)
@@ -303,14 +341,14 @@ def main(argv: list[str] | None = None) -> int:
     abuse = None
     if not args.no_abuse:
         abusive_scans, abusive_gens = abusive_bodies(limits, native)
-        abuse_app = create_app(generator, policy, token=token, max_queue=args.concurrency + args.abuse_generate_clients,
-                               limits=limits)
+        abuse_app = make_app(args.concurrency + args.abuse_generate_clients)
         with BackgroundServer(abuse_app, host=HOST) as server:
             drive(server.url, token, "/v1/scan", scan_bodies[:8], 1, args.timeout)  # warm-up, not reported
             with HealthPoller(server.url) as health_abuse, \
-                    Abusers(server.url, token, "/v1/scan", abusive_scans, args.abuse_scan_clients, args.timeout) as scan_abuse, \
+                    Abusers(server.url, token, "/v1/scan", abusive_scans, args.abuse_scan_clients, args.timeout,
+                            "127.0.0.2") as scan_abuse, \
                     Abusers(server.url, token, "/v1/generate", abusive_gens, args.abuse_generate_clients,
-                            args.timeout) as gen_abuse:
+                            args.timeout, "127.0.0.3") as gen_abuse:
                 time.sleep(5.0)  # let the abusers' processes start and get going
                 abuse_scan = drive(server.url, token, "/v1/scan", scan_bodies, args.concurrency, args.timeout)
                 abuse_generate = drive(server.url, token, "/v1/generate", gen_bodies, args.concurrency, args.timeout)
@@ -328,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
             "generate_p99_within_2x": _within(abuse_generate["p99_ms"], generate["p99_ms"]),
         }
 
-    burst_app = create_app(generator, policy, token=token, max_queue=args.burst_queue, limits=limits)
+    burst_app = make_app(args.burst_queue)
     with BackgroundServer(burst_app, host=HOST) as server:
         burst_bodies = [gen_bodies[i % len(gen_bodies)] for i in range(args.burst)]
         burst = drive(server.url, token, "/v1/generate", burst_bodies, args.burst, args.timeout)
@@ -347,6 +385,8 @@ def main(argv: list[str] | None = None) -> int:
         "model": model_name,
         "policy": policy.name,
         "steps": args.steps,
+        "worker": args.worker,
+        "worker_threads": (args.worker_threads or default_threads()) if args.worker == "process" else None,
         "environment": {
             "python": platform.python_version(),
             "torch": torch.__version__,
@@ -354,6 +394,7 @@ def main(argv: list[str] | None = None) -> int:
             "cpu_count": os.cpu_count(),
             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
             "load_average_1m_at_start": load_at_start,
+            "load_average_1m_at_end": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         },
         "scan": scan,
         "generate": generate,
@@ -383,9 +424,12 @@ def markdown(r: dict) -> str:
     lines = [
         "# HTTP service load (loopback)",
         "",
-        f"Model: {r['model']}; policy `{r['policy']}`; {r['steps']} steps per image; one generation worker.",
-        f"Python {env['python']}, torch {env['torch']} ({env['torch_threads']} thread(s)), {env['cpu_count']} CPU cores, "
-        f"1-minute load average {env['load_average_1m_at_start']} at start (other jobs shared the cores).",
+        f"Model: {r['model']}; policy `{r['policy']}`; {r['steps']} steps per image; one generation worker, "
+        + (f"a separate process with {r['worker_threads']} torch thread(s)." if r["worker"] == "process"
+           else "a thread of the service's process."),
+        f"Python {env['python']}, torch {env['torch']} ({env['torch_threads']} thread(s) in the service's process), "
+        f"{env['cpu_count']} CPU cores, 1-minute load average {env['load_average_1m_at_start']} at start and "
+        f"{env['load_average_1m_at_end']} at the end (other jobs shared the cores).",
         f"Produced by `{r['command']}` on loopback; clients and server share the machine.",
         "Latencies are client-side (queueing included); *worker* is the generation time inside the service.",
         "",
@@ -428,14 +472,17 @@ def markdown(r: dict) -> str:
             f"({ga['num_images']} images of {ga['height']}x{ga['width']} at {ga['steps']} steps; {ga['requests']} "
             f"requests, statuses {ga['statuses']}).",
             "",
-            "| normal clients | clean p50 ms | clean p99 ms | under abuse p50 ms | under abuse p99 ms | ratio p99 | target |",
-            "|---|---|---|---|---|---|---|",
+            "| normal clients | clean p50 ms | clean p99 ms | under abuse p50 ms | under abuse p99 ms | ratio p99 | "
+            "worker p50 ms clean / abuse | target |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for key, target in (("scan", "scan_p99_within_2x"), ("generate", "generate_p99_within_2x")):
             clean, abused = r[key], a[key]
             ratio = round(abused["p99_ms"] / clean["p99_ms"], 2) if abused["p99_ms"] and clean["p99_ms"] else None
+            worker = (f"{clean['worker_p50_ms']} / {abused['worker_p50_ms']}" if clean["worker_p50_ms"] is not None
+                      else "-")
             lines.append(f"| `{clean['route']}` | {clean['p50_ms']} | {clean['p99_ms']} | {abused['p50_ms']} | "
-                         f"{abused['p99_ms']} | {ratio} | <= 2x: {'met' if a['targets'][target] else 'MISSED'} |")
+                         f"{abused['p99_ms']} | {ratio} | {worker} | <= 2x: {'met' if a['targets'][target] else 'MISSED'} |")
         lines += [
             "",
             f"`/healthz` under abuse: p50 {h['p50_ms']} ms, p99 {h['p99_ms']} ms, max {h['max_ms']} ms "

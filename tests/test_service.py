@@ -90,7 +90,8 @@ def test_auth_is_required_everywhere_but_healthz(serve, generator, policy):
         health = client.get("/healthz")
         assert health.status_code == 200
         assert health.json() == {"status": "ok", "policy": "service-test",
-                                 "queue": {"running": 0, "waiting": 0, "workers": 1, "max_queue": 8}}
+                                 "queue": {"running": 0, "waiting": 0, "workers": 1, "max_queue": 8},
+                                 "workers": {"mode": "thread", "restarts": 0}}
         missing = client.post("/v1/generate", json={"prompt": CLEAN, "steps": 1})
         assert missing.status_code == 401 and missing.headers["www-authenticate"] == 'Bearer realm="safetext"'
         assert missing.json() == {"error": "unauthorized", "detail": "missing bearer token; send 'Authorization: Bearer <token>'"}
@@ -289,8 +290,10 @@ def test_pool_refuses_beyond_its_bound_and_releases_places():
     pool.admit()
     with pytest.raises(Overloaded, match="all 1 generation worker"):
         pool.admit()
-    pool._release(None)
-    pool._release(None)
+    pool.release()
+    pool.release()
+    with pytest.raises(RuntimeError, match="without a matching admit"):
+        pool.release()
     assert asyncio.run(pool.run(lambda gen: gen * 2)) == "gg"
     assert pool.state().to_dict() == {"running": 0, "waiting": 0, "workers": 1, "max_queue": 1}
     pool.close()

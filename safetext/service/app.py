@@ -16,6 +16,11 @@ generation_failed. Internal exception text never reaches a client: a 500 names t
 A generation whose client disconnects is cancelled between two denoising steps; on shutdown the
 service stops accepting, lets running generations finish for ``shutdown_timeout`` seconds, then
 cancels them the same way.
+
+Generations run in worker threads of this process (``worker="thread"``) or in worker processes
+(``worker="process"``, see :mod:`safetext.service.worker`) so that scans, ``/healthz`` and admission
+never share the interpreter lock with the denoiser. Waiting requests are served fairly per client
+(remote address, or a header set by a trusted proxy), weighted by their compute.
 """
 
 # No ``from __future__ import annotations``: FastAPI reads the route signatures at runtime and the
@@ -24,7 +29,6 @@ cancels them the same way.
 import asyncio
 import base64
 import contextlib
-import io
 import logging
 import time
 import uuid
@@ -41,9 +45,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from safetext.errors import PolicyError, PolicyViolation
 from safetext.policy.verdict import Verdict
-from safetext.service.admission import Cancelled, GenerationPool, Overloaded, step_canceller
+from safetext.service.admission import Cancelled, GenerationPool, Overloaded
 from safetext.service.guards import RequestGuardMiddleware
 from safetext.service.limits import ErrorResponse, GenerateResponse, ServiceLimits, build_request_models, check_request
+from safetext.service.worker import ProcessWorker, generate_pngs
 from safetext.telemetry import SafetextMetrics, log_request_event
 
 logger = logging.getLogger("safetext.service")
@@ -67,6 +72,10 @@ def create_app(
     metrics: SafetextMetrics | None = None,
     log_prompts: bool = False,
     shutdown_timeout: float = 30.0,
+    worker: str = "thread",
+    worker_threads: int | None = None,
+    max_waiting_per_client: int | None = None,
+    client_header: str | None = None,
 ) -> FastAPI:
     """Build the service app around a guarded generator and a policy.
 
@@ -87,6 +96,14 @@ def create_app(
             policy's config sets ``log_prompts: true``).
         shutdown_timeout: seconds running generations may take to finish when the service stops; then
             they are cancelled at their next denoising step.
+        worker: ``"thread"``: generations run in threads of this process; ``"process"``: each of the
+            ``max_concurrency`` workers is a :class:`~safetext.service.worker.ProcessWorker` that builds
+            its generator with ``generator_factory`` (which must then be picklable) and is restarted
+            when it dies.
+        worker_threads: torch intra-op threads of each worker process (default: CPU cores less one).
+        max_waiting_per_client: most requests one client may have waiting (None: only ``max_queue``).
+        client_header: a request header that names the client for the fair queue (set by a trusted
+            proxy in front of the service); default: the remote address.
 
     Example:
         >>> from safetext.service import create_app
@@ -110,6 +127,20 @@ def create_app(
         raise ValueError(f"max_queue must be an integer >= 0, got {max_queue!r}")
     if not shutdown_timeout >= 0:
         raise ValueError(f"shutdown_timeout must be >= 0 seconds, got {shutdown_timeout!r}")
+    if worker not in ("thread", "process"):
+        raise ValueError(f"worker must be 'thread' or 'process', got {worker!r}")
+    if worker == "process" and generator_factory is None:
+        raise ValueError("worker='process' builds the generator in the worker process: pass generator_factory "
+                         "(a picklable callable such as safetext.service.worker.GeneratorRecipe), not generator")
+    if worker == "process" and policy is None:
+        policy = getattr(generator_factory, "policy", None)
+        if policy is None:
+            raise ValueError("worker='process' needs policy=... for /v1/scan (the generator lives in the worker process)")
+    for name, value in (("worker_threads", worker_threads), ("max_waiting_per_client", max_waiting_per_client)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be an integer >= 1 (or None), got {value!r}")
+    if worker_threads is not None and worker != "process":
+        raise ValueError("worker_threads applies to worker='process' only; set torch's threads yourself for 'thread'")
     policy = _resolve_policy(policy, generator)
     log_prompts = log_prompts or bool(getattr(getattr(policy, "config", None), "log_prompts", False))
     limits = limits or ServiceLimits()
@@ -118,7 +149,16 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        if generator is not None:
+        if worker == "process":
+            generators = [ProcessWorker(generator_factory, threads=worker_threads) for _ in range(max_concurrency)]
+            try:
+                for process in generators:
+                    await asyncio.to_thread(process.start)
+            except BaseException:
+                for process in generators:
+                    await asyncio.to_thread(process.close)
+                raise
+        elif generator is not None:
             generators = [generator]
         else:
             generators = [await asyncio.to_thread(generator_factory) for _ in range(max_concurrency)]
@@ -128,19 +168,22 @@ def create_app(
                                "generations are counted twice. Build the generator without metrics=")
         resolved = limits.resolve(generators[0])
         app.state.limits, app.state.native = resolved, limits.native(generators[0])
-        app.state.pool = GenerationPool(generators, max_queue)
-        logger.info("safetext service ready: %d worker(s), queue bound %d, limits: %d steps (default %d), %dx%d px, "
-                    "%d images, compute budget %d step-pixels", max_concurrency, max_queue, resolved.max_steps,
+        app.state.pool = GenerationPool(generators, max_queue, max_waiting_per_client)
+        logger.info("safetext service ready: %d %s worker(s), queue bound %d, limits: %d steps (default %d), %dx%d px, "
+                    "%d images, compute budget %d step-pixels", max_concurrency, worker, max_queue, resolved.max_steps,
                     resolved.default_steps, resolved.max_width, resolved.max_height, resolved.max_images,
                     resolved.max_compute)
         try:
             yield
         finally:
             await asyncio.to_thread(app.state.pool.close, shutdown_timeout)
+            for served in generators:
+                if isinstance(served, ProcessWorker):
+                    await asyncio.to_thread(served.close)
 
     app = FastAPI(title="safetext", summary="Guarded text-to-image generation and prompt scanning.", lifespan=lifespan)
     app.state.metrics, app.state.policy, app.state.limits = metrics, policy, limits
-    app.state.pool = None
+    app.state.pool, app.state.worker = None, worker
     responses = _register_service_metrics(metrics, app)
     app.add_middleware(
         RequestGuardMiddleware, token=token, max_body_bytes=limits.max_body_bytes, max_json_depth=limits.max_json_depth,
@@ -160,9 +203,14 @@ def create_app(
             log(None, 422, error="limits")
             return _invalid(problems, request_id)
         cancel = threading.Event()
+        height, width = body.height or app.state.native[0], body.width or app.state.native[1]
+        client = _client_key(request, client_header)
         try:
             images, verdict, seconds = await _until_disconnect(
-                request, app.state.pool.run(lambda gen: _generate(gen, body, cancel), cancel), cancel
+                request,
+                app.state.pool.run(lambda gen: _generate(gen, body, cancel, request_id), cancel, client=client,
+                                   cost=float(body.steps * width * height * body.num_images)),
+                cancel,
             )
         except Overloaded as exc:
             return _error(503, "overloaded", str(exc), request_id, headers={"Retry-After": "1"})
@@ -184,9 +232,10 @@ def create_app(
             return _error(422, "invalid_request", str(exc), request_id)
         except Exception as exc:  # anything else is ours; its text may hold paths or secrets: log it, answer the id
             metrics.observe_error()
+            kind = getattr(exc, "remote_type", type(exc).__name__)
             logger.exception("generation failed (request %s)", request_id)
-            log(None, 500, error=type(exc).__name__)
-            detail = f"generation failed ({type(exc).__name__}); see the service log for request {request_id}"
+            log(None, 500, error=kind)
+            detail = f"generation failed ({kind}); see the service log for request {request_id}"
             return _error(500, "generation_failed", detail, request_id)
         generation_seconds = _detail_seconds(verdict, "generation_seconds")
         metrics.observe_request(
@@ -220,7 +269,9 @@ def create_app(
     async def healthz() -> dict[str, Any]:  # on the event loop: no thread-pool hop for the load balancer
         pool = app.state.pool
         state = pool.state().to_dict() if pool is not None else None
-        return {"status": "ok" if pool is not None else "starting", "policy": _policy_name(policy), "queue": state}
+        workers = {"mode": worker, "restarts": _restarts(pool)}
+        return {"status": "ok" if pool is not None else "starting", "policy": _policy_name(policy), "queue": state,
+                "workers": workers}
 
     return app
 
@@ -257,38 +308,31 @@ async def _disconnected(request: Request) -> None:
             return
 
 
-def _accepts_step_callback(gen: Any) -> bool:
-    import inspect
+def _generate(gen: Any, body: Any, cancel: threading.Event, request_id: str) -> tuple[list[dict[str, Any]], Verdict, float]:
+    """Runs in a pool thread: one guarded generation (here or in a worker process), its images as base64 PNGs.
 
-    target = getattr(gen, "pipe", gen)
-    try:
-        return "callback_on_step_end" in inspect.signature(target.__call__).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def _generate(gen: Any, body: Any, cancel: threading.Event | None = None) -> tuple[list[dict[str, Any]], Verdict, float]:
-    """Runs in a worker thread: one guarded generation, its images as base64 PNGs.
-
-    With ``cancel``, the pipeline's step callback stops the generation at the next step once it is set.
+    The generation stops at the next step once ``cancel`` is set.
     """
-    import torch
-
-    started = time.perf_counter()
-    kwargs = body.pipeline_kwargs()
-    if cancel is not None and _accepts_step_callback(gen):
-        kwargs["callback_on_step_end"] = step_canceller(cancel)
-    output = gen(prompt=body.prompt, generator=torch.Generator().manual_seed(body.seed), output_type="pil", **kwargs)
-    seconds = time.perf_counter() - started
-    verdict = getattr(output, "verdict", None)
-    if verdict is None:
-        raise TypeError(f"{type(gen).__name__} returned an output without .verdict; serve a safetext.generator.SafeTextGenerator")
-    images = []
-    for image in output.images:
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
-        images.append({"png_base64": base64.b64encode(buffer.getvalue()).decode("ascii"), "width": image.width, "height": image.height})
+    if isinstance(gen, ProcessWorker):
+        pngs, verdict, seconds = gen.generate(body.prompt, body.seed, body.pipeline_kwargs(), cancel, request_id)
+    else:
+        pngs, verdict, seconds = generate_pngs(gen, body.prompt, body.seed, body.pipeline_kwargs(), cancel)
+    images = [{"png_base64": base64.b64encode(png).decode("ascii"), "width": width, "height": height}
+              for png, width, height in pngs]
     return images, _as_verdict(verdict), seconds
+
+
+def _client_key(request: Request, header: str | None) -> str:
+    """Who the fair queue counts a request against: the trusted proxy's header, else the remote address."""
+    if header:
+        value = request.headers.get(header)
+        if value:
+            return "h:" + value.split(",")[0].strip()[:256]
+    return "a:" + (request.client.host if request.client is not None else "")
+
+
+def _restarts(pool: Any) -> int:
+    return sum(getattr(gen, "restarts", 0) for gen in pool.generators) if pool is not None else 0
 
 
 def _request_logger(request_id: str, route: str, started: float, log_prompts: bool) -> Callable[..., None]:
@@ -363,6 +407,9 @@ def _register_service_metrics(metrics: SafetextMetrics, app: FastAPI) -> Counter
     ):
         gauge = Gauge(name, doc, registry=metrics.registry)
         gauge.set_function(lambda field=field: float(getattr(app.state.pool.state(), field)) if app.state.pool else 0.0)
+    restarts = Gauge("safetext_worker_restarts", "Generation worker processes restarted after they died, since start.",
+                     registry=metrics.registry)
+    restarts.set_function(lambda: float(_restarts(app.state.pool)))
     return responses
 
 

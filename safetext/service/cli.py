@@ -46,6 +46,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--insecure-no-auth", action="store_true", help="serve without authentication (local experiments only)")
     p.add_argument("--max-queue", type=int, default=8, help="requests allowed to wait for a worker; 503 beyond (default: %(default)s)")
     p.add_argument("--max-concurrency", type=int, default=1, help="generation workers, one pipeline each (default: %(default)s)")
+    p.add_argument("--worker", choices=["thread", "process"], default="thread",
+                   help="where generations run: 'thread' (in this process) or 'process' (a worker process per pipeline, "
+                        "restarted if it dies; scans and /healthz never share the denoiser's interpreter lock; best with "
+                        "a core to spare for the HTTP process) (default: %(default)s)")
+    p.add_argument("--worker-threads", type=int, default=None,
+                   help="torch intra-op threads of each worker process (default: CPU cores less one, at least 1)")
+    p.add_argument("--max-waiting-per-client", type=int, default=None,
+                   help="most requests one client may have waiting; 503 beyond (default: only --max-queue bounds it)")
+    p.add_argument("--client-header", default=None,
+                   help="header naming the client for the fair queue, set by a trusted proxy (e.g. X-Forwarded-For); "
+                        "default: the remote address")
     for name, help_text in _LIMIT_FLAGS.items():
         default = getattr(defaults, name)
         p.add_argument("--" + name.replace("_", "-"), type=int, default=default,
@@ -79,17 +90,16 @@ def serve(args: argparse.Namespace) -> int:
         limits = ServiceLimits(**{name: getattr(args, name) for name in _LIMIT_FLAGS})
         policy = load_policy(args.policy, allow_paths=args.allow_paths)
 
-        def make_generator():
-            from safetext.generate_cli import load_pipeline
-            from safetext.generator import SafeTextGenerator
+        from safetext.service.worker import GeneratorRecipe
 
-            kwargs = {"layer_map": args.layer_map} if args.layer_map else {}
-            return SafeTextGenerator(load_pipeline(args.model), policy=policy, **kwargs)
-
+        recipe = GeneratorRecipe(model=args.model, policy=args.policy, layer_map=args.layer_map,
+                                 allow_paths=args.allow_paths)
         app = create_app(
-            generator_factory=make_generator, policy=policy, token=token, insecure_no_auth=token is None,
+            generator_factory=recipe, policy=policy, token=token, insecure_no_auth=token is None,
             max_queue=args.max_queue, max_concurrency=args.max_concurrency, limits=limits,
-            log_prompts=args.log_prompts, shutdown_timeout=args.shutdown_timeout,
+            log_prompts=args.log_prompts, shutdown_timeout=args.shutdown_timeout, worker=args.worker,
+            worker_threads=args.worker_threads if args.worker == "process" else None,
+            max_waiting_per_client=args.max_waiting_per_client, client_header=args.client_header,
         )
     except ValueError as exc:  # bad options, token or policy (PolicyError is a ValueError)
         print(f"safetext serve: {exc}", file=sys.stderr)

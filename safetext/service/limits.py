@@ -165,6 +165,9 @@ def native_size(served: Any) -> tuple[int, int] | None:
 def default_steps(served: Any) -> int | None:
     """The pipeline's default ``num_inference_steps`` (from its call signature), or None."""
     pipe = _pipe_of(served)
+    known = getattr(pipe, "default_steps", None)  # PipelineFacts of a worker process
+    if isinstance(known, int) and not isinstance(known, bool) and known > 0:
+        return known
     call = getattr(pipe, "__call__", None)
     if call is None:
         return None
