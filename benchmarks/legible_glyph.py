@@ -166,9 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--untrained", type=int, default=70, help="never-trained list words to draw")
-    parser.add_argument("--starts", default="0.1,0.2", help="start fractions tried on dev")
+    parser.add_argument("--configs", default="1@0.1,1@0.2,2@0.2", help="layer count @ start fraction tried on dev")
+    parser.add_argument("--dev", type=int, default=40, help="dev prompts used (a stable sample of the dev part)")
     parser.add_argument("--min-ssim", type=float, default=0.88, help="least mean dev SSIM a choice may have")
-    parser.add_argument("--candidates", type=int, default=80, help="training words tried as replacement words")
+    parser.add_argument("--candidates", type=int, default=24, help="training words tried as replacement words")
     parser.add_argument("--limit", type=int, default=0, help="prompts per split (0: all; for a quick smoke run)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -198,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     ranking = list(shipped.ranking or ())
 
     items = build_items(prompt_words(strict, args.untrained), args.seed)
-    dev = [i for i in items if i["split"] == "dev"][: args.limit or None]
+    dev = sorted((i for i in items if i["split"] == "dev"), key=lambda i: stable_fraction(i["word"], "dev-sample"))[: args.limit or args.dev]
     test = [i for i in items if i["split"] == "test"][: args.limit or None]
     print(f"{len(items)} prompts: dev {len(dev)}, test {len(test)}", flush=True)
 
@@ -215,11 +216,11 @@ def main(argv: list[str] | None = None) -> int:
     # -- dev: choices ----------------------------------------------------------------------------------
     dev_ref, _ = runner.batched(pipe, dev)
     sweep = []
-    for n_layers in (len(shipped.layers), len(shipped.layers) + 1):
-        for start in [float(s) for s in args.starts.split(",")]:
-            result = guarded(dev, layer_map(start, n_layers), quiet, dev_ref)
-            sweep.append({"start_fraction": start, "layers": n_layers, **{k: v for k, v in result.items() if k != "rows"}})
-            print(f"dev {n_layers} layer(s) @ {start:g}: read {result['read_as_replacement']:.3f} SSIM {result['mean_ssim']:.3f}", flush=True)
+    for config in args.configs.split(","):
+        n_layers, start = int(config.split("@")[0]), float(config.split("@")[1])
+        result = guarded(dev, layer_map(start, n_layers), quiet, dev_ref)
+        sweep.append({"start_fraction": start, "layers": n_layers, **{k: v for k, v in result.items() if k != "rows"}})
+        print(f"dev {n_layers} layer(s) @ {start:g}: read {result['read_as_replacement']:.3f} SSIM {result['mean_ssim']:.3f}", flush=True)
     eligible = [s for s in sweep if s["mean_ssim"] >= args.min_ssim] or sweep
     best = max(eligible, key=lambda s: (s["read_as_replacement"], s["mean_ssim"]))
     chosen = layer_map(best["start_fraction"], best["layers"])
