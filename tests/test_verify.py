@@ -319,3 +319,29 @@ def test_similarity_and_bad_settings():
         ImageVerifier(load_policy("default"), AlwaysOcr(""), expect="legible")
     with pytest.raises(ValueError, match="expected has 2 entries for 1 images"):
         replacement_verifier(AlwaysOcr("")).check([torch.zeros(3, 8, 8)], expected=["a", "b"])
+
+
+@pytest.mark.slow
+def test_shipped_glyph_model_garbled_first_try_is_escalated_until_it_reads_as_the_replacement():
+    """Real weights and real OCR: 'arsehole' -> 'starfish' comes out garbled from the shipped map (and from step
+    0); adding the ranking's next layer makes it read 'starfish'."""
+    from safetext.models.glyph import load_glyph_pipeline, shipped_weights_dir
+    from safetext.scoring import get_ocr
+
+    if not (shipped_weights_dir() / "model_index.json").is_file():
+        pytest.skip("no shipped glyph weights")
+    glyph = load_glyph_pipeline()
+    policy = load_policy("default")
+    verifier = ImageVerifier(policy, get_ocr("rapidocr", mode="crop"), ("earlier_start", "next_layers", "all_layers"), expect="replacement")
+    gen = SafeTextGenerator(glyph, policy=policy, verifier=verifier)
+    prompt = 'A red sign that says "arsehole".'
+    out = gen(prompt, generator=torch.Generator().manual_seed(14), num_inference_steps=20, output_type="pt")
+    steps = out.verdict.details["escalations"]
+    assert steps[0]["step"] == "earlier_start" and steps[0]["reason"] == "illegible"
+    assert [s["step"] for s in steps] == ["earlier_start", "next_layers"] and steps[-1]["illegible_after"] is False
+    assert steps[-1]["layers"] == ["mid_block.attentions.0.transformer_blocks.0.attn2", "up_blocks.0.attentions.1.transformer_blocks.0.attn2"]
+    check = out.verdict.details["verification"][0]
+    assert check["expected"] == "starfish" and check["legible"] and not check["toxic"]
+    # the first try (the shipped map alone, same noise) does not read as 'starfish'
+    first = SafeTextGenerator(glyph, policy=policy)(prompt, generator=torch.Generator().manual_seed(14), num_inference_steps=20, output_type="pt")
+    assert get_ocr("rapidocr", mode="crop").read(first.images[0]).text.strip().lower() != "starfish"
