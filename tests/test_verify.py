@@ -323,8 +323,8 @@ def test_similarity_and_bad_settings():
 
 @pytest.mark.slow
 def test_shipped_glyph_model_garbled_first_try_is_escalated_until_it_reads_as_the_replacement():
-    """Real weights and real OCR: 'arsehole' -> 'starfish' comes out garbled from the shipped map (and from step
-    0); adding the ranking's next layer makes it read 'starfish'."""
+    """Real weights and real OCR: 'arsehole' -> 'starfish' comes out garbled from the preset's layer at 0.2 (and
+    from step 0); adding the ranking's next layer makes it read 'starfish'."""
     from safetext.models.glyph import load_glyph_pipeline, shipped_weights_dir
     from safetext.scoring import get_ocr
 
@@ -333,7 +333,11 @@ def test_shipped_glyph_model_garbled_first_try_is_escalated_until_it_reads_as_th
     glyph = load_glyph_pipeline()
     policy = load_policy("default")
     verifier = ImageVerifier(policy, get_ocr("rapidocr", mode="crop"), ("earlier_start", "next_layers", "all_layers"), expect="replacement")
-    gen = SafeTextGenerator(glyph, policy=policy, verifier=verifier)
+    from safetext.patching import resolve_layer_map
+
+    # the preset's layer from 0.2 of the schedule (the preset's earlier start), so the first try garbles
+    at_02 = resolve_layer_map(glyph).layer_map.model_copy(update={"start_fraction": 0.2})
+    gen = SafeTextGenerator(glyph, policy=policy, layer_map=at_02, verifier=verifier)
     prompt = 'A red sign that says "arsehole".'
     out = gen(prompt, generator=torch.Generator().manual_seed(14), num_inference_steps=20, output_type="pt")
     steps = out.verdict.details["escalations"]
@@ -343,5 +347,5 @@ def test_shipped_glyph_model_garbled_first_try_is_escalated_until_it_reads_as_th
     check = out.verdict.details["verification"][0]
     assert check["expected"] == "starfish" and check["legible"] and not check["toxic"]
     # the first try (the shipped map alone, same noise) does not read as 'starfish'
-    first = SafeTextGenerator(glyph, policy=policy)(prompt, generator=torch.Generator().manual_seed(14), num_inference_steps=20, output_type="pt")
+    first = SafeTextGenerator(glyph, policy=policy, layer_map=at_02)(prompt, generator=torch.Generator().manual_seed(14), num_inference_steps=20, output_type="pt")
     assert get_ocr("rapidocr", mode="crop").read(first.images[0]).text.strip().lower() != "starfish"
