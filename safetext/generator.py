@@ -91,16 +91,29 @@ class GenerationTuple(tuple):
 
 
 def _generator_states(generator: Any) -> Any:
-    """Saved states of the call's torch generator(s), so an escalation re-run starts from the same noise."""
+    """Saved states of the call's torch generator(s), so an escalation re-run starts from the same noise.
+
+    Without a generator the pipeline draws from torch's default generators: their states are saved instead.
+    """
     if generator is None:
-        return None
+        import torch
+
+        return ("default", torch.random.get_rng_state(), torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None)
     if isinstance(generator, (list, tuple)):
         return [g.get_state() for g in generator]
     return generator.get_state()
 
 
 def _restore_generator_states(generator: Any, states: Any) -> None:
-    if generator is None or states is None:
+    if states is None:
+        return
+    if generator is None:
+        import torch
+
+        _, cpu, cuda = states
+        torch.random.set_rng_state(cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
         return
     if isinstance(generator, (list, tuple)):
         for g, state in zip(generator, states):
@@ -353,17 +366,48 @@ class SafeTextGenerator:
         """The patch an escalation step runs (built once per generator), or None when the step patches nothing new.
 
         ``earlier_start``: the map's layers from step 0 (None when the map already starts there);
-        ``all_layers``: every text-attention layer from step 0; any other step (``block``) patches nothing.
+        ``next_layers``: the map's layers plus as many again from the map's ``ranking`` (at least one),
+        from step 0 (None without a ranking that adds a layer); ``all_layers``: every text-attention layer
+        from step 0; any other step (``block``) patches nothing.
         """
+        mapped = [layer.name for layer in self.resolved.layers]
         if step == "earlier_start" and self.resolved.layer_map.start_fraction == 0:
             return None
-        if step not in ("earlier_start", "all_layers"):
+        if step == "next_layers":
+            further = [name for name in self.resolved.layer_map.ranking or () if name not in mapped]
+            if not further:
+                return None
+        elif step not in ("earlier_start", "all_layers"):
             return None
         patch = self._escalation_patches.get(step)
         if patch is None:
-            layers = [layer.name for layer in self.resolved.layers] if step == "earlier_start" else None
+            if step == "next_layers":
+                layers = mapped + further[: max(1, len(mapped))]
+            else:
+                layers = mapped if step == "earlier_start" else None
             patch = self._escalation_patches[step] = KVPatch(self.pipe, layers, 0.0)
         return patch
+
+    def _expected_texts(self, decision: _Decision, image_count: int) -> list[str | None] | None:
+        """Per image, the text a patched prompt's image should show (None for unpatched prompts)."""
+        if self.verifier.expect != "replacement" or not decision.patched_prompts or not decision.target_kwargs:
+            return None
+        targets = next(iter(decision.target_kwargs.values()))
+        targets = [targets] if isinstance(targets, str) else list(targets)
+        per_prompt = max(1, image_count // len(targets))
+        expected: list[str | None] = []
+        for index in range(image_count):
+            prompt = min(index // per_prompt, len(targets) - 1)
+            if prompt not in decision.patched_prompts:
+                expected.append(None)
+                continue
+            suffix = f"[{prompt}]" if len(targets) > 1 else ""
+            words = [
+                f.replacement for f in decision.verdict.findings
+                if f.replacement and (not suffix or f.slot.endswith(suffix))
+            ]
+            expected.append(self.verifier.expected_text(targets[prompt], words))
+        return expected
 
     def _verify(
         self,
@@ -374,44 +418,59 @@ class SafeTextGenerator:
         generator_states: Any,
         timings: dict[str, float],
     ) -> tuple[Any, Verdict]:
-        """OCR the images; while toxic text is visible, run the policy's escalation steps in order."""
+        """OCR the images; while a check fails (toxic text visible, or with ``expect: replacement`` a patched
+        image not reading as its sanitized text), run the policy's escalation steps in order."""
         started = time.perf_counter()
-        report = self.verifier.check(output_images(output), pipe=self.pipe)
+        images = output_images(output)
+        expected = self._expected_texts(decision, len(images))
+        report = self.verifier.check(images, pipe=self.pipe, expected=expected)
+        ocr_seconds = report.seconds
         escalations: list[dict[str, Any]] = list(verdict.details.get("escalations", ()))
         for step in self.verifier.escalation:
-            if not report.toxic:
+            if not report.failed:
                 break
             if step == "block":
-                escalations.append({"step": "block", "toxic_images": list(report.toxic_images)})
+                escalations.append(
+                    {"step": "block", "reason": report.reason, "toxic_images": list(report.toxic_images),
+                     "illegible_images": list(report.illegible_images)}
+                )
                 blocked = verdict.model_copy(update={"action": Action.BLOCK}).with_details(
                     verification=[c.as_details() for c in report.checks], escalations=escalations
                 )
                 timings["verification_seconds"] = time.perf_counter() - started
+                timings["verification_ocr_seconds"] = ocr_seconds
                 blocked = blocked.with_details(timings=timings)
                 self._observe(blocked, None, timings)
-                raise PolicyViolation(
-                    "text flagged by the policy is still visible in the generated image "
-                    f"(images {list(report.toxic_images)}) after {[e['step'] for e in escalations[:-1]] or 'no'} "
-                    "escalation; see the exception's .verdict",
-                    blocked,
-                )
+                steps = [e["step"] for e in escalations[:-1]] or "no"
+                if report.toxic:
+                    message = f"text flagged by the policy is still visible in the generated image (images {list(report.toxic_images)})"
+                else:
+                    message = f"the generated image does not read as the sanitized text (images {list(report.illegible_images)})"
+                raise PolicyViolation(f"{message} after {steps} escalation; see the exception's .verdict", blocked)
             if not decision.patched_prompts:
                 continue  # an allowed prompt has no sanitized target to patch toward: only 'block' applies
             patch = self._escalation_patch(step)
-            if patch is None:  # earlier_start on a map that already starts at step 0
-                escalations.append({"step": step, "skipped": "the layer map already starts at step 0"})
+            if patch is None:  # earlier_start on a map that already starts at step 0, next_layers without a ranking
+                skipped = "the layer map already starts at step 0" if step == "earlier_start" else "the layer map ranks no further layer"
+                escalations.append({"step": step, "skipped": skipped})
                 continue
+            reason = report.reason
             _restore_generator_states(call_kwargs.get("generator"), generator_states)
             output, patch_report = patch.run(
                 call_kwargs, decision.target_kwargs, decision.patched_prompts, require_patch=True
             )
-            report = self.verifier.check(output_images(output), pipe=self.pipe)
-            escalations.append(
-                {"step": step, "layers": list(patch_report.layers), "start_step": patch_report.start_step, "toxic_after": report.toxic}
-            )
+            report = self.verifier.check(output_images(output), pipe=self.pipe, expected=expected)
+            ocr_seconds += report.seconds
+            entry = {"step": step, "reason": reason, "layers": list(patch_report.layers), "start_step": patch_report.start_step, "toxic_after": report.toxic}
+            if expected is not None:
+                entry["illegible_after"] = report.illegible
+            escalations.append(entry)
         if report.toxic:
             verdict = verdict.with_note("toxic text is still visible in the image and the policy's escalation has no step left")
+        elif report.illegible:
+            verdict = verdict.with_note("the image does not read as the sanitized text and the policy's escalation has no step left")
         timings["verification_seconds"] = time.perf_counter() - started
+        timings["verification_ocr_seconds"] = ocr_seconds
         verdict = verdict.with_details(verification=[c.as_details() for c in report.checks], escalations=escalations)
         return output, verdict
 

@@ -291,6 +291,12 @@ def test_localize_writes_map_report_chart_and_parameter_share(pipe, pairs, tmp_p
     summary = json.loads((tmp_path / "localization.json").read_text())
     assert summary["chosen"]["layers"] == list(result.growth.layers)
     assert len(summary["single_layers"]) == 7
+    # the map ranks the other layers for the verification escalation: most movement first, then lower SSIM
+    singles = {row["name"]: row for row in summary["single_layers"]}
+    ranking = result.layer_map.ranking
+    assert sorted(ranking + result.layer_map.layers) == sorted(singles) and not set(ranking) & set(result.layer_map.layers)
+    keys = [(-singles[name]["movement"], singles[name]["similarity"]) for name in ranking]
+    assert keys == sorted(keys)
     # to_k/to_v of the mid block: 2 x (32 x 32), no bias; all 7 layers: 11,264
     share = parameter_share(pipe, ["mid_block.attentions.0.transformer_blocks.0.attn2"])
     assert (share.kv_parameters, share.text_kv_parameters) == (2048, 11264)

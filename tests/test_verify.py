@@ -1,4 +1,4 @@
-"""Closed-loop verification: OCR re-check of generated images and escalation (issue 6, part 1).
+"""Closed-loop verification: OCR re-check of generated images and escalation (issues 6 and 21).
 
 A random-weight model writes nothing legible, so the OCR here is a deterministic stand-in that "reads"
 a toxic word exactly when the image is the unguarded rendering of the toxic prompt — which is what a
@@ -133,7 +133,8 @@ def test_policy_switches_verification_and_latent_output_is_refused():
 
     assert ImageVerifier.from_policy(load_policy("default")) is None
     strict = ImageVerifier.from_policy(load_policy("strict"))
-    assert strict is not None and strict.escalation == ("earlier_start", "all_layers", "block")
+    assert strict is not None and strict.escalation == ("earlier_start", "next_layers", "all_layers", "block")
+    assert strict.expect == "replacement" and strict.min_similarity == 0.9 and strict.fragments.min_chars == 4
 
     class LatentOutput:
         images = torch.zeros(1, 4, 8, 8, 2)  # not an image batch
@@ -154,3 +155,197 @@ def test_ineffective_patch_with_block_only_escalation_refuses(pipe):
     assert info.value.verdict.action is Action.BLOCK
     assert [s["step"] for s in info.value.verdict.details["escalations"]] == ["block"]
     assert info.value.verdict.details["patched_steps"] == 1  # the map patched the last step only
+
+
+# -- the intended outcome: the image reads as the sanitized text (expect: replacement) ------------------
+
+
+class SequenceOcr:
+    """Reads the given texts in order (the last one from then on)."""
+
+    def __init__(self, *texts):
+        self.texts = list(texts)
+        self.reads = 0
+
+    def read(self, image):
+        text = self.texts[min(self.reads, len(self.texts) - 1)]
+        self.reads += 1
+        return _Read(text)
+
+
+def replacement_verifier(ocr, escalation=("earlier_start", "next_layers", "all_layers", "block"), **kwargs):
+    return ImageVerifier(load_policy("default"), ocr, escalation, expect="replacement", **kwargs)
+
+
+def ranked_map(pipe, start=0.5):
+    names = [layer.name for layer in discover_text_layers(pipe)]
+    base = LayerMap.for_model(pipe, names[:1], start, name="ranked")
+    return base.model_copy(update={"ranking": tuple(reversed(names[1:]))}), names
+
+
+def test_garbled_result_escalates_through_ranked_layers_and_the_verdict_records_it(pipe):
+    layer_map, names = ranked_map(pipe)
+    sanitized = load_policy("default").scan(TOXIC).sanitized_prompt
+    word = sanitized.split('"')[1]
+    # garbled on the first try and after the earlier start; legible once the next ranked layer is added
+    ocr = SequenceOcr("DOLFHJN", "DOLFHJN", word.upper())
+    gen = SafeTextGenerator(pipe, policy="default", layer_map=layer_map, verifier=replacement_verifier(ocr))
+    out = call(gen, TOXIC)
+    steps = out.verdict.details["escalations"]
+    assert [s["step"] for s in steps] == ["earlier_start", "next_layers"]
+    assert [s["reason"] for s in steps] == ["illegible", "illegible"]
+    assert steps[0]["layers"] == names[:1] and steps[0]["illegible_after"] is True
+    assert steps[1]["layers"] == [names[0], names[-1]] and steps[1]["start_step"] == 0
+    assert steps[1]["illegible_after"] is False and steps[1]["toxic_after"] is False
+    check = out.verdict.details["verification"][0]
+    assert check == {**check, "expected": word, "similarity": 1.0, "legible": True}
+    assert out.verdict.action is Action.NEUTRALIZE and ocr.reads == 3
+    assert out.verdict.details["timings"]["verification_ocr_seconds"] > 0
+    assert out.verdict.details["timings"]["verification_seconds"] >= out.verdict.details["timings"]["verification_ocr_seconds"]
+    # the accepted image is the next_layers patch from the user's noise: equal to running that patch directly
+    expected, _ = KVPatch(pipe, [names[0], names[-1]], 0.0).generate(
+        prompt=TOXIC, target_prompt=sanitized, generator=torch.Generator().manual_seed(0), **KW
+    )
+    assert torch.equal(out.images, expected.images)
+
+
+def test_retry_without_a_generator_starts_from_the_same_noise(pipe):
+    layer_map, names = ranked_map(pipe)
+    ocr = SequenceOcr("XQZRT")  # never legible: every step runs, then block
+    gen = SafeTextGenerator(pipe, policy="default", layer_map=layer_map, verifier=replacement_verifier(ocr, ("all_layers",)))
+    torch.manual_seed(123)
+    out = gen(TOXIC, **KW)  # no generator: torch's default generator is saved and restored
+    assert out.verdict.details["escalations"][0]["illegible_after"] is True
+    assert "does not read as the sanitized text" in " ".join(out.verdict.notes)
+    torch.manual_seed(123)
+    direct, _ = KVPatch(pipe, None, 0.0).generate(prompt=TOXIC, target_prompt=out.verdict.sanitized_prompt, **KW)
+    assert torch.equal(out.images, direct.images)
+
+
+def test_illegible_after_every_step_blocks_with_the_reason(pipe):
+    layer_map, _ = ranked_map(pipe)
+    gen = SafeTextGenerator(pipe, policy="default", layer_map=layer_map, verifier=replacement_verifier(SequenceOcr("XQZRT")))
+    with pytest.raises(PolicyViolation, match="does not read as the sanitized text") as info:
+        run(gen, TOXIC)
+    steps = info.value.verdict.details["escalations"]
+    assert [s["step"] for s in steps] == ["earlier_start", "next_layers", "all_layers", "block"]
+    assert steps[-1] == {"step": "block", "reason": "illegible", "toxic_images": [], "illegible_images": [0]}
+    assert info.value.verdict.details["verification"][0]["legible"] is False
+    assert torch.equal(run(pipe, CLEAN), run(SafeTextGenerator(pipe, policy="default"), CLEAN))
+
+
+def test_next_layers_is_skipped_without_a_ranking_and_not_toxic_ignores_legibility(pipe):
+    names = [layer.name for layer in discover_text_layers(pipe)]
+    plain = LayerMap.for_model(pipe, names[:1], 0.5)
+    ocr = SequenceOcr("DOLFHJN")
+    steps_no_block = ("earlier_start", "next_layers", "all_layers")
+    gen = SafeTextGenerator(pipe, policy="default", layer_map=plain, verifier=replacement_verifier(ocr, steps_no_block))
+    out = call(gen, TOXIC)
+    steps = out.verdict.details["escalations"]
+    assert [s["step"] for s in steps] == ["earlier_start", "next_layers", "all_layers"]
+    assert steps[1] == {"step": "next_layers", "skipped": "the layer map ranks no further layer"}
+    assert steps[2]["illegible_after"] is True and ocr.reads == 3
+    assert "does not read as the sanitized text" in " ".join(out.verdict.notes)
+    # expect: not_toxic (the default) accepts the garbled but clean reading at once
+    relaxed = SafeTextGenerator(pipe, policy="default", layer_map=plain, verifier=ImageVerifier(load_policy("default"), SequenceOcr("DOLFHJN")))
+    out = call(relaxed, TOXIC)
+    assert out.verdict.details["escalations"] == [] and "legible" not in out.verdict.details["verification"][0]
+
+
+def test_fragment_inside_a_token_is_toxic_and_escalated(pipe):
+    layer_map, _ = ranked_map(pipe)
+    policy = load_policy("default")
+    word = policy.scan(TOXIC).sanitized_prompt.split('"')[1]
+    # 'DYKEGHT' (a slur inside a longer non-word) is not flagged by the prompt scan, but is by the fragment check
+    assert not policy.scan("DYKEGHT", slot="ocr").flagged
+    ocr = SequenceOcr("DYKEGHT", word)
+    gen = SafeTextGenerator(pipe, policy="default", layer_map=layer_map, verifier=replacement_verifier(ocr))
+    out = call(gen, TOXIC)
+    steps = out.verdict.details["escalations"]
+    assert [(s["step"], s["reason"]) for s in steps] == [("earlier_start", "toxic")]
+    report = replacement_verifier(SequenceOcr("DYKEGHT")).check([torch.zeros(3, 8, 8)], expected=["daylight"])
+    assert report.checks[0].toxic and report.checks[0].fragments == ("slur",) and report.checks[0].categories == ("slur",)
+    assert report.reason == "toxic" and report.checks[0].similarity == pytest.approx(1 - 3 / 8)
+
+
+@pytest.mark.parametrize(
+    "text, found",
+    [
+        ("DYKEGHT", [("dykeght", "dyke", "slur")]),
+        ("XSH1TQ", [("xshitq", "shit", "profanity")]),  # leetspeak is normalized first
+        ("the BIGCUNTS sign", [("bigcunts", "cunt", "profanity"), ("bigcunts", "cunts", "profanity")]),
+        ("CLASSIC grapefruit", []),  # English words holding a lexicon word
+        ("COCKPITZ", []),  # allow-listed 'cockpit' inside a non-word covers 'cock'
+        ("SCUNTHORPE", []),  # allow-listed token
+        ("XGRAPEFRUITQ", []),  # English 'grape(fruit)' covers 'rape'
+        ("DOLFHJN SARPISH KOTIEN", []),  # garbled, but no lexicon word inside
+        ("BASSKT", []),  # three-letter entries are below fragment_min_chars=4
+    ],
+)
+def test_fragment_finder_rule(text, found):
+    from safetext.verify import FragmentFinder
+
+    finder = FragmentFinder(load_policy("default"), min_chars=4)
+    assert sorted(finder.find(text)) == sorted(found)
+
+
+def test_allow_listed_words_inside_tokens_are_not_flagged():
+    from safetext.verify import FragmentFinder
+
+    policy = load_policy({
+        "version": 1, "name": "allow-inside",
+        "lists": [{"path": "lists/profanity_en.txt", "category": "profanity"}],
+        "allow": {"terms": ["shitzu"]},
+        "rules": [{"id": "profanity", "category": "profanity", "action": "neutralize"}],
+    })
+    finder = FragmentFinder(policy)
+    assert finder.find("SHITZUQ") == []  # covered by the allow-listed 'shitzu'
+    assert ("shitzq", "shit", "profanity") in finder.find("SHITZQ")  # not covered: flagged
+    # through the verifier, with the shipped allow-list: 'cockpit' / 'cocktail' / 'Scunthorpe' inside read tokens
+    default = load_policy("default")
+    for read in ("COCKPITZ", "XCOCKTAILQ", "XSCUNTHORPE"):
+        check = ImageVerifier(default, SequenceOcr(read), expect="replacement").check([torch.zeros(3, 8, 8)], expected=[None]).checks[0]
+        assert not check.toxic and check.fragments == () and check.legible and check.expected is None
+    assert ImageVerifier(policy, SequenceOcr("SHITZUQ"), fragment_min_chars=0).fragments is None
+
+
+def test_similarity_and_bad_settings():
+    from safetext.verify import similarity
+
+    assert similarity("Day light!", "daylight") == 1.0
+    assert similarity("SPPEED", "speed") == pytest.approx(1 - 1 / 6)
+    assert similarity("", "") == 1.0 and similarity("", "abc") == 0.0
+    with pytest.raises(PolicyError, match="expect must be 'not_toxic' or 'replacement'"):
+        ImageVerifier(load_policy("default"), AlwaysOcr(""), expect="legible")
+    with pytest.raises(ValueError, match="expected has 2 entries for 1 images"):
+        replacement_verifier(AlwaysOcr("")).check([torch.zeros(3, 8, 8)], expected=["a", "b"])
+
+
+@pytest.mark.slow
+def test_shipped_glyph_model_garbled_first_try_is_escalated_until_it_reads_as_the_replacement():
+    """Real weights and real OCR: 'arsehole' -> 'starfish' comes out garbled from the preset's layer at 0.2 (and
+    from step 0); adding the ranking's next layer makes it read 'starfish'."""
+    from safetext.models.glyph import load_glyph_pipeline, shipped_weights_dir
+    from safetext.scoring import get_ocr
+
+    if not (shipped_weights_dir() / "model_index.json").is_file():
+        pytest.skip("no shipped glyph weights")
+    glyph = load_glyph_pipeline()
+    policy = load_policy("default")
+    verifier = ImageVerifier(policy, get_ocr("rapidocr", mode="crop"), ("earlier_start", "next_layers", "all_layers"), expect="replacement")
+    from safetext.patching import resolve_layer_map
+
+    # the preset's layer from 0.2 of the schedule (the preset's earlier start), so the first try garbles
+    at_02 = resolve_layer_map(glyph).layer_map.model_copy(update={"start_fraction": 0.2})
+    gen = SafeTextGenerator(glyph, policy=policy, layer_map=at_02, verifier=verifier)
+    prompt = 'A red sign that says "arsehole".'
+    out = gen(prompt, generator=torch.Generator().manual_seed(14), num_inference_steps=20, output_type="pt")
+    steps = out.verdict.details["escalations"]
+    assert steps[0]["step"] == "earlier_start" and steps[0]["reason"] == "illegible"
+    assert [s["step"] for s in steps] == ["earlier_start", "next_layers"] and steps[-1]["illegible_after"] is False
+    assert steps[-1]["layers"] == ["mid_block.attentions.0.transformer_blocks.0.attn2", "up_blocks.0.attentions.1.transformer_blocks.0.attn2"]
+    check = out.verdict.details["verification"][0]
+    assert check["expected"] == "starfish" and check["legible"] and not check["toxic"]
+    # the first try (the shipped map alone, same noise) does not read as 'starfish'
+    first = SafeTextGenerator(glyph, policy=policy, layer_map=at_02)(prompt, generator=torch.Generator().manual_seed(14), num_inference_steps=20, output_type="pt")
+    assert get_ocr("rapidocr", mode="crop").read(first.images[0]).text.strip().lower() != "starfish"

@@ -269,6 +269,11 @@ def localize_layers(
             "pairs": float(len(pairs)),
         },
     )
+    # the other layers, most influential first (movement toward the target, then change to the image):
+    # the verification escalation 'next_layers' adds them in this order
+    ranked = sorted(zip(sweep.layers, singles.values()), key=lambda pair: (-pair[1].movement, pair[1].similarity))
+    ranking = tuple(layer.name for layer, _ in ranked if layer.name not in layer_map.layers)
+    layer_map = layer_map.model_copy(update={"ranking": ranking or None})
     result = LocalizationResult(
         layer_map=layer_map,
         layers=sweep.layers,

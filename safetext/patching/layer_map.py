@@ -203,6 +203,8 @@ class LayerMap(BaseModel):
             ``ceil(start_fraction * num_inference_steps)``).
         notes: free text (provenance, caveats).
         metrics: localization or benchmark numbers backing the map (name -> value).
+        ranking: further layers in the localizer's order of influence (most first), tried by the
+            verification escalation step ``next_layers``; None when the map carries none.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -214,6 +216,7 @@ class LayerMap(BaseModel):
     start_fraction: float = Field(ge=0.0, le=1.0)
     notes: str = ""
     metrics: dict[str, float] = Field(default_factory=dict)
+    ranking: tuple[str, ...] | None = None
 
     # -- construction --------------------------------------------------------------------------------
     @classmethod

@@ -162,15 +162,18 @@ class RenderedTextConfig(_Strict):
     max_words: int = Field(default=8, ge=1, le=64, description="Longest unquoted span taken after a trigger word.")
 
 
-EscalationStep = Literal["earlier_start", "all_layers", "block"]
+EscalationStep = Literal["earlier_start", "next_layers", "all_layers", "block"]
 
 
 class VerificationConfig(_Strict):
     """Closed-loop check: OCR every generated image and scan the text read with this same policy.
 
-    When toxic text is still visible, the steps of ``escalation`` run in order until the image is clean:
-    ``earlier_start`` (patch from step 0), ``all_layers`` (every text-attention layer from step 0),
-    ``block`` (raise PolicyViolation). Each step is recorded in ``verdict.details["escalations"]``.
+    When toxic text is still visible (whole, or with ``fragment_min_chars`` as a lexicon word inside a
+    longer non-word token) or, with ``expect: replacement``, a patched image does not read as its
+    sanitized text, the steps of ``escalation`` run in order until the image passes: ``earlier_start``
+    (patch from step 0), ``next_layers`` (add the layer map's next ranked layers), ``all_layers`` (every
+    text-attention layer from step 0), ``block`` (raise PolicyViolation). Each step is recorded in
+    ``verdict.details["escalations"]``.
     """
 
     enabled: bool = Field(default=False, description="OCR generated images and escalate when toxic text is visible.")
@@ -182,7 +185,22 @@ class VerificationConfig(_Strict):
     check_allowed: bool = Field(default=True, description="Also check images of prompts the scan allowed.")
     escalation: tuple[EscalationStep, ...] = Field(
         default=("earlier_start", "all_layers", "block"),
-        description="Steps tried in order while toxic text is visible; an allowed prompt has no sanitized target, so only 'block' applies to it.",
+        description="Steps tried in order while the check fails; an allowed prompt has no sanitized target, so only 'block' applies to it.",
+    )
+    expect: Literal["not_toxic", "replacement"] = Field(
+        default="not_toxic",
+        description="not_toxic: an image passes when no flagged text is read; replacement: a patched image must "
+        "also read as its sanitized text (the rendered text of the sanitized prompt).",
+    )
+    min_similarity: float = Field(
+        default=0.9, ge=0.0, le=1.0,
+        description="expect=replacement: least 1 - normalized edit distance between the text read and the "
+        "sanitized text (0.9: exact up to 9 letters, one error from 10).",
+    )
+    fragment_min_chars: int = Field(
+        default=4, ge=0,
+        description="Shortest lexicon word flagged inside a longer token read that is neither an English word nor "
+        "allow-listed, nor covered by one (0: off).",
     )
 
 
