@@ -24,12 +24,17 @@ How one call works:
    * SD3 / Flux (``extra_rows``): the text stream depends on the noisy image, so the target branch
      runs on the same noisy input at every patched step, as extra batch rows of the same denoiser call
      (same latents and timestep, the target's prompt inputs); the K/V hooks copy the extra rows' text
-     K/V into the patched rows, and a forward hook drops the extra rows from the output. One forward
+     K/V into the patched rows; after the block of the last mapped layer the extra rows leave the batch
+     (early exit, :func:`~safetext.patching.adapters.joint.plan_early_exit`), so later blocks and the output
+     head run on the user's rows only (``PatchReport.early_exit`` says whether it was used). One forward
      with ``B + E`` rows costs less than a second call: per-call fixed costs are paid once (a one-row
      Flux call grows to two rows, about 1.3x the time of one on the tiny model, against 2x for a
      second call). When the target's prompt inputs equal the patched rows' own (the target is the
      prompt itself), the swap would change nothing and the call runs unpatched, bit-identical to the
-     raw pipeline (growing a one-row batch would move its one-row matmuls to another kernel).
+     raw pipeline (growing a one-row batch would move its one-row matmuls to another kernel); when
+     that holds at every patched step (the flagged text never reaches the denoiser, e.g. it lies past
+     ``max_sequence_length``), ``PatchReport.identity_swap`` is set and the verdict says so in a note.
+     The image is then returned, not withheld: the denoiser saw exactly the sanitized prompt's inputs.
 3. All hooks are removed in ``finally``. State lives in a per-call object activated in a context
    variable (:mod:`safetext.patching.hooks`), so threads sharing the pipeline never see each other's
    patch.
