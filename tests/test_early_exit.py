@@ -97,18 +97,17 @@ def test_early_exit_equals_the_full_path_for_the_original_rows(family, prompts, 
     fast, report, fast_rows = run_patch(pipe, kwargs, prompts, [0], early_exit=True)
     full, full_report, full_rows = run_patch(pipe, kwargs, prompts, [0], early_exit=False)
     assert hook_ids(pipe) == before and active_owner() is None
-    steps, start = report.total_steps, report.start_step
-    rows = len(prompts) * (2 if cfg and name != "flux" else 1)
-    assert report.early_exit == {"used": True, "block": "transformer_blocks.0", "blocks_after": len(
-        find_denoiser(pipe).transformer_blocks) - 1 + len(getattr(find_denoiser(pipe), "single_transformer_blocks", ())),
-        "steps": steps - start}
+    denoiser = find_denoiser(pipe)
+    blocks = len(denoiser.transformer_blocks) + len(getattr(denoiser, "single_transformer_blocks", ()))
+    patched_steps = report.total_steps - report.start_step
+    assert report.early_exit == {"used": True, "block": "transformer_blocks.0", "blocks_after": blocks - 1, "steps": patched_steps}
     assert full_report.early_exit == {"used": False, "fallback": "turned off (KVPatch(early_exit=False))"}
-    # the block after the exit sees the user's rows only at patched steps; the full path adds one target row
-    patched_calls = [rows] * (steps - start) if name != "flux" or not cfg else [rows, rows] * (steps - start)
-    tail = fast_rows[-len(patched_calls):]
-    assert tail == patched_calls
-    assert full_rows[-len(patched_calls):] == [r + 1 if i % (2 if name == "flux" and cfg else 1) == 0 else r
-                                              for i, r in enumerate(patched_calls)]
+    # rows the block after the exit sees per denoiser call of the patched steps: the user's only with the exit,
+    # one target row more without it (Flux's true CFG runs the negative prompt as a second, unpatched call)
+    rows = len(prompts) * (2 if cfg and name != "flux" else 1)
+    calls = 2 if name == "flux" and cfg else 1
+    assert fast_rows[-calls * patched_steps :] == [rows] * calls * patched_steps
+    assert full_rows[-calls * patched_steps :] == ([rows + 1] + [rows] * (calls - 1)) * patched_steps
     assert not torch.equal(fast, run_raw(pipe, kwargs, prompts))  # the patch changed the image
     if rows >= 2:
         assert torch.equal(fast, full)
