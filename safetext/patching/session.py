@@ -190,6 +190,8 @@ class PatchSession:
         if self.adapter.strategy != "extra_rows":
             return None
         plan = self.exit_plan
+        if plan is None and self.resident_token is None:
+            return {"used": False}  # no hook was registered: no step was patched
         if plan is None:
             plan = "the denoiser is compiled: its resident patch points run the target rows through every block"
         if isinstance(plan, str):
