@@ -216,3 +216,18 @@ def test_identity_swap_is_reported_not_silent(name):
     flagged = gen(FLAGGED, generator=torch.Generator().manual_seed(0), **kwargs)
     assert flagged.verdict.details["identity_swap"] is False and flagged.verdict.details["identity_steps"] == 0
     assert not any("reaches the denoiser exactly" in note for note in flagged.verdict.notes)
+
+
+def test_a_diffusers_cache_hook_turns_the_exit_off():
+    from diffusers import FirstBlockCacheConfig
+
+    pipe = built("flux")
+    kwargs = dict(call_kwargs("flux", cfg=False), num_inference_steps=3)
+    pipe.transformer.enable_cache(FirstBlockCacheConfig(threshold=0.5))
+    try:
+        _, report, _ = run_patch(pipe, kwargs, [FLAGGED], [0], early_exit=True)
+    finally:
+        pipe.transformer.disable_cache()
+    assert report.early_exit["used"] is False and "cache hook" in report.early_exit["fallback"]
+    _, report, _ = run_patch(pipe, kwargs, [FLAGGED], [0], early_exit=True)
+    assert report.early_exit["used"] is True  # the cache removed, the exit is back
