@@ -26,7 +26,7 @@ The guard's additions are measured directly (CPU time of the scan, of the record
 so the noise of two separate denoising loops does not enter the projection; the extra-row cost of SD3 and
 Flux is the ratio of the fastest patched and raw steps of the same rounds. The measured whole-call ratios
 are shown beside the projection. Added peak memory is the VmHWM (peak resident set) difference between the
-guarded flagged and the raw flagged call; its projection scales it with the denoiser's token count
+guarded flagged and the raw flagged call; its projection scales it (extra rows) with the denoiser's token count
 (activations grow with the tokens, weights do not) on top of the published model's bf16 weights.
 
 Stand-ins (documented in the results): the T5-XXL encoder (4.7 B parameters, 9.5 GB in bf16) does not fit
@@ -582,7 +582,9 @@ def project(spec: Spec, part: dict[str, Any]) -> dict[str, Any]:
     token_ratio = ratios["tokens"]
     weights_default = part["weights_gib"] + missing_weights_gib(spec)  # the published model's weights, in bf16
     raw_peak_default = weights_default + raw["peak_added_gib"] * token_ratio
-    added_default = max(0.0, flagged["peak_added_gib"] - raw["peak_added_gib"]) * token_ratio
+    # extra rows add activations (they grow with the tokens); injected K/V add the target's K/V per mapped layer and
+    # the recorded prompt inputs (rows x text tokens x width), which do not depend on the image size
+    added_default = max(0.0, flagged["peak_added_gib"] - raw["peak_added_gib"]) * (token_ratio if extra_rows else 1.0)
     result = {
         "model": spec.label, "layer_map": guarded.get("layer_map"), "layer_map_source": guarded.get("layer_map_source"),
         "layers": guarded.get("layers"), "start_fraction": fraction, "early_exit": guarded.get("early_exit"),
@@ -753,7 +755,9 @@ def report() -> None:
         "- SD1.5 and PixArt have no shipped map either: the all-layer fallback patches every cross-attention layer; "
         "these families inject precomputed K/V, so their per-step cost is the hooks' row replacement.",
         "- Peak memory is the process's VmHWM over one call minus its resident set before the call (heap trimmed "
-        "first); the projection scales the measured call peaks with the denoiser's token count and adds them to "
+        "first); the projection scales the raw call peak, and on SD3/Flux (extra rows) the added peak, with the "
+        "denoiser's token count (on cross-attention models the added memory is the target's K/V per mapped layer "
+        "and the recorded prompt inputs, text-sized, so it stays as measured) and adds them to "
         "the published model's bf16 weights (stand-ins completed: the 22 missing T5-XXL layers, Flux's other "
         "blocks), the raw peak of a pipeline that keeps every component in memory.",
     ]
