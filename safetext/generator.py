@@ -311,7 +311,7 @@ class SafeTextGenerator:
             )
             if escalations:
                 verdict = verdict.with_details(escalations=escalations)
-            for note in self.resolved.notes:
+            for note in (*self.resolved.notes, *report.notes):
                 verdict = verdict.with_note(note)
             if report.start_step_clamped:
                 verdict = verdict.with_note(

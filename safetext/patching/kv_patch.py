@@ -24,12 +24,17 @@ How one call works:
    * SD3 / Flux (``extra_rows``): the text stream depends on the noisy image, so the target branch
      runs on the same noisy input at every patched step, as extra batch rows of the same denoiser call
      (same latents and timestep, the target's prompt inputs); the K/V hooks copy the extra rows' text
-     K/V into the patched rows, and a forward hook drops the extra rows from the output. One forward
+     K/V into the patched rows; after the block of the last mapped layer the extra rows leave the batch
+     (early exit, :func:`~safetext.patching.adapters.joint.plan_early_exit`), so later blocks and the output
+     head run on the user's rows only (``PatchReport.early_exit`` says whether it was used). One forward
      with ``B + E`` rows costs less than a second call: per-call fixed costs are paid once (a one-row
      Flux call grows to two rows, about 1.3x the time of one on the tiny model, against 2x for a
      second call). When the target's prompt inputs equal the patched rows' own (the target is the
      prompt itself), the swap would change nothing and the call runs unpatched, bit-identical to the
-     raw pipeline (growing a one-row batch would move its one-row matmuls to another kernel).
+     raw pipeline (growing a one-row batch would move its one-row matmuls to another kernel); when
+     that holds at every patched step (the flagged text never reaches the denoiser, e.g. it lies past
+     ``max_sequence_length``), ``PatchReport.identity_swap`` is set and the verdict says so in a note.
+     The image is then returned, not withheld: the denoiser saw exactly the sanitized prompt's inputs.
 3. All hooks are removed in ``finally``. State lives in a per-call object activated in a context
    variable (:mod:`safetext.patching.hooks`), so threads sharing the pipeline never see each other's
    patch.
@@ -119,6 +124,11 @@ class PatchReport:
             is returned, see :meth:`KVPatch.run`).
         compile_mode: how the denoiser is compiled (``torch.compile``, ``Module.compile``,
             ``compile_repeated_blocks``), ``None`` when it runs eagerly.
+        early_exit: ``extra_rows`` only: ``{"used", "block", "blocks_after", "steps"}`` when the target
+            rows left after the last mapped block, ``{"used": False, "fallback": reason}`` when they ran
+            through every block; ``None`` for ``inject`` families.
+        identity_steps: patched steps at which the target's prompt inputs equaled the prompt's own
+            (``extra_rows``): the swap is an identity and the step ran unpatched.
     """
 
     family: str
@@ -135,6 +145,27 @@ class PatchReport:
     scheduled_start_step: int | None = None
     acted_steps: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     compile_mode: str | None = None
+    early_exit: Mapping[str, Any] | None = None
+    identity_steps: int = 0
+
+    @property
+    def identity_swap(self) -> bool:
+        """True when every patched step was an identity swap: the target reached the denoiser as the prompt itself."""
+        return self.patched_steps > 0 and self.identity_steps == self.patched_steps
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """Lines for the verdict's notes: an identity swap, an early exit that fell back."""
+        notes = []
+        if self.identity_swap:
+            notes.append(
+                "the sanitized prompt reaches the denoiser exactly as the prompt does (the flagged text is cut by "
+                "the text encoders' max_sequence_length or encodes to nothing), so no keys/values differed: the "
+                "image is the unpatched one, which equals the sanitized prompt's"
+            )
+        if self.early_exit is not None and "fallback" in self.early_exit and self.compile_mode is None:
+            notes.append(f"target rows ran through every block (no early exit): {self.early_exit['fallback']}")
+        return tuple(notes)
 
     @property
     def start_step_clamped(self) -> bool:
@@ -158,6 +189,9 @@ class PatchReport:
             "lora_layers": list(self.lora_layers),
             "acted_steps": {name: dict(counts) for name, counts in self.acted_steps.items()},
             "compile_mode": self.compile_mode,
+            "early_exit": None if self.early_exit is None else dict(self.early_exit),
+            "identity_swap": self.identity_swap,
+            "identity_steps": self.identity_steps,
         }
 
 
@@ -191,6 +225,9 @@ class KVPatch:
         layers: attention-module names or forward-order indices to patch (``None``: every text layer).
         start_fraction: first patched step as a fraction of the schedule, in [0, 1]: patching starts at
             step ``ceil(start_fraction * num_inference_steps)``, so one value works at any step count.
+        early_exit: ``extra_rows`` families (SD3, Flux): cut the target rows after the last mapped block
+            (default). ``False`` runs them through every block (for comparisons; same output up to the
+            last bits of batch-size dependent kernels).
 
     Raises:
         UnsupportedArchitectureError: unknown denoiser.
@@ -198,7 +235,9 @@ class KVPatch:
         PatchError: fused QKV projections on a selected layer.
     """
 
-    def __init__(self, pipe: Any, layers: Sequence[str | int] | None = None, start_fraction: float = 0.0) -> None:
+    def __init__(
+        self, pipe: Any, layers: Sequence[str | int] | None = None, start_fraction: float = 0.0, *, early_exit: bool = True
+    ) -> None:
         if not 0.0 <= float(start_fraction) <= 1.0:
             raise LayerMapError(f"start_fraction must be in [0, 1], got {start_fraction!r}")
         self.pipe = pipe
@@ -206,6 +245,7 @@ class KVPatch:
         available = tuple(self.adapter.discover(self.denoiser))
         self.layers = available if layers is None else select_layers(available, list(layers))
         self.start_fraction = float(start_fraction)
+        self.early_exit = bool(early_exit)
         check_patchable(self.denoiser, self.layers)
         self._pipe_parameters = inspect.signature(pipe.__call__).parameters
         self._denoiser_parameters = forward_parameters(self.denoiser)
@@ -305,6 +345,7 @@ class KVPatch:
             patched_prompts=chosen,
             parameters=self._denoiser_parameters,
             resident_token=token,
+            exit_enabled=self.early_exit,
         )
         if start_step >= recorded.total_steps or not chosen:
             if require_patch:
@@ -360,6 +401,8 @@ class KVPatch:
             record_seconds=record_seconds,
             scheduled_start_step=start_step_for(self.start_fraction, total, clamp=False),
             acted_steps=session.acted_steps(),
+            early_exit=session.early_exit(),
+            identity_steps=len(session.vacuous_steps & session.patched_steps),
         )
 
     def __repr__(self) -> str:

@@ -11,6 +11,12 @@ under classifier-free guidance. The target was recorded without guidance (``n x 
 see :mod:`safetext.patching.recording`), so row ``r`` of a CFG call takes its target from recorded row
 ``r - n*m``. Injected K/V are computed on the recorded states tiled to the call's layout, so every
 projection runs on exactly the shape it has in the user's call.
+
+Early exit (``extra_rows``). The target rows are cut from the batch after the block of the last mapped
+layer (:func:`safetext.patching.adapters.joint.plan_early_exit`): a forward hook on that block keeps the
+first ``B`` rows of its outputs, and pre-hooks on every later block and on the output norm keep the
+first ``B`` rows of their per-row inputs. The hooks are registered with the others for this call only.
+A block signature the plan does not know leaves the exit off (the reason is reported).
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ class _CallState:
     sources: torch.Tensor
     extra: int = 0
     text_tokens: int = 0
+    exited: bool = False
     selected: dict[Any, torch.Tensor] = field(default_factory=dict)
     tail: int | None = None
     bias: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -107,6 +114,9 @@ class PatchSession:
     vacuous_steps: set[int] = field(default_factory=set)
     resident_token: int | None = None
     ran: dict[int, set[int]] | None = None
+    exit_enabled: bool = True
+    exit_plan: Any = None
+    exit_steps: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self._parameters = tuple(self.parameters) or forward_parameters(self.denoiser)
@@ -153,7 +163,40 @@ class PatchSession:
             if masked:
                 hooks.forward_pre_hook(self.denoiser.get_submodule(layer.name), self._on_attention)
             hooks.forward_pre_hook(self.denoiser.get_submodule(layer.name), partial(self._on_layer, layer))
+        if self.adapter.strategy == "extra_rows":
+            self._register_exit(hooks)
         self.ran = {}
+
+    def _register_exit(self, hooks: HookSet) -> None:
+        """The early-exit hooks: cut the extra rows after the last mapped block (see the module docstring)."""
+        blocks = getattr(self.adapter, "forward_blocks", None)
+        if not self.exit_enabled:
+            self.exit_plan = "turned off (KVPatch(early_exit=False))"
+            return
+        if blocks is None:
+            self.exit_plan = f"the {self.adapter.family} adapter names no block order"
+            return
+        from safetext.patching.adapters.joint import plan_early_exit
+
+        self.exit_plan = plan_early_exit(self.denoiser, blocks(self.denoiser), self.layers)
+        if isinstance(self.exit_plan, str):
+            return
+        hooks.forward_hook(self.exit_plan.module, self._exit_rows)
+        for _, module, parameters, names in self.exit_plan.later:
+            hooks.forward_pre_hook(module, partial(self._after_exit, parameters, names))
+
+    def early_exit(self) -> dict[str, Any] | None:
+        """What the early exit did this call (``verdict.details["early_exit"]``; ``None`` for ``inject`` families)."""
+        if self.adapter.strategy != "extra_rows":
+            return None
+        plan = self.exit_plan
+        if plan is None and self.resident_token is None:
+            return {"used": False}  # no hook was registered: no step was patched
+        if plan is None:
+            plan = "the denoiser is compiled: its resident patch points run the target rows through every block"
+        if isinstance(plan, str):
+            return {"used": False, "fallback": plan}
+        return {"used": bool(self.exit_steps), "block": plan.block, "blocks_after": plan.blocks_after, "steps": len(self.exit_steps)}
 
     # -- rows ----------------------------------------------------------------------------------------
     def _patched_rows(self, batch: int) -> list[int]:
@@ -287,9 +330,38 @@ class PatchSession:
     def _drop_extra_rows(self, module: nn.Module, args: tuple, output: Any) -> Any:
         if not is_active(self) or self.call is None or self.call.extra == 0:
             return None
-        keep = self.call.batch
+        keep, exited = self.call.batch, self.call.exited
         self.call = None
-        return _first_rows(output, keep)
+        return None if exited else _first_rows(output, keep)
+
+    def _exit_rows(self, module: nn.Module, args: tuple, output: Any) -> Any:
+        """Forward hook of the last mapped block: its outputs keep the user's rows only."""
+        call = self.call
+        if call is None or call.extra == 0 or not is_active(self) or not isinstance(output, tuple):
+            return None
+        rows = call.batch + call.extra
+        if not all(item is None or (torch.is_tensor(item) and item.ndim and item.shape[0] == rows) for item in output):
+            return None  # an output this exit does not know: the extra rows stay to the end
+        call.exited = True
+        self.exit_steps.add(self.step)
+        return type(output)(None if item is None else item[: call.batch] for item in output)
+
+    def _after_exit(
+        self, parameters: tuple, names: tuple[str, ...], module: nn.Module, args: tuple, kwargs: dict[str, Any]
+    ) -> Any:
+        """Pre-hook of every module after the exit: its per-row inputs keep the user's rows only."""
+        call = self.call
+        if call is None or not call.exited or not is_active(self):
+            return None
+        rows = call.batch + call.extra
+        bound = bind_arguments(parameters, args, kwargs)
+        changed = False
+        for name in names:
+            value = bound.get(name)
+            if torch.is_tensor(value) and value.ndim and value.shape[0] == rows:
+                args, kwargs = replace_argument(parameters, args, kwargs, name, value[: call.batch])
+                changed = True
+        return (args, kwargs) if changed else None
 
     def _inject_projection(
         self, layer: TextAttentionLayer, kind: str, module: nn.Module, args: tuple, output: torch.Tensor

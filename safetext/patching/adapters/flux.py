@@ -6,6 +6,8 @@ projects both: only its first ``L_text`` token rows are text keys/values. As for
 depends on the noisy image, so the target prompt runs as extra batch rows of the same call.
 
 Layers: ``transformer_blocks.{i}.attn`` (double-stream), then ``single_transformer_blocks.{j}.attn``.
+The target rows leave after the block of the last mapped layer (see the early exit in
+:mod:`safetext.patching.adapters.joint`); blocks are ordered double-stream, then single-stream.
 The FLUX.1 transformer is guidance-distilled (no CFG batch); with ``true_cfg_scale > 1`` the pipeline
 runs the negative prompt as a second call of the same step, which the patch leaves alone.
 """
@@ -55,6 +57,11 @@ class FluxAttentionAdapter(ArchitectureAdapter):
                 TextAttentionLayer(len(layers), name, f"{name}.to_k", f"{name}.to_v", "single", text_prefix_only=True)
             )
         return layers
+
+    def forward_blocks(self, denoiser: nn.Module) -> list[tuple[str, nn.Module]]:
+        """Double-stream then single-stream blocks, in forward order (for the early exit)."""
+        double = [(f"transformer_blocks.{i}", block) for i, block in enumerate(denoiser.transformer_blocks)]
+        return double + [(f"single_transformer_blocks.{i}", b) for i, b in enumerate(denoiser.single_transformer_blocks)]
 
 
 register_adapter(FluxAttentionAdapter)
