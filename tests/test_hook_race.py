@@ -112,3 +112,33 @@ def test_threads_sharing_one_pipeline_never_call_a_removed_hook():
     finally:
         yielding.remove()
     assert not errors, f"{len(errors)} failures, first:\n{errors[0]}"
+
+
+def test_device_token_while_another_thread_sets_pipeline_attributes():
+    """A pipeline call sets attributes on the pipeline (``_guidance_scale``, ``_num_timesteps`` ...) the first
+    time it runs; another thread reading the pipeline's device token meanwhile must not fail with
+    ``RuntimeError: dictionary changed size during iteration``."""
+    from safetext.patching.recording import device_token
+
+    class Pipe:
+        pass
+
+    pipe = Pipe()
+    for index in range(8):
+        setattr(pipe, f"model_{index}", nn.Linear(2, 2))
+    expected = device_token(pipe)
+
+    def mutate(_: int) -> None:
+        for index in range(200):
+            setattr(pipe, f"_state_{index}", index)
+        for index in range(200):
+            delattr(pipe, f"_state_{index}")
+
+    def read(_: int) -> None:
+        assert device_token(pipe) == expected
+
+    def body(index: int) -> None:
+        (mutate if index == 0 else read)(index)
+
+    errors = _hammer(3, 150, body)
+    assert not errors, f"{len(errors)} failures, first:\n{errors[0]}"

@@ -166,7 +166,8 @@ def device_token(pipe: Any) -> tuple:
     parameter or installs an accelerate hook / diffusers hook registry on the model itself.
     """
     parts: list[tuple] = []
-    for name, component in vars(pipe).items():
+    # A copy (one C call under the GIL): another thread's pipeline call may add attributes meanwhile.
+    for name, component in vars(pipe).copy().items():
         if not isinstance(component, nn.Module):
             continue
         first = next(component.parameters(), None)
