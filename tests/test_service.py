@@ -332,3 +332,8 @@ def test_cli_refuses_to_start_without_a_token(monkeypatch, capsys, tmp_path):
     args = _serve_args(["--max-steps", "4", "--default-steps", "20"])
     assert args.func(args) == 2
     assert "default_steps (20) exceeds max_steps (4)" in capsys.readouterr().err
+
+
+def test_serve_runs_generations_in_a_worker_process_by_default():
+    assert _serve_args([]).worker == "process"
+    assert _serve_args(["--worker", "thread"]).worker == "thread"

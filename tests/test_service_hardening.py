@@ -199,6 +199,26 @@ SERVER_SCRIPT = textwrap.dedent('''
 ''')
 
 
+def start_long_generation(url: str, client_timeout: float, start_deadline: float) -> tuple[threading.Thread, list]:
+    """Post a 900-step generation (three minutes at 0.2 s a step unless cancelled) from a thread; return once
+    the service reports it running. The list receives the response or the client's error."""
+    answers: list[object] = []
+
+    def long_request():
+        try:
+            answers.append(httpx.post(url + "/v1/generate", json={"prompt": CLEAN, "steps": 900},
+                                      timeout=client_timeout))
+        except httpx.HTTPError as exc:
+            answers.append(exc)
+
+    client = threading.Thread(target=long_request)
+    client.start()
+    while httpx.get(url + "/healthz", timeout=5).json()["queue"]["running"] == 0:
+        assert time.monotonic() < start_deadline, "the generation never started"
+        time.sleep(0.05)
+    return client, answers
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -223,20 +243,7 @@ def test_sigterm_stops_the_server_within_the_shutdown_timeout():
                 pass
             assert time.monotonic() < deadline, "the server did not start"
             time.sleep(0.1)
-        answers: list[object] = []
-
-        def long_request():  # 900 steps x 0.2 s: three minutes unless cancelled
-            try:
-                answers.append(httpx.post(url + "/v1/generate", json={"prompt": CLEAN, "steps": 900}, timeout=60))
-            except httpx.HTTPError as exc:
-                answers.append(exc)
-
-        client = threading.Thread(target=long_request)
-        client.start()
-        deadline = time.monotonic() + 60
-        while httpx.get(url + "/healthz", timeout=5).json()["queue"]["running"] == 0:
-            assert time.monotonic() < deadline, "the generation never started"
-            time.sleep(0.05)
+        client, answers = start_long_generation(url, client_timeout=60, start_deadline=time.monotonic() + 60)
         time.sleep(0.3)
         signalled = time.monotonic()
         process.send_signal(signal.SIGTERM)

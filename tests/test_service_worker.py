@@ -339,6 +339,8 @@ def test_sigterm_stops_the_service_and_its_worker_process(tmp_path):
     import sys
     from pathlib import Path
 
+    from tests.test_service_hardening import start_long_generation
+
     repo = Path(__file__).resolve().parents[1]
     script = tmp_path / "serve_process_worker.py"
     script.write_text(SIGTERM_SCRIPT)
@@ -363,19 +365,7 @@ def test_sigterm_stops_the_service_and_its_worker_process(tmp_path):
         children = _children(process.pid)
         workers = [pid for pid in children if b"multiprocessing-fork" in Path(f"/proc/{pid}/cmdline").read_bytes()]
         assert len(workers) == 1
-        answers: list[object] = []
-
-        def long_request():  # 900 steps x 0.2 s: three minutes unless cancelled
-            try:
-                answers.append(httpx.post(url + "/v1/generate", json={"prompt": CLEAN, "steps": 900}, timeout=120))
-            except httpx.HTTPError as exc:
-                answers.append(exc)
-
-        client = threading.Thread(target=long_request)
-        client.start()
-        while httpx.get(url + "/healthz", timeout=5).json()["queue"]["running"] == 0:
-            assert time.monotonic() < deadline, "the generation never started"
-            time.sleep(0.05)
+        client, answers = start_long_generation(url, client_timeout=120, start_deadline=deadline)
         time.sleep(0.5)
         signalled = time.monotonic()
         process.send_signal(signal.SIGTERM)

@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--insecure-no-auth", action="store_true", help="serve without authentication (local experiments only)")
     p.add_argument("--max-queue", type=int, default=8, help="requests allowed to wait for a worker; 503 beyond (default: %(default)s)")
     p.add_argument("--max-concurrency", type=int, default=1, help="generation workers, one pipeline each (default: %(default)s)")
-    p.add_argument("--worker", choices=["thread", "process"], default="thread",
+    p.add_argument("--worker", choices=["thread", "process"], default="process",
                    help="where generations run: 'thread' (in this process) or 'process' (a worker process per pipeline, "
                         "restarted if it dies; scans and /healthz never share the denoiser's interpreter lock; best with "
                         "a core to spare for the HTTP process) (default: %(default)s)")
