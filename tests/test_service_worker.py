@@ -349,8 +349,10 @@ def test_sigterm_stops_the_service_and_its_worker_process(tmp_path):
         port = sock.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "PYTHONPATH": str(repo)}
-    process = subprocess.Popen([sys.executable, str(script), str(port)], cwd=repo, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stderr_path = tmp_path / "stderr.txt"
+    with open(stderr_path, "wb") as stderr:
+        process = subprocess.Popen([sys.executable, str(script), str(port)], cwd=repo, env=env,
+                                   stdout=subprocess.DEVNULL, stderr=stderr)
     try:
         deadline = time.monotonic() + 300
         while True:
@@ -383,6 +385,7 @@ def test_sigterm_stops_the_service_and_its_worker_process(tmp_path):
         assert time.monotonic() < deadline, "a child process outlived the service"
         time.sleep(0.1)
     assert answers and not (isinstance(answers[0], httpx.Response) and answers[0].status_code == 200)
+    assert "leaked semaphore" not in stderr_path.read_text(), stderr_path.read_text()[-2000:]
 
 
 def _children(pid: int) -> list[int]:

@@ -295,7 +295,9 @@ class ProcessWorker:
         Call it when no request runs (after the pool closed); a request still running is cancelled.
         """
         self._closed = True
-        self._cancel.set()
+        cancel = self._cancel
+        if cancel is not None:
+            cancel.set()
         restart = self._restart
         if restart is not None:
             restart.join(self.start_timeout + 5)
@@ -304,6 +306,8 @@ class ProcessWorker:
             self._process = self._conn = None
         if process is not None:
             _stop(process, conn, self.stop_timeout if timeout is None else timeout)
+        # Dropping the flag releases its semaphores now; kept until exit, multiprocessing reports them leaked.
+        self._cancel = None
 
     def __enter__(self) -> "ProcessWorker":
         return self.start()
