@@ -133,9 +133,6 @@ class FragmentFinder:
     """
 
     def __init__(self, policy: Any, min_chars: int = 4) -> None:
-        from safetext.policy.engine import resolve_policy_path
-        from safetext.policy.lexicon import read_word_list
-
         config = policy.config
         self.min_chars = int(min_chars)
         self._config = config.normalization
@@ -144,10 +141,7 @@ class FragmentFinder:
             form = _LETTERS.sub("", term.form)
             if len(form) >= self.min_chars:
                 self.terms.setdefault(form, term.category)
-        allow = list(config.allow.terms)
-        for path in config.allow.lists:
-            allow.extend(read_word_list(resolve_policy_path(path, policy.base_dir)))
-        self.allowed = frozenset(word for word in (_LETTERS.sub("", a.lower()) for a in allow) if word)
+        self.allowed = frozenset(word for word in (_LETTERS.sub("", a.lower()) for a in policy.allow_terms) if word)
         self._longest = max(map(len, self.terms), default=0)
 
     def _ordinary(self, word: str) -> bool:

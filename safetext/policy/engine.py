@@ -84,6 +84,9 @@ class Policy:
             found there are looked up in the shipped ``safetext/policies`` folder.
         source: where the policy came from (file path or ``"<dict>"``), for messages.
 
+    Attributes:
+        allow_terms: the allow-list entries as written (``allow.terms`` and the ``allow.lists`` files).
+
     Raises:
         PolicyError: a list file is missing or a replacement word is itself flagged.
         BackendError: a backend is unknown or cannot be loaded.
@@ -95,7 +98,7 @@ class Policy:
         ('neutralize', 'shit')
     """
 
-    __slots__ = ("config", "base_dir", "source", "lexicon", "_allow", "_backends", "_replacer", "_rules", "_prompt_scope", "_packs")
+    __slots__ = ("config", "base_dir", "source", "lexicon", "allow_terms", "_allow", "_backends", "_replacer", "_rules", "_prompt_scope", "_packs")
 
     def __init__(self, config: PolicyConfig, *, base_dir: str | Path | None = None, source: str = "<config>") -> None:
         if not isinstance(config, PolicyConfig):
@@ -149,6 +152,7 @@ class Policy:
         object.__setattr__(self, "base_dir", base)
         object.__setattr__(self, "source", source)
         object.__setattr__(self, "lexicon", lexicon)
+        object.__setattr__(self, "allow_terms", tuple(allow_terms))
         object.__setattr__(self, "_allow", allow)
         object.__setattr__(self, "_backends", tuple(backends))
         object.__setattr__(self, "_replacer", replacer)
