@@ -458,22 +458,20 @@ def main(argv: list[str] | None = None) -> int:
         result["data"] = str(data_dir.relative_to(ROOT))
         return _withhold_test_prompts(result) if args.round > 1 else result
 
+    def write(name: str, result: dict, markdown: str) -> None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / f"{name}.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        (args.out / f"{name}.md").write_text(markdown, encoding="utf-8")
+        print(markdown)
+
     if args.languages:
         result = finish(evaluate_languages(args.policy, args.rounds, data_dir))
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / f"policy_eval_languages{suffix}.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        markdown = languages_markdown(result)
-        (args.out / f"policy_eval_languages{suffix}.md").write_text(markdown, encoding="utf-8")
-        print(markdown)
+        write(f"policy_eval_languages{suffix}", result, languages_markdown(result))
         test = result["rates"]["test"]
         ok = all(row["all recall"] >= 0.95 and row["all FPR"] <= 0.02 for row in test.values())
         return 0 if ok and result["latency_30_words_us"]["all languages"]["p99"] < 2000 else 1
     result = finish(evaluate(args.policy, args.rounds, data_dir))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"policy_eval{suffix}.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    markdown = to_markdown(result)
-    (args.out / f"policy_eval{suffix}.md").write_text(markdown, encoding="utf-8")
-    print(markdown)
+    write(f"policy_eval{suffix}", result, to_markdown(result))
     main_name = result["detectors"][0]
     test = result["rates"]["test"]
     ok = (
