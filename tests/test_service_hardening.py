@@ -219,6 +219,20 @@ def start_long_generation(url: str, client_timeout: float, start_deadline: float
     return client, answers
 
 
+def sigterm_and_wait(process: subprocess.Popen, timeout: float) -> tuple[float, str | None, str | None]:
+    """Send SIGTERM and wait for the process to exit: ``(seconds it took, stdout, stderr)``."""
+    signalled = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=timeout)
+    return time.monotonic() - signalled, out, err
+
+
+def kill_if_running(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.kill()
+        process.communicate()
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -245,14 +259,9 @@ def test_sigterm_stops_the_server_within_the_shutdown_timeout():
             time.sleep(0.1)
         client, answers = start_long_generation(url, client_timeout=60, start_deadline=time.monotonic() + 60)
         time.sleep(0.3)
-        signalled = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=30)
-        elapsed = time.monotonic() - signalled
+        elapsed, out, err = sigterm_and_wait(process, timeout=30)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+        kill_if_running(process)
     client.join(30)
     assert elapsed < 10, f"the server took {elapsed:.1f} s to stop after SIGTERM"
     assert process.returncode in (0, -signal.SIGTERM), err

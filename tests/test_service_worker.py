@@ -339,7 +339,7 @@ def test_sigterm_stops_the_service_and_its_worker_process(tmp_path):
     import sys
     from pathlib import Path
 
-    from tests.test_service_hardening import start_long_generation
+    from tests.test_service_hardening import kill_if_running, sigterm_and_wait, start_long_generation
 
     repo = Path(__file__).resolve().parents[1]
     script = tmp_path / "serve_process_worker.py"
@@ -369,14 +369,9 @@ def test_sigterm_stops_the_service_and_its_worker_process(tmp_path):
         assert len(workers) == 1
         client, answers = start_long_generation(url, client_timeout=120, start_deadline=deadline)
         time.sleep(0.5)
-        signalled = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        process.wait(60)
-        elapsed = time.monotonic() - signalled
+        elapsed, _, _ = sigterm_and_wait(process, timeout=60)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        kill_if_running(process)
     client.join(30)
     assert elapsed < 20, f"the service took {elapsed:.1f} s to stop after SIGTERM"
     assert not _alive(workers[0]), "the worker process outlived the service"
