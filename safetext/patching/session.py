@@ -121,6 +121,7 @@ class PatchSession:
     def __post_init__(self) -> None:
         self._parameters = tuple(self.parameters) or forward_parameters(self.denoiser)
         self._by_index = {layer.index: layer for layer in self.layers}
+        self._resident_modules: dict[tuple[int, str], nn.Module] = {}  # looked up once per call, not per step
 
     # -- resident patch points (compiled denoisers, see safetext.patching.compiled) ----------------------
     def resident_call(self, module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> Any:
@@ -136,7 +137,9 @@ class PatchSession:
         layer = self._by_index.get(index)
         if layer is None:
             return None
-        module = self.denoiser.get_submodule(layer.key if kind == "key" else layer.value)
+        module = self._resident_modules.get((index, kind))
+        if module is None:
+            module = self._resident_modules[index, kind] = self.denoiser.get_submodule(layer.key if kind == "key" else layer.value)
         hook = self._inject_projection if self.adapter.strategy == "inject" else self._copy_projection
         return hook(layer, kind, module, (), output)
 
