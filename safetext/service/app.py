@@ -9,7 +9,8 @@ Routes:
 
 Errors all have the body ``{"error": ..., "detail": ...}``: 401 unauthorized, 404 not_found,
 405 method_not_allowed, 413 payload_too_large, 422 invalid_request (also a request over the compute
-budget), 403 policy_violation (+ ``verdict``), 503 overloaded (+ ``Retry-After``), 500
+budget), 403 policy_violation (+ ``verdict``), 429 rate_limited (+ ``Retry-After``: a client over its
+scan rate, see :mod:`safetext.service.ratelimit`), 503 overloaded (+ ``Retry-After``), 500
 generation_failed. Internal exception text never reaches a client: a 500 names the request id
 (also the ``X-Request-ID`` header) under which the service log holds the traceback.
 
@@ -41,6 +42,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from safetext.errors import PolicyError, PolicyViolation
@@ -48,13 +50,15 @@ from safetext.policy.verdict import Verdict
 from safetext.service.admission import Cancelled, GenerationPool, Overloaded
 from safetext.service.guards import RequestGuardMiddleware
 from safetext.service.limits import ErrorResponse, GenerateResponse, ServiceLimits, build_request_models, check_request
-from safetext.service.worker import ProcessWorker, generate_pngs
+from safetext.service.ratelimit import DEFAULT_MAX_SCANS_PER_CLIENT, DEFAULT_SCAN_RATE, RateLimited, ScanLimiter
+from safetext.service.worker import ProcessWorker, check_cpus, generate_pngs
 from safetext.telemetry import SafetextMetrics, log_request_event
 
 logger = logging.getLogger("safetext.service")
 
 ROUTES = ("/v1/generate", "/v1/scan", "/metrics", "/healthz")
 _ERRORS = {code: {"model": ErrorResponse} for code in (401, 403, 413, 422, 500, 503)}
+_SCAN_ERRORS = {code: {"model": ErrorResponse} for code in (401, 413, 422, 429)}
 #: Status of a request whose client went away before the answer (nginx's convention; nobody reads it).
 CLIENT_CLOSED = 499
 
@@ -76,6 +80,11 @@ def create_app(
     worker_threads: int | None = None,
     max_waiting_per_client: int | None = None,
     client_header: str | None = None,
+    scan_rate: float | None = DEFAULT_SCAN_RATE,
+    scan_burst: int | None = None,
+    max_scans_per_client: int | None = DEFAULT_MAX_SCANS_PER_CLIENT,
+    worker_nice: int | None = None,
+    worker_cpus: Any = None,
 ) -> FastAPI:
     """Build the service app around a guarded generator and a policy.
 
@@ -102,8 +111,16 @@ def create_app(
             when it dies.
         worker_threads: torch intra-op threads of each worker process (default: CPU cores less one).
         max_waiting_per_client: most requests one client may have waiting (None: only ``max_queue``).
-        client_header: a request header that names the client for the fair queue (set by a trusted
-            proxy in front of the service); default: the remote address.
+        client_header: a request header that names the client for the fair queue and the scan rate limit
+            (set by a trusted proxy in front of the service); default: the remote address.
+        scan_rate: characters per second each client may scan on average; a scan costs its prompt's
+            length plus 100, and a client over its rate gets 429 with ``Retry-After`` (None: no limit).
+        scan_burst: characters a client may scan at once after a pause (default: two seconds of ``scan_rate``).
+        max_scans_per_client: most scans one client may have running at once; 429 beyond (None: no cap).
+        worker_nice: niceness added to each worker process (0-19), so that under CPU contention the HTTP
+            process (scans, ``/healthz``, admission) runs before the denoiser (``worker="process"`` only).
+        worker_cpus: CPUs each worker process is pinned to (a set of CPU numbers, ``worker="process"``
+            only; Linux), e.g. all but the one left to the HTTP process.
 
     Example:
         >>> from safetext.service import create_app
@@ -141,6 +158,15 @@ def create_app(
             raise ValueError(f"{name} must be an integer >= 1 (or None), got {value!r}")
     if worker_threads is not None and worker != "process":
         raise ValueError("worker_threads applies to worker='process' only; set torch's threads yourself for 'thread'")
+    for name, value in (("worker_nice", worker_nice), ("worker_cpus", worker_cpus)):
+        if value is not None and worker != "process":
+            raise ValueError(f"{name} applies to worker='process' only (a thread shares the HTTP process's priority)")
+    if worker_nice is not None and (isinstance(worker_nice, bool) or not isinstance(worker_nice, int)
+                                    or not 0 <= worker_nice <= 19):
+        raise ValueError(f"worker_nice must be an integer from 0 to 19 (or None), got {worker_nice!r}")
+    if worker_cpus is not None:
+        worker_cpus = check_cpus(worker_cpus)
+    scan_limiter = ScanLimiter(scan_rate, scan_burst, max_scans_per_client)
     policy = _resolve_policy(policy, generator)
     log_prompts = log_prompts or bool(getattr(getattr(policy, "config", None), "log_prompts", False))
     limits = limits or ServiceLimits()
@@ -150,7 +176,8 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         if worker == "process":
-            generators = [ProcessWorker(generator_factory, threads=worker_threads) for _ in range(max_concurrency)]
+            generators = [ProcessWorker(generator_factory, threads=worker_threads, nice=worker_nice, cpus=worker_cpus)
+                          for _ in range(max_concurrency)]
             try:
                 for process in generators:
                     await asyncio.to_thread(process.start)
@@ -183,7 +210,7 @@ def create_app(
 
     app = FastAPI(title="safetext", summary="Guarded text-to-image generation and prompt scanning.", lifespan=lifespan)
     app.state.metrics, app.state.policy, app.state.limits = metrics, policy, limits
-    app.state.pool, app.state.worker = None, worker
+    app.state.pool, app.state.worker, app.state.scan_limiter = None, worker, scan_limiter
     responses = _register_service_metrics(metrics, app)
     app.add_middleware(
         RequestGuardMiddleware, token=token, max_body_bytes=limits.max_body_bytes, max_json_depth=limits.max_json_depth,
@@ -247,16 +274,25 @@ def create_app(
         payload = {"images": images, "verdict": verdict.to_dict(), "seed": body.seed, "steps": body.steps, "seconds": seconds}
         return JSONResponse(payload, headers={"X-Request-ID": request_id})
 
-    @app.post("/v1/scan", responses=_ERRORS)
-    def scan(body: ScanRequest) -> Any:  # type: ignore[valid-type]
+    @app.post("/v1/scan", responses=_SCAN_ERRORS)
+    async def scan(body: ScanRequest, request: Request) -> Any:  # type: ignore[valid-type]
         request_id, started = uuid.uuid4().hex, time.perf_counter()
         log = _request_logger(request_id, "/v1/scan", started, log_prompts)
+        client = _client_key(request, client_header)
         try:
-            verdict = _as_verdict(policy.scan(body.prompt))
+            scan_limiter.acquire(client, len(body.prompt))
+        except RateLimited as exc:  # refused before any scanning: a flood costs the service almost nothing
+            log(None, 429, error="rate_limited")
+            return _error(429, "rate_limited", str(exc), request_id, headers={"Retry-After": str(exc.retry_after)})
+        try:
+            # In a thread, never on the event loop: /healthz and admission keep answering during a long scan.
+            verdict = _as_verdict(await run_in_threadpool(policy.scan, body.prompt))
         except PolicyError as exc:
             metrics.observe_error()
             log(None, 422, error=type(exc).__name__)
             return _error(422, "invalid_request", str(exc), request_id)
+        finally:
+            scan_limiter.release(client)
         metrics.observe_request(verdict, scan_seconds=time.perf_counter() - started)
         log(verdict, 200)
         return JSONResponse({"verdict": verdict.to_dict()}, headers={"X-Request-ID": request_id})

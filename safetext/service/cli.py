@@ -15,6 +15,7 @@ import sys
 
 from safetext.service.guards import TOKEN_ENV, load_token
 from safetext.service.limits import ServiceLimits
+from safetext.service.ratelimit import DEFAULT_MAX_SCANS_PER_CLIENT, DEFAULT_SCAN_RATE
 
 logger = logging.getLogger("safetext.service")
 
@@ -57,6 +58,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--client-header", default=None,
                    help="header naming the client for the fair queue, set by a trusted proxy (e.g. X-Forwarded-For); "
                         "default: the remote address")
+    p.add_argument("--scan-rate", type=float, default=DEFAULT_SCAN_RATE,
+                   help="characters per second each client may scan on average (a scan costs its prompt's length "
+                        "plus 100); 429 with Retry-After beyond; 0 disables (default: %(default).0f)")
+    p.add_argument("--scan-burst", type=int, default=None,
+                   help="characters a client may scan at once after a pause (default: two seconds of --scan-rate)")
+    p.add_argument("--max-scans-per-client", type=int, default=DEFAULT_MAX_SCANS_PER_CLIENT,
+                   help="most scans one client may have running at once; 429 beyond; 0 disables (default: %(default)s)")
+    p.add_argument("--worker-nice", type=int, default=None,
+                   help="niceness (0-19) added to the worker processes so that scans and /healthz get a core first "
+                        "when the CPUs are busy (default: inherit)")
+    p.add_argument("--worker-cpus", type=_cpu_list, default=None,
+                   help="CPUs to pin the worker processes to, e.g. '1-3' or '1,2' (Linux; default: all)")
     for name, help_text in _LIMIT_FLAGS.items():
         default = getattr(defaults, name)
         p.add_argument("--" + name.replace("_", "-"), type=int, default=default,
@@ -70,6 +83,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                    help="uvicorn log level (default: %(default)s)")
     p.set_defaults(func=serve)
+
+
+def _cpu_list(text: str) -> frozenset[int]:
+    """``'1-3,5'`` as ``{1, 2, 3, 5}`` (the ``taskset -c`` syntax)."""
+    cpus: set[int] = set()
+    try:
+        for part in text.split(","):
+            first, _, last = part.strip().partition("-")
+            cpus.update(range(int(first), int(last or first) + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a CPU list such as '1-3' or '1,2'") from None
+    if not cpus:
+        raise argparse.ArgumentTypeError(f"{text!r} names no CPU")
+    return frozenset(cpus)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -100,6 +127,10 @@ def serve(args: argparse.Namespace) -> int:
             log_prompts=args.log_prompts, shutdown_timeout=args.shutdown_timeout, worker=args.worker,
             worker_threads=args.worker_threads if args.worker == "process" else None,
             max_waiting_per_client=args.max_waiting_per_client, client_header=args.client_header,
+            scan_rate=args.scan_rate or None, scan_burst=args.scan_burst if args.scan_rate else None,
+            max_scans_per_client=args.max_scans_per_client or None,
+            worker_nice=args.worker_nice if args.worker == "process" else None,
+            worker_cpus=args.worker_cpus if args.worker == "process" else None,
         )
     except ValueError as exc:  # bad options, token or policy (PolicyError is a ValueError)
         print(f"safetext serve: {exc}", file=sys.stderr)

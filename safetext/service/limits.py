@@ -241,7 +241,7 @@ class ErrorResponse(BaseModel):
     """Body of every error response."""
 
     error: str = Field(description="unauthorized | not_found | method_not_allowed | payload_too_large | invalid_request | "
-                                   "policy_violation | overloaded | generation_failed")
+                                   "policy_violation | rate_limited | overloaded | generation_failed")
     detail: str = Field(description="What went wrong and how to fix it.")
     verdict: dict[str, Any] | None = Field(default=None, description="The verdict, for policy_violation.")
 

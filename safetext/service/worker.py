@@ -145,6 +145,9 @@ class ProcessWorker:
         factory: a picklable callable that returns the generator (a :class:`GeneratorRecipe`, a
             module-level function or a ``functools.partial`` of one); called once in the child per start.
         threads: torch intra-op threads in the child (default: :func:`default_threads`).
+        nice: niceness the child adds to itself (0-19) before it builds the generator, so that the HTTP
+            process is scheduled first when both want a core (None: inherit).
+        cpus: CPU numbers the child is pinned to (``os.sched_setaffinity``; None: inherit).
         start_timeout: seconds the child may take to build the generator.
         stop_timeout: seconds the child may take to exit when closed before it is terminated.
 
@@ -154,12 +157,18 @@ class ProcessWorker:
         >>> worker.close()  # doctest: +SKIP
     """
 
-    def __init__(self, factory: Callable[[], Any], *, threads: int | None = None, start_timeout: float = 600.0,
-                 stop_timeout: float = 10.0) -> None:
+    def __init__(self, factory: Callable[[], Any], *, threads: int | None = None, nice: int | None = None,
+                 cpus: Any = None, start_timeout: float = 600.0, stop_timeout: float = 10.0) -> None:
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
+        if nice is not None and (isinstance(nice, bool) or not isinstance(nice, int) or not 0 <= nice <= 19):
+            raise ValueError(f"nice must be an integer from 0 to 19 (or None), got {nice!r}")
+        if cpus is not None:
+            cpus = check_cpus(cpus)
         self.factory = factory
-        self.threads = threads or default_threads()
+        self.threads = threads or (min(default_threads(), len(cpus)) if cpus else default_threads())
+        self.nice = nice
+        self.cpus = cpus
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self.restarts = 0
@@ -193,7 +202,7 @@ class ProcessWorker:
     def _spawn(self) -> None:
         parent, child = self._context.Pipe()
         process = self._context.Process(target=_worker_main, name="safetext-generation-worker", daemon=True,
-                                        args=(self.factory, child, self._cancel, self.threads, os.getpid()))
+                                        args=(self.factory, child, self._cancel, self.threads, os.getpid(), self.nice, self.cpus))
         process.start()
         child.close()
         deadline = time.monotonic() + self.start_timeout
@@ -389,9 +398,29 @@ class _Cancel:
         return self.event.is_set() or os.getppid() != self.parent_pid
 
 
-def _worker_main(factory: Callable[[], Any], conn: Any, cancel_event: Any, threads: int, parent_pid: int) -> None:
+def check_cpus(cpus: Any) -> frozenset[int]:
+    """``cpus`` as a set of CPU numbers this process may use, or a ValueError naming the fix."""
+    if not hasattr(os, "sched_setaffinity"):
+        raise ValueError("worker_cpus needs os.sched_setaffinity (Linux); leave it unset on this platform")
+    try:
+        chosen = frozenset(int(cpu) for cpu in cpus)
+    except (TypeError, ValueError):
+        raise ValueError(f"worker_cpus must be CPU numbers such as {{1, 2, 3}}, got {cpus!r}") from None
+    allowed = os.sched_getaffinity(0)
+    if not chosen or not chosen <= allowed:
+        raise ValueError(f"worker_cpus {sorted(chosen)} must be a non-empty subset of the CPUs this process may use "
+                         f"({sorted(allowed)})")
+    return chosen
+
+
+def _worker_main(factory: Callable[[], Any], conn: Any, cancel_event: Any, threads: int, parent_pid: int,
+                 nice: int | None = None, cpus: frozenset[int] | None = None) -> None:
     """The child: build the generator, then answer requests until told to stop or the parent goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent decides
+    if nice:
+        os.nice(nice)
+    if cpus:
+        os.sched_setaffinity(0, cpus)
     send_lock = threading.Lock()
     root = logging.getLogger()
     root.addHandler(_PipeLogHandler(conn, send_lock))
