@@ -224,19 +224,21 @@ class GenerationPool:
                 if len(self._finish) > 4 * (self.workers + self.max_queue) + 64:  # forget clients that are even
                     self._finish = {c: f for c, f in self._finish.items() if f > self._virtual}
                 self._running += 1
+            error: BaseException | None = None
             try:
                 if entry.cancel.is_set():
                     raise Cancelled("cancelled while waiting for a worker")
                 result = entry.job(generator)
             except BaseException as exc:  # noqa: BLE001 - handed to the awaiting request
-                entry.future.set_exception(exc)
+                error = exc
+            with self._cond:  # free the place before answering: a client that got its answer sees the pool idle
+                self._running -= 1
+                self._admitted -= 1
+                self._cancels.discard(entry.cancel)
+            if error is not None:
+                entry.future.set_exception(error)
             else:
                 entry.future.set_result(result)
-            finally:
-                with self._cond:
-                    self._running -= 1
-                    self._admitted -= 1
-                    self._cancels.discard(entry.cancel)
 
     def cancel_all(self) -> int:
         """Set the cancellation flag of every admitted job; returns how many there were."""

@@ -212,9 +212,21 @@ def create_app(
     app.state.metrics, app.state.policy, app.state.limits = metrics, policy, limits
     app.state.pool, app.state.worker, app.state.scan_limiter = None, worker, scan_limiter
     responses = _register_service_metrics(metrics, app)
+    def refuse_throttled_scan(scope: dict[str, Any]) -> tuple[int, str, str, dict[str, str]] | None:
+        """A scan from a client with an empty bucket is refused before its body is read (the flood stays cheap)."""
+        if scope.get("path") != "/v1/scan" or scope.get("method") != "POST":
+            return None
+        refusal = scan_limiter.refusal(_scope_client_key(scope, client_header))
+        if refusal is None:
+            return None
+        request_id = uuid.uuid4().hex
+        logger.debug("scan refused (request %s): %s", request_id, refusal)
+        return 429, "rate_limited", str(refusal), {"Retry-After": str(refusal.retry_after), "X-Request-ID": request_id}
+
     app.add_middleware(
         RequestGuardMiddleware, token=token, max_body_bytes=limits.max_body_bytes, max_json_depth=limits.max_json_depth,
         on_response=lambda path, status: responses.labels(route=path if path in ROUTES else "other", status=str(status)).inc(),
+        refuse_early=refuse_throttled_scan if scan_limiter.enabled else None,
     )
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(StarletteHTTPException, _http_error)
@@ -360,11 +372,17 @@ def _generate(gen: Any, body: Any, cancel: threading.Event, request_id: str) -> 
 
 def _client_key(request: Request, header: str | None) -> str:
     """Who the fair queue counts a request against: the trusted proxy's header, else the remote address."""
+    return _scope_client_key(request.scope, header)
+
+
+def _scope_client_key(scope: dict[str, Any], header: str | None) -> str:
     if header:
-        value = request.headers.get(header)
-        if value:
-            return "h:" + value.split(",")[0].strip()[:256]
-    return "a:" + (request.client.host if request.client is not None else "")
+        name = header.lower().encode("latin-1")
+        for key, value in scope.get("headers", ()):
+            if key.lower() == name and value:
+                return "h:" + value.decode("latin-1").split(",")[0].strip()[:256]
+    client = scope.get("client")
+    return "a:" + (client[0] if client else "")
 
 
 def _restarts(pool: Any) -> int:

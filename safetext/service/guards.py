@@ -83,6 +83,9 @@ class RequestGuardMiddleware:
             JSON parser recurses into it).
         public_paths: paths served without a token (``/healthz``).
         on_response: called with ``(path, status)`` for every HTTP response (metrics).
+        refuse_early: called with the scope of an authenticated request before its body is read; a
+            ``(status, error, detail, headers)`` answer is sent at once instead of reading the body
+            (the scan rate limit: a throttled client's flood costs no JSON parsing), None goes on.
     """
 
     def __init__(
@@ -94,6 +97,7 @@ class RequestGuardMiddleware:
         max_json_depth: int = 32,
         public_paths: tuple[str, ...] = ("/healthz",),
         on_response: Callable[[str, int], None] | None = None,
+        refuse_early: Callable[[Scope], tuple[int, str, str, dict[str, str]] | None] | None = None,
     ) -> None:
         self.app = app
         self.token = token
@@ -101,6 +105,7 @@ class RequestGuardMiddleware:
         self.max_json_depth = max_json_depth
         self.public_paths = frozenset(public_paths)
         self.on_response = on_response
+        self.refuse_early = refuse_early
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -114,6 +119,13 @@ class RequestGuardMiddleware:
                 detail = "invalid bearer token" if authorization else "missing bearer token"
                 await _reply(send, 401, "unauthorized", f"{detail}; send 'Authorization: Bearer <token>'",
                              headers=[(b"www-authenticate", b'Bearer realm="safetext"')])
+                return
+        if self.refuse_early is not None:
+            refusal = self.refuse_early(scope)
+            if refusal is not None:
+                status, error, detail, headers = refusal
+                await _reply(send, status, error, detail,
+                             headers=[(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()])
                 return
         if scope.get("method") in ("POST", "PUT", "PATCH"):
             declared = _header(scope, b"content-length")

@@ -48,6 +48,17 @@ class RateLimited(SafetextError, RuntimeError):
         self.retry_after = retry_after
 
 
+def _too_many(max_in_flight: int) -> RateLimited:
+    return RateLimited(f"this client already has {max_in_flight} scan(s) running (--max-scans-per-client); "
+                       "wait for their answers", 1)
+
+
+def _over_rate(rate: float, tokens: float) -> RateLimited:
+    wait = max(1, math.ceil((-tokens + 1) / rate))
+    return RateLimited(f"this client is over its scan rate of {rate:,.0f} characters per second (--scan-rate); "
+                       f"retry after {wait} s", wait)
+
+
 @dataclass
 class _Bucket:
     tokens: float
@@ -124,20 +135,32 @@ class ScanLimiter:
                 bucket.updated = now
             if self.max_in_flight is not None and bucket.in_flight >= self.max_in_flight:
                 self.refused += 1
-                raise RateLimited(
-                    f"this client already has {self.max_in_flight} scan(s) running (--max-scans-per-client); "
-                    "wait for their answers", 1,
-                )
+                raise _too_many(self.max_in_flight)
             if self.rate is not None:
                 if bucket.tokens <= 0:
                     self.refused += 1
-                    wait = max(1, math.ceil((-bucket.tokens + 1) / self.rate))
-                    raise RateLimited(
-                        f"this client is over its scan rate of {self.rate:,.0f} characters per second (--scan-rate); "
-                        f"retry after {wait} s", wait,
-                    )
+                    raise _over_rate(self.rate, bucket.tokens)
                 bucket.tokens -= REQUEST_CHARS + prompt_chars
             bucket.in_flight += 1
+
+    def refusal(self, client: str) -> RateLimited | None:
+        """The error :meth:`acquire` would raise for ``client`` now, without charging anything (None: admitted)."""
+        if not self.enabled:
+            return None
+        now = self._clock()
+        with self._lock:
+            bucket = self._buckets.get(client)
+            if bucket is None:
+                return None
+            if self.max_in_flight is not None and bucket.in_flight >= self.max_in_flight:
+                self.refused += 1
+                return _too_many(self.max_in_flight)
+            if self.rate is not None:
+                tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
+                if tokens <= 0:
+                    self.refused += 1
+                    return _over_rate(self.rate, tokens)
+        return None
 
     def release(self, client: str) -> None:
         """End a scan admitted by :meth:`acquire`."""
