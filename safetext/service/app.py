@@ -212,6 +212,7 @@ def create_app(
     app.state.metrics, app.state.policy, app.state.limits = metrics, policy, limits
     app.state.pool, app.state.worker, app.state.scan_limiter = None, worker, scan_limiter
     responses = _register_service_metrics(metrics, app)
+
     def refuse_throttled_scan(scope: dict[str, Any]) -> tuple[int, str, str, dict[str, str]] | None:
         """A scan from a client with an empty bucket is refused before its body is read (the flood stays cheap)."""
         if scope.get("path") != "/v1/scan" or scope.get("method") != "POST":
