@@ -140,6 +140,7 @@ def drive(url: str, token: str, route: str, bodies: list[dict], concurrency: int
         # dropped before the report is written; pooled over rounds:
         "latencies": ok,
         "latency_clients": [address for status, _, _, _, address in results if status == 200],
+        "worker_latencies": worker,
     }
 
 
@@ -189,7 +190,7 @@ class HealthPoller:
 
 
 def _abuse(url: str, token: str, route: str, bodies: list[dict], clients: int, timeout: float, address: str, stop,
-           results, honor_retry_after: bool) -> None:
+           results, honor_retry_after: bool, ready) -> None:
     """Process body of :class:`Abusers`: ``clients`` threads post ``bodies`` in a loop until ``stop`` is set.
 
     A 503 (queue full) is followed by a 1 s pause; a 429 (rate limited) by the ``Retry-After`` pause only when
@@ -197,6 +198,8 @@ def _abuse(url: str, token: str, route: str, bodies: list[dict], clients: int, t
     """
     import httpx
 
+    if not clients:
+        ready.set()
     lock = threading.Lock()
     statuses: dict[str, int] = {}
     latencies: list[float] = []
@@ -205,6 +208,7 @@ def _abuse(url: str, token: str, route: str, bodies: list[dict], clients: int, t
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout,
                           transport=httpx.HTTPTransport(local_address=address)) as client:
             i = index
+            ready.set()  # the process has started and its client is about to send
             while not stop.is_set():
                 started = time.perf_counter()
                 retry_after = 0.0
@@ -244,13 +248,17 @@ class Abusers:
         import multiprocessing
 
         context = multiprocessing.get_context("spawn")
-        self._stop, self._results = context.Event(), context.Queue()
+        self._stop, self._results, self._ready = context.Event(), context.Queue(), context.Event()
         self._process = context.Process(target=_abuse, args=(url, token, route, bodies, clients, timeout, address, self._stop,
-                                                             self._results, honor_retry_after), daemon=True)
+                                                             self._results, honor_retry_after, self._ready),
+                                        daemon=True)
         self._summary: dict = {}
 
     def __enter__(self) -> "Abusers":
         self._process.start()
+        if not self._ready.wait(120):
+            self._process.kill()
+            raise TimeoutError("the abusive clients' process did not start within 120 s")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -411,6 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     from safetext.service.worker import default_threads
 
     load_at_start = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+    run_started = time.perf_counter()
     policy = load_policy(args.policy)
     pipe, model_name = build_pipeline(args)
     generator = SafeTextGenerator(pipe, policy=policy)
@@ -429,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
         drive(server.url, token, "/v1/scan", scan_bodies[:8], 1, args.timeout)  # warm-up, not reported
         drive(server.url, token, "/v1/generate", gen_bodies[:1], 1, args.timeout)
         for index in range(args.rounds):
+            round_started = time.perf_counter()
             entry: dict = {"round": index + 1}
             with HealthPoller(server.url) as health:
                 entry["clean"] = {"scan": drive(server.url, token, "/v1/scan", scan_bodies, args.concurrency, args.timeout),
@@ -452,6 +462,7 @@ def main(argv: list[str] | None = None) -> int:
                 entry["abuse"]["abusive_scan"] = {**scan_abuse.summary(), "prompt_chars": limits.max_prompt_chars}
                 entry["abuse"]["abusive_generate"] = {
                     **gen_abuse.summary(), **{k: abusive_gens[0][k] for k in ("steps", "width", "height", "num_images")}}
+            entry["seconds"] = round(time.perf_counter() - round_started, 1)
             rounds.append(entry)
             print(f"round {index + 1}/{args.rounds}: " + round_line(entry), flush=True)
 
@@ -461,6 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     burst["rejected_503"] = burst["statuses"].get("503", 0)
     burst.pop("latencies")
     burst.pop("latency_clients")
+    burst.pop("worker_latencies")
 
     summary = summarize(rounds, args.no_abuse)
     errors = {"burst": sum(n for status, n in burst["statuses"].items() if status not in ("200", "503"))}
@@ -477,6 +489,7 @@ def main(argv: list[str] | None = None) -> int:
                 for route in ("scan", "generate"):
                     entry[run][route].pop("latencies")
                     entry[run][route].pop("latency_clients")
+                    entry[run][route].pop("worker_latencies")
     report = {
         "command": " ".join(["python benchmarks/service_load.py", *(sys.argv[1:] if argv is None else argv)]),
         "model": model_name,
@@ -504,6 +517,7 @@ def main(argv: list[str] | None = None) -> int:
                    "max_height": limits.max_height, "max_images": limits.max_images, "max_compute": limits.max_compute,
                    "max_prompt_chars": limits.max_prompt_chars, "native": list(native)},
         "errors_other_than_503": errors,
+        "wall_seconds": round(time.perf_counter() - run_started, 1),
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -539,8 +553,9 @@ def summarize(rounds: list[dict], no_abuse: bool) -> dict:
             for entry in rounds:
                 for v, address in zip(entry[run][route]["latencies"], entry[run][route]["latency_clients"]):
                     by_client.setdefault(address, []).append(v)
+            worker = [v for entry in rounds for v in entry[run][route]["worker_latencies"]]
             pooled[run][route] = {"requests": len(values), "p50_ms": percentile_ms(values, 50),
-                                  "p99_ms": percentile_ms(values, 99),
+                                  "p99_ms": percentile_ms(values, 99), "worker_p50_ms": percentile_ms(worker, 50),
                                   "clients": {a: {"requests": len(v), "p50_ms": percentile_ms(v, 50),
                                                   "p99_ms": percentile_ms(v, 99)} for a, v in sorted(by_client.items())}}
         health = [v for entry in rounds for v in entry[run]["healthz_latencies"]]
@@ -593,22 +608,25 @@ def markdown(r: dict) -> str:
         + (f", at most {svc['max_scans_per_client']} in flight" if svc["max_scans_per_client"] else "")
         + f"; queue bound {svc['max_queue']}.",
         "Latencies are client-side (queueing included), pooled over "
-        f"{len(rounds)} round(s); each round runs the clean traffic, then the same traffic under abuse, on the same service.",
+        f"{len(rounds)} round(s); each round runs the clean traffic, then the same traffic under abuse, on the same service "
+        f"(rounds took {', '.join(str(e['seconds']) for e in rounds)} s; the whole run {r['wall_seconds']} s). "
+        "*worker* is the generation time inside the service.",
         "",
-        "| route | run | requests | p50 ms | p99 ms | p99 per round ms |",
-        "|---|---|---|---|---|---|",
+        "| route | run | requests | p50 ms | p99 ms | p99 per round ms | worker p50 ms |",
+        "|---|---|---|---|---|---|---|",
     ]
     for route in ("scan", "generate"):
         for run in ("clean", "abuse"):
             if run in pooled:
                 per_round = ", ".join(str(e[run][route]["p99_ms"]) for e in rounds)
                 p = pooled[run][route]
-                lines.append(f"| `/v1/{route}` | {run} | {p['requests']} | {p['p50_ms']} | {p['p99_ms']} | {per_round} |")
+                lines.append(f"| `/v1/{route}` | {run} | {p['requests']} | {p['p50_ms']} | {p['p99_ms']} | {per_round} | "
+                             f"{p['worker_p50_ms'] if p['worker_p50_ms'] is not None else '-'} |")
     for run in ("clean", "abuse"):
         if run in pooled:
             h = pooled[run]["healthz"]
             lines.append(f"| `/healthz` (every 50 ms) | {run} | {h['polls']} | {h['p50_ms']} | {h['p99_ms']} | "
-                         f"{', '.join(str(e[run]['healthz']['p99_ms']) for e in rounds)} |")
+                         f"{', '.join(str(e[run]['healthz']['p99_ms']) for e in rounds)} | - |")
     if "abuse" in pooled:
         lim = r["limits"]
         sa, ga = rounds[0]["abuse"]["abusive_scan"], rounds[0]["abuse"]["abusive_generate"]
