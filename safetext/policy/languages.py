@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from safetext.errors import PolicyError
-from safetext.policy.lexicon import Lexicon, TermSource, build_lexicon, normalized_forms, read_word_list
+from safetext.policy.lexicon import Lexicon, Match, Term, TermSource, build_lexicon, normalized_forms, read_word_list
 from safetext.policy.confusables import fold_char
 from safetext.policy.normalize import Token, normalize_chars, tokenize
 from safetext.policy.replacement import Replacer
@@ -50,16 +50,37 @@ LATIN_LANGUAGES: tuple[str, ...] = ("en", "de", "es", "fr", "pt", "it", "nl")
 #: Languages that come as a shipped pack (every Latin-script language of the lists but English).
 PACK_LANGUAGES: tuple[str, ...] = ("de", "es", "fr", "pt", "it", "nl")
 
-#: Suffix rules per language: ``(ending to remove, ending to add)`` applied to single listed words
-#: (plurals, gender and verb forms: ``Fotze`` -> ``Fotzen``, ``cabrón`` -> ``cabrones``, ``stronzo`` -> ``stronzi``).
-INFLECTIONS: dict[str, tuple[tuple[str, str], ...]] = {
-    "de": (("", "n"), ("", "en"), ("", "e"), ("", "er"), ("", "s"), ("", "t"), ("en", "t"), ("en", "e"), ("e", "en")),
-    "es": (("", "s"), ("", "es"), ("o", "a"), ("o", "as"), ("a", "o"), ("a", "os")),
-    "fr": (("", "s"), ("", "e"), ("", "es"), ("", "x"), ("er", "é"), ("er", "ée")),
-    "pt": (("", "s"), ("", "es"), ("o", "a"), ("o", "as"), ("a", "o"), ("a", "os"), ("ão", "ões")),
-    "it": (("o", "i"), ("a", "e"), ("e", "i"), ("o", "a"), ("a", "i"), ("one", "oni")),
-    "nl": (("", "en"), ("", "s"), ("", "e"), ("", "je"), ("", "jes")),
+#: Number and gender/size suffixes per language, ``(ending to remove, ending to add)``, applied to the
+#: folded single words of the pack's lexicon. A generated form that the language uses more than the
+#: listed word is another word and is dropped (Italian *zoccole* -> *zoccoli*, "clogs"); ``DERIVED``
+#: forms (gender, augmentative, diminutive, verb forms) already when they come within half a Zipf
+#: unit of it (Spanish *polla* -> *pollo*, "chicken"), while plurals stay (*puta* -> *putas*).
+NUMBER: dict[str, tuple[tuple[str, str], ...]] = {
+    "de": (("", "e"), ("", "en"), ("", "n"), ("", "s"), ("", "er"), ("", "es")),
+    "es": (("", "s"), ("", "es")),
+    "fr": (("", "s"), ("", "x"), ("", "es")),
+    "pt": (("", "s"), ("", "es"), ("ao", "oes"), ("ao", "aes")),
+    "it": (("o", "i"), ("a", "e")),
+    "nl": (("", "en"), ("", "s"), ("", "e")),
 }
+_ES_PT_O = ("a", "as", "os", "ito", "ita", "itos", "itas", "azo", "aza", "on", "ona", "ones", "onas", "ote", "ota", "ao")
+_ES_PT_A = ("o", "os", "as", "ita", "itas", "ito", "azo", "aza", "on", "ona", "onas", "ones", "ota", "ao")
+_PT_SMALL = ("inho", "inha", "inhos", "inhas", "zinho", "zinha", "aco", "ona", "onas", "ao", "oes")
+DERIVED: dict[str, tuple[tuple[str, str], ...]] = {
+    "de": (("en", ""), ("en", "t"), ("en", "st"), ("en", "te"), ("en", "e"), ("e", "en"), ("e", "n"), ("er", "erin"), ("er", "erinnen")),
+    "es": tuple(("o", a) for a in _ES_PT_O) + tuple(("a", a) for a in _ES_PT_A)
+    + (("on", "ona"), ("on", "onas"), ("on", "onazo"), ("on", "oncito"), ("e", "ito"), ("e", "ita")),
+    "fr": (("", "e"), ("", "es"), ("e", "es"), ("ard", "arde"), ("ard", "ardes"), ("eur", "euse"), ("eur", "euses"), ("er", "e"), ("er", "es"), ("er", "ee"), ("er", "ees"), ("e", "ee"), ("e", "ees")),
+    "pt": tuple(("o", a) for a in _ES_PT_O + _PT_SMALL) + tuple(("a", a) for a in _ES_PT_A + _PT_SMALL)
+    + (("ao", "ona"), ("ao", "onas"), ("ao", "aozinho")),
+    "it": (("o", "a"), ("o", "e"), ("a", "o"), ("o", "ino"), ("o", "ina"), ("a", "ina"), ("o", "one"), ("a", "one"), ("o", "ona"),
+           ("a", "ona"), ("o", "oni"), ("a", "oni"), ("o", "etto"), ("a", "etta"), ("o", "accio"), ("a", "accia"), ("one", "oni"), ("one", "ona"), ("one", "one")),
+    "nl": (("", "je"), ("", "jes"), ("", "tje"), ("", "tjes"), ("en", ""), ("en", "t"), ("en", "te"), ("en", "ten")),
+}
+#: Participle prefixes of verbs (``ficken`` -> ``gefickt``, ``verfickt``; ``neuken`` -> ``geneukt``).
+PARTICIPLES: dict[str, tuple[str, ...]] = {"de": ("ge", "ver"), "nl": ("ge",)}
+#: Back-compatible view: every suffix rule of a language.
+INFLECTIONS: dict[str, tuple[tuple[str, str], ...]] = {code: NUMBER[code] + DERIVED[code] for code in NUMBER}
 #: Zipf frequency from which a word counts as an ordinary word of a language: generated forms that are
 #: one are not matched, nor list words of another language in a prompt of that language.
 MIN_ZIPF = 3.0
@@ -155,9 +176,14 @@ def _language_words(code: str, config: NormalizationConfig) -> frozenset[str]:
 def guess_language(tokens: Sequence[Token], languages: Sequence[str], config: NormalizationConfig) -> str:
     """The language of a prompt: each token votes for the enabled language where ``wordfreq`` finds it most frequent.
 
+    A tie of votes goes to the language whose Zipf values of the prompt's words sum highest (a sum of
+    log-frequencies: the language under which the words are likeliest; "uma camiseta escrito porra" is
+    Portuguese, though "camiseta" and "escrito" are slightly more frequent in Spanish), then to the
+    earlier one in ``languages``.
+
     Args:
         tokens: the prompt's normalized tokens.
-        languages: the policy's ``languages`` (ties go to the earlier one).
+        languages: the policy's ``languages``.
         config: the policy's normalization.
 
     Returns:
@@ -165,27 +191,39 @@ def guess_language(tokens: Sequence[Token], languages: Sequence[str], config: No
     """
     tables = [language_zipf(code, config) for code in languages]
     votes = [0] * len(languages)
+    sums = [0.0] * len(languages)
     for token in tokens:
         best, best_zipf = -1, 0.0
         for index, table in enumerate(tables):
             value = table.get(token.text, 0.0)
+            sums[index] += value
             if value > best_zipf:
                 best, best_zipf = index, value
         if best >= 0:
             votes[best] += 1
-    winner = max(range(len(languages)), key=lambda i: (votes[i], -i))
+    winner = max(range(len(languages)), key=lambda i: (votes[i], sums[i], -i))
     return languages[winner]
 
 
-def _inflected(word: str, code: str) -> list[str]:
-    forms = []
+def _inflected(word: str, code: str) -> list[tuple[str, bool]]:
+    """``(form, is_number_form)`` of a folded single word: plurals, gender/size and verb forms, participles."""
+    forms: list[tuple[str, bool]] = []
     if len(word) < 4 or not word.isalpha():
         return forms
-    for remove, add in INFLECTIONS.get(code, ()):
-        if remove and not word.endswith(remove):
-            continue
-        stem = word[: len(word) - len(remove)] if remove else word
-        forms.append(stem + add)
+    for number, rules in ((True, NUMBER.get(code, ())), (False, DERIVED.get(code, ()))):
+        for remove, add in rules:
+            if remove and not word.endswith(remove):
+                continue
+            if not remove and add in ("s", "x") and word[-1] in "sxz":
+                continue
+            stem = word[: len(word) - len(remove)] if remove else word
+            if len(stem) >= 3:
+                forms.append((stem + add, number))
+    if word.endswith("en") and len(word) >= 6:
+        stem = word[:-2]
+        for prefix in PARTICIPLES.get(code, ()):
+            participle = prefix + stem + "t"
+            forms += [(participle + ending, False) for ending in ("", "e", "er", "es", "en")]
     return forms
 
 
@@ -202,6 +240,127 @@ def _k_spelled(word: str, code: str) -> list[str]:
     return [spelled] if spelled != word else []
 
 
+#: Parts of glued insults that are not list words on their own, taken only glued to a word
+#: (``Drecks``-``kerl``, ``kut``-``zooi``; German and Dutch write compounds as one word). Heads join
+#: any common word of the language; weak heads (ordinary words: Dutch *kanker* "cancer", *tyfus*
+#: "typhoid") join only a list word or a glued-insult tail (``kankerlijer``, not ``kankeronderzoek``).
+COMPOUND_HEADS: dict[str, frozenset[str]] = {
+    "de": frozenset("scheiss scheis drecks huren fotzen wichs fick kack nutten schlampen".split()),
+    "nl": frozenset("kut klote kloot hoeren hoere".split()),
+}
+COMPOUND_WEAK_HEADS: dict[str, frozenset[str]] = {
+    "de": frozenset("sau arsch mist".split()),
+    "nl": frozenset("kanker kk tering tyfus pleuris rot lul".split()),
+}
+COMPOUND_TAILS: dict[str, frozenset[str]] = {
+    "de": frozenset("loch sau kerl sack stuck gesicht schwein fresse bock kopf lappen".split()),
+    "nl": frozenset("lijer lijers zooi wijf kop zak hoer hond jood mongool".split()),
+}
+#: A glued word that ``wordfreq`` knows at least this well in the language is an established word and
+#: is judged by the lists alone ("Kankerbestrijding", "cálculo"), not split.
+CLEAN_COMPOUND_ZIPF = 3.0
+#: The least ``wordfreq`` Zipf of a compound part that is not a list word (a word of the language);
+#: after a glued-insult head, which is shorter and less specific than a list word, :data:`MIN_ZIPF`.
+PART_ZIPF = 2.0
+_LINKERS = ("", "s", "e", "n", "en", "es")
+
+
+@lru_cache(maxsize=8)
+def established_words(config: NormalizationConfig) -> frozenset[str]:
+    """Words of Zipf >= :data:`CLEAN_COMPOUND_ZIPF` in any of :data:`LATIN_LANGUAGES` (one set for every pack)."""
+    return frozenset(
+        word for code in LATIN_LANGUAGES for word, value in language_zipf(code, config).items() if value >= CLEAN_COMPOUND_ZIPF
+    )
+
+
+@dataclass(frozen=True)
+class CompoundFinder:
+    """Finds glued words made of a list word and a word of the language (``Drecksfotze``, ``kutwijf``, ``comemierda``).
+
+    A token not matched otherwise is split at every position into a head and a tail of at least three
+    letters (with an optional German/Dutch linking ``s``/``e``/``n``/``en`` after the head). It is a finding
+    when one part is a single-word list entry of the language (four letters or more) or a glued-insult
+    part of :data:`COMPOUND_HEADS`/:data:`COMPOUND_TAILS`, and the other part is a word of the language
+    (``wordfreq`` Zipf >= :data:`PART_ZIPF` after a list word, >= :data:`MIN_ZIPF` after a glued-insult
+    head or before a list word) or a list entry too; unless the whole token is an established word of
+    any covered language (Zipf >= :data:`CLEAN_COMPOUND_ZIPF`) or allow-listed, or a clean established
+    word starts it past the head ("flikkeren" in "flikkerende").
+
+    Attributes:
+        toxic: single-word list entries of the language, folded, with their term.
+        heads: glued-insult heads of the language.
+        tails: glued-insult tails of the language.
+        zipf: the language's ``wordfreq`` table (:func:`language_zipf`).
+    """
+
+    toxic: dict[str, Term]
+    heads: frozenset[str]
+    weak_heads: frozenset[str]
+    tails: frozenset[str]
+    zipf: dict[str, float]
+    established: frozenset[str] = frozenset()
+
+    def candidates(self, tokens: Sequence[Token]) -> list[Token]:
+        """Tokens that may be glued words: 7+ letters, no established word of a covered language
+        ("artículo" is no "arti" + "culo"); the same for every pack, so computed once per prompt."""
+        established = self.established
+        return [t for t in tokens if len(t.text) >= 7 and t.text not in established and t.text.isalpha()]
+
+    def find(self, candidates: Sequence[Token], taken: Sequence[tuple[int, int]]) -> list[Match]:
+        """Glued words among ``candidates`` (:meth:`candidates`) that overlap no span of ``taken``."""
+        found = []
+        for token in candidates:
+            word = token.text
+            if word in self.toxic or any(s < token.end and token.start < e for s, e in taken):
+                continue
+            term = self._split(word)
+            if term is not None:
+                glued = Term(word, term.base, (word,), (), term.category, term.rule_id)
+                found.append(Match(glued, token.start, token.end, token.mask))
+        return found
+
+    def _known_prefix(self, word: str, longer_than: int) -> bool:
+        """A clean established word starts ``word`` past the head ("flikkeren" in "flikkerende", "culata" in "culatello")."""
+        zipf, toxic = self.zipf, self.toxic
+        return any(
+            zipf.get(word[:cut], 0.0) >= CLEAN_COMPOUND_ZIPF and word[:cut] not in toxic
+            for cut in range(longer_than + 1, len(word))
+        )
+
+    def _split(self, word: str) -> Term | None:
+        toxic, zipf = self.toxic, self.zipf
+        for cut in range(3, len(word) - 2):
+            head, rest = word[:cut], word[cut:]
+            head_term = toxic.get(head) if len(head) >= 4 else None
+            weak = head in self.weak_heads
+            if head_term is not None or head in self.heads or weak:
+                for linker in _LINKERS if head_term is not None else ("",):
+                    if not rest.startswith(linker) or len(rest) - len(linker) < 4:
+                        continue
+                    tail = rest[len(linker):]
+                    strong_tail = tail in toxic or tail in self.tails
+                    least = PART_ZIPF if head_term is not None else MIN_ZIPF
+                    if strong_tail or (not weak and zipf.get(tail, 0.0) >= least):
+                        if not strong_tail and self._known_prefix(word, cut):
+                            continue
+                        return head_term or toxic.get(tail) or self._any_term(head)
+            tail_term = toxic.get(rest) if len(rest) >= 4 else None
+            if tail_term is not None:
+                for linker in _LINKERS:
+                    stem = head[: len(head) - len(linker)] if linker else head
+                    if linker and not head.endswith(linker) or len(stem) < 3:
+                        continue
+                    if stem in self.heads or stem in self.weak_heads or zipf.get(stem, 0.0) >= MIN_ZIPF:
+                        return tail_term
+        return None
+
+    def _any_term(self, part: str) -> Term | None:
+        sample = next(iter(self.toxic.values()), None)
+        if sample is None:
+            return None
+        return Term(part, part, (part,), (), sample.category, sample.rule_id)
+
+
 @dataclass(frozen=True)
 class LanguagePack:
     """The compiled word lists of one language (read-only, shared between threads).
@@ -213,6 +372,11 @@ class LanguagePack:
         replacer: picks a benign word of this language of similar length.
         variants: readings of ambiguous characters and words split by separators (``put@``,
             ``Hu.ren.sohn``, ``pu-tain``) against the pack's lexicon; no English sound-alikes or compounds.
+        compounds: glued words of a list word and a word of the language (:class:`CompoundFinder`).
+        scene_sense: folded words whose everyday sense dominates in a scene description (French
+            *chatte* "she-cat", *queue* "tail"; anatomy in a medical illustration): findings only when
+            they are text to render.
+        spellings: the listed entries as written (lowercase), for :func:`written_known`.
     """
 
     code: str
@@ -220,53 +384,101 @@ class LanguagePack:
     allow: Lexicon
     replacer: Replacer
     variants: "VariantMatcher"
+    compounds: CompoundFinder | None = None
+    scene_sense: frozenset[str] = frozenset()
+    spellings: frozenset[str] = frozenset()
 
 
 def pack_path(shipped: Path, name: str) -> Path:
     return shipped / "lists" / name
 
 
+#: Categories a section of ``extra_<code>.txt`` can name (``[insult]``); entries before any section are profanity.
+PACK_CATEGORIES: tuple[str, ...] = ("profanity", "sexual", "insult", "slur")
+
+
+def read_sections(path: str | Path) -> dict[str, tuple[str, ...]]:
+    """Entries of a reviewed-additions list by category: a ``[category]`` line starts a section.
+
+    Raises:
+        PolicyError: the file is missing, or a section names an unknown category.
+    """
+    sections: dict[str, list[str]] = {}
+    current = PACK_CATEGORY
+    for entry in read_word_list(path):
+        if entry.startswith("[") and entry.endswith("]"):
+            current = entry[1:-1].strip()
+            if current not in PACK_CATEGORIES:
+                raise PolicyError(f"word list '{path}': unknown section '{entry}'; use one of {list(PACK_CATEGORIES)}")
+            continue
+        sections.setdefault(current, []).append(entry)
+    return {category: tuple(entries) for category, entries in sections.items()}
+
+
 @lru_cache(maxsize=32)
 def load_pack(
-    code: str, config: NormalizationConfig, rule_id: str, shipped: Path, fixed_word: str | None = None, preserve_case: bool = True
+    code: str,
+    config: NormalizationConfig,
+    rule_id: str,
+    shipped: Path,
+    fixed_word: str | None = None,
+    preserve_case: bool = True,
+    category_rules: tuple[tuple[str, str], ...] = (),
 ) -> LanguagePack:
     """Build the :class:`LanguagePack` of ``code`` from the shipped lists.
 
     Args:
         code: one of :data:`PACK_LANGUAGES`.
         config: the policy's normalization.
-        rule_id: the policy rule that owns the pack's findings.
+        rule_id: the policy rule that owns the pack's profanity findings (and those of any category
+            without a rule of its own).
         shipped: the shipped policies folder.
         fixed_word: the policy's ``replacement.word`` when its mode is ``fixed`` (else automatic
             replacement by a word of the language of similar length).
         preserve_case: the policy's ``replacement.preserve_case``.
+        category_rules: ``(category, rule id)`` of the policy's rules for the categories of
+            :data:`PACK_CATEGORIES` (sections of ``extra_<code>.txt``).
 
     Raises:
         PolicyError: ``code`` has no pack, or a shipped list is missing.
     """
     if code not in PACK_LANGUAGES:
         raise PolicyError(f"no word lists for language '{code}'; available: {', '.join(LATIN_LANGUAGES)}")
+    rules = dict(category_rules)
     listed = read_json_list(pack_path(shipped, f"ldnoobw_{code}.json"))
-    extra = read_word_list(pack_path(shipped, f"extra_{code}.txt"))
+    sections = read_sections(pack_path(shipped, f"extra_{code}.txt"))
     excluded = normalized_forms(read_word_list(pack_path(shipped, f"ldnoobw_context_{code}.txt")), config)
     stems = read_word_list(pack_path(shipped, f"stems_{code}.txt"))
-    frequencies = [language_zipf(other, config) for other in LATIN_LANGUAGES]
-    entries = [e for e in listed + extra if _fold(e, config) not in excluded]
-    known = {_fold(e, config) for e in entries}
-    generated = []
-    for entry in entries:
-        word = entry.lower()
-        for form in _inflected(word, code) + _k_spelled(word, code):
-            folded = _fold(form, config)
-            if folded in known or folded in excluded or any(table.get(folded, 0.0) >= MIN_ZIPF for table in frequencies):
-                continue  # an ordinary word of any covered language (German "Neger" -> Dutch "negeren", "to ignore")
-            known.add(folded)
-            generated.append(form)
-    sources = (
-        TermSource(tuple(entries) + tuple(generated), PACK_CATEGORY, rule_id, f"ldnoobw_{code}.json", excluded),
-        TermSource(stems, PACK_CATEGORY, rule_id, f"stems_{code}.txt", frozenset(), True),
-    )
-    lexicon = build_lexicon(sources, config, plurals=False, inflections=False)
+    own = language_zipf(code, config)
+    others = [language_zipf(other, config) for other in LATIN_LANGUAGES if other != code]
+    by_category: dict[str, list[str]] = {PACK_CATEGORY: [e for e in listed if _fold(e, config) not in excluded]}
+    for category, entries in sections.items():
+        by_category.setdefault(category, []).extend(e for e in entries if _fold(e, config) not in excluded)
+    known = {_fold(e, config) for entries in by_category.values() for e in entries}
+    generated: dict[str, list[str]] = {}
+    for category, entries in by_category.items():
+        for entry in entries:
+            word = _fold(entry, config)
+            forms = _inflected(word, code) + [(form, False) for form in _k_spelled(word, code)]
+            if " " in word and len(word) >= 9:
+                forms.append((word.replace(" ", ""), False))  # a phrase written as one word or hashtag: "hijodeputa"
+            for form, number in forms:
+                folded = _fold(form, config) if not form.isascii() else form
+                if folded in known or folded in excluded or any(table.get(folded, 0.0) >= MIN_ZIPF for table in others):
+                    continue  # an ordinary word of another covered language (German "Neger" -> Dutch "negeren")
+                if own.get(folded, 0.0) >= MIN_ZIPF and own.get(folded, 0.0) > own.get(word, 0.0) - (0.0 if number else 0.5):
+                    continue  # a form the language uses (about) as much as the listed word is another word ("zoccoli", "pollo")
+                known.add(folded)
+                generated.setdefault(category, []).append(folded)
+    sources = [
+        TermSource(
+            tuple(entries) + tuple(generated.get(category, ())), category, rules.get(category, rule_id),
+            f"ldnoobw_{code}.json" if category == PACK_CATEGORY else f"extra_{code}.txt", excluded,
+        )
+        for category, entries in by_category.items()
+    ]
+    sources.append(TermSource(stems, PACK_CATEGORY, rule_id, f"stems_{code}.txt", frozenset(), True))
+    lexicon = build_lexicon(tuple(sources), config, plurals=False, inflections=False)
     allow_terms = read_word_list(pack_path(shipped, f"allow_{code}.txt"))
     allow = build_lexicon((TermSource(allow_terms, "allow", ""),), config, plurals=False, exact_runs=True)
     words = read_word_list(pack_path(shipped, f"replacements_{code}.txt"))
@@ -274,6 +486,61 @@ def load_pack(
         mode="fixed" if fixed_word else "auto", word=fixed_word, path=f"lists/replacements_{code}.txt", preserve_case=preserve_case
     )
     replacer = Replacer(settings, words)
+    toxic: dict[str, Term] = {}
+    allowed = {_fold(term, config) for term in allow_terms}
+    for source, (category, entries) in zip(sources[:-1], by_category.items()):
+        term_rule = source.rule_id
+        for entry in entries:  # listed entries only: a generated form is no compound part ("cula" in "culatello")
+            folded = _fold(entry, config)
+            if " " not in folded and len(folded) >= 3 and folded not in allowed:
+                toxic[folded] = Term(folded, folded, (folded,), (), source.category, term_rule)
+    compounds = CompoundFinder(
+        toxic, COMPOUND_HEADS.get(code, frozenset()), COMPOUND_WEAK_HEADS.get(code, frozenset()),
+        COMPOUND_TAILS.get(code, frozenset()), own, established_words(config),
+    )
+    scene = frozenset(_fold(w, config) for w in read_word_list(pack_path(shipped, f"scene_{code}.txt")))
     from safetext.policy.variants import VariantMatcher  # imported here: variants imports this module's neighbours
 
-    return LanguagePack(code, lexicon, allow, replacer, VariantMatcher(lexicon, config, fuzzy=False, compounds=False))
+    return LanguagePack(
+        code, lexicon, allow, replacer, VariantMatcher(lexicon, config, fuzzy=False, compounds=False), compounds, scene,
+        frozenset(e.lower() for entries in by_category.values() for e in entries),
+    )
+
+
+_HYPHEN_BEFORE = re.compile(r"([^\W\d_]+)-$")
+_HYPHEN_AFTER = re.compile(r"-([^\W\d_]+)")
+
+
+def hyphen_joined(text: str, start: int, end: int, config: NormalizationConfig) -> str | None:
+    """The folded word that ``text[start:end]`` forms with letters hyphen-glued to it ("con-fort" -> "confort").
+
+    Returns:
+        ``None`` when no letters are glued to the span by a hyphen.
+    """
+    before = _HYPHEN_BEFORE.search(text, max(0, start - 40), start)
+    after = _HYPHEN_AFTER.match(text, end)
+    if before is None and after is None:
+        return None
+    joined = (before.group(1) if before else "") + text[start:end] + (after.group(1) if after else "")
+    return _fold(joined, config)
+
+
+def known_word(text: str, tables: Sequence[dict[str, float]], config: NormalizationConfig) -> bool:
+    """Whether ``text`` (as written) is an ordinary word (Zipf >= :data:`MIN_ZIPF`) in one of ``tables``."""
+    word = _fold(text, config)
+    return any(table.get(word, 0.0) >= MIN_ZIPF for table in tables)
+
+
+def written_known(text: str, spellings: frozenset[str], languages: Sequence[str]) -> bool:
+    """Whether ``text``, written with letters beyond ASCII, is an ordinary word of one of ``languages`` as written.
+
+    Accent folding makes ``caça`` meet the list word ``caca``; when the word as written (not one of the
+    pack's listed ``spellings``) is itself a frequent word (``wordfreq`` Zipf >= :data:`MIN_ZIPF`), the
+    accents decide and it is not a finding.
+    """
+    word = text.lower()
+    if word.isascii() or not word.isalpha() or word in spellings:
+        return False
+    import wordfreq
+
+    return any(wordfreq.zipf_frequency(word, code) >= MIN_ZIPF for code in languages)
