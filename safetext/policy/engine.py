@@ -374,7 +374,13 @@ class Policy:
                 if f.replacement is not None and config.replacement.mode == "auto" else f
                 for f in findings
             ]
-        taken = [(f.start, f.end) for f in findings if f.rule_id in self._rules and self._rules[f.rule_id].scope == "spans"]
+        # in another language's prompt a pack's reading of a word wins over that of the English-only rules
+        # and backends ("kankerhoer" is Dutch kanker + hoer, not a guess of the English classifier)
+        yields = (lambda f: language != "en" and (f.backend != "wordlist" or bool(ENGLISH_ONLY_RULES.intersection(f.normalizations))))
+        taken = [
+            (f.start, f.end) for f in findings
+            if f.rule_id in self._rules and self._rules[f.rule_id].scope == "spans" and not yields(f)
+        ]
         rendered_spans = document.rendered_spans
         check_rendered = config.rendered_text.enabled
         english = english_words()
@@ -439,6 +445,7 @@ class Policy:
                 )
         if not added:
             return findings
+        findings = [f for f in findings if not (yields(f) and any(a.start < f.end and f.start < a.end for a in added))]
         return sorted(findings + added, key=lambda f: (f.start, f.end))
 
     # ------------------------------------------------------------------ requests with several prompts
