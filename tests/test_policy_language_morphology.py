@@ -7,14 +7,8 @@ import pytest
 from safetext.errors import PolicyError
 from safetext.policy import load_policy
 from safetext.policy.engine import SHIPPED_DIR
-from safetext.policy.languages import (
-    PACK_CATEGORIES,
-    PACK_LANGUAGES,
-    _inflected,
-    guess_language,
-    hyphen_joined,
-    read_sections,
-)
+from safetext.policy.languages import PACK_CATEGORIES, PACK_LANGUAGES, guess_language, hyphen_joined, read_sections
+from safetext.policy.morphology import inflected
 from safetext.policy.normalize import normalize_chars, tokenize
 from safetext.policy.rendered import find_rendered_spans
 from safetext.policy.schema import NormalizationConfig
@@ -99,7 +93,7 @@ def test_unknown_section_is_refused(tmp_path):
     ],
 )
 def test_inflections_per_language(word, code, expected, absent):
-    forms = {form for form, _ in _inflected(word, code)}
+    forms = {form for form, _ in inflected(word, code)}
     assert expected <= forms, expected - forms
     assert not absent & forms
 

@@ -3,21 +3,20 @@
 A pack holds, for one language, the LDNOOBW list (shipped verbatim as ``lists/ldnoobw_<code>.json``
 from the npm package ``naughty-words`` 1.2.0, CC-BY-4.0) minus the entries whose everyday meaning
 dominates in image prompts (``ldnoobw_context_<code>.txt``: Italian *pesce*, Portuguese *cerveja*),
-reviewed additions (``extra_<code>.txt``), stems matched inside glued words (``stems_<code>.txt``),
-the language's allow-list (``allow_<code>.txt``) and its benign replacement words
-(``replacements_<code>.txt``).
+reviewed additions by category (``extra_<code>.txt``, sections read by :func:`read_sections`),
+stems matched inside words (``stems_<code>.txt``), the language's allow-list (``allow_<code>.txt``),
+its scene-sense words (``scene_<code>.txt``: findings only as text to render) and its benign
+replacement words (``replacements_<code>.txt``).
 
 Matching uses the policy's normalization unchanged (accents, ``ß``, ``ĳ``, ``ø``, ``ı``, ``ł`` are
 folded to ASCII by the confusables step, from ``anyascii``, for the list and the prompt alike, so
 ``Scheiße``/``scheisse`` and ``coño``/``cono`` meet) and the lexicon's exact, obfuscation-aware
 look-up (leetspeak, separators, repeats, wildcards, homoglyphs). English-only rules stay English:
-no English plurals or inflections, no English sound-alike or compound matching for these lists;
-a pack generates its own language's inflections instead (:data:`INFLECTIONS`), and drops a
-generated form that ``wordfreq`` knows as an ordinary word of any covered language.
+no English plurals, inflections, sound-alikes or compounds for these lists; a pack generates its own
+language's forms instead (:mod:`safetext.policy.morphology`), minus those that are other words, and
+finds glued words of its language (:mod:`safetext.policy.compounds`).
 
-Cross-language false positives are settled by the prompt's language (:func:`guess_language`: each
-word votes for the enabled language in which ``wordfreq`` finds it most frequent, ties to the earlier
-one in ``languages``): a list
+Cross-language false positives are settled by the prompt's language (:func:`guess_language`): a list
 word of one language that is an ordinary word of the prompt's language (English: the English
 dictionary; others: ``wordfreq`` Zipf >= :data:`MIN_ZIPF`) is not a finding, a finding inside a phrase of
 the prompt language's allow-list is dropped whatever list it came from, and the English-only rules
@@ -36,13 +35,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from safetext.errors import PolicyError
-from safetext.policy.lexicon import Lexicon, Match, Term, TermSource, build_lexicon, normalized_forms, read_word_list
 from safetext.policy.confusables import fold_char
+from safetext.policy.lexicon import Lexicon, Term, TermSource, build_lexicon, normalized_forms, read_word_list
+from safetext.policy.morphology import inflected, k_spelled
 from safetext.policy.normalize import Token, normalize_chars, tokenize
 from safetext.policy.replacement import Replacer
 from safetext.policy.schema import NormalizationConfig, ReplacementConfig
 
 if TYPE_CHECKING:
+    from safetext.policy.compounds import CompoundFinder
     from safetext.policy.variants import VariantMatcher
 
 #: Languages a policy can list; ``en`` is the policy's own ``lists:`` and ``backends:``.
@@ -50,37 +51,6 @@ LATIN_LANGUAGES: tuple[str, ...] = ("en", "de", "es", "fr", "pt", "it", "nl")
 #: Languages that come as a shipped pack (every Latin-script language of the lists but English).
 PACK_LANGUAGES: tuple[str, ...] = ("de", "es", "fr", "pt", "it", "nl")
 
-#: Number and gender/size suffixes per language, ``(ending to remove, ending to add)``, applied to the
-#: folded single words of the pack's lexicon. A generated form that the language uses more than the
-#: listed word is another word and is dropped (Italian *zoccole* -> *zoccoli*, "clogs"); ``DERIVED``
-#: forms (gender, augmentative, diminutive, verb forms) already when they come within half a Zipf
-#: unit of it (Spanish *polla* -> *pollo*, "chicken"), while plurals stay (*puta* -> *putas*).
-NUMBER: dict[str, tuple[tuple[str, str], ...]] = {
-    "de": (("", "e"), ("", "en"), ("", "n"), ("", "s"), ("", "er"), ("", "es")),
-    "es": (("", "s"), ("", "es")),
-    "fr": (("", "s"), ("", "x"), ("", "es")),
-    "pt": (("", "s"), ("", "es"), ("ao", "oes"), ("ao", "aes")),
-    "it": (("o", "i"), ("a", "e")),
-    "nl": (("", "en"), ("", "s"), ("", "e")),
-}
-_ES_PT_O = ("a", "as", "os", "ito", "ita", "itos", "itas", "azo", "aza", "on", "ona", "ones", "onas", "ote", "ota", "ao")
-_ES_PT_A = ("o", "os", "as", "ita", "itas", "ito", "azo", "aza", "on", "ona", "onas", "ones", "ota", "ao")
-_PT_SMALL = ("inho", "inha", "inhos", "inhas", "zinho", "zinha", "aco", "ona", "onas", "ao", "oes")
-DERIVED: dict[str, tuple[tuple[str, str], ...]] = {
-    "de": (("en", ""), ("en", "t"), ("en", "st"), ("en", "te"), ("en", "e"), ("e", "en"), ("e", "n"), ("er", "erin"), ("er", "erinnen")),
-    "es": tuple(("o", a) for a in _ES_PT_O) + tuple(("a", a) for a in _ES_PT_A)
-    + (("on", "ona"), ("on", "onas"), ("on", "onazo"), ("on", "oncito"), ("e", "ito"), ("e", "ita")),
-    "fr": (("", "e"), ("", "es"), ("e", "es"), ("ard", "arde"), ("ard", "ardes"), ("eur", "euse"), ("eur", "euses"), ("er", "e"), ("er", "es"), ("er", "ee"), ("er", "ees"), ("e", "ee"), ("e", "ees")),
-    "pt": tuple(("o", a) for a in _ES_PT_O + _PT_SMALL) + tuple(("a", a) for a in _ES_PT_A + _PT_SMALL)
-    + (("ao", "ona"), ("ao", "onas"), ("ao", "aozinho")),
-    "it": (("o", "a"), ("o", "e"), ("a", "o"), ("o", "ino"), ("o", "ina"), ("a", "ina"), ("o", "one"), ("a", "one"), ("o", "ona"),
-           ("a", "ona"), ("o", "oni"), ("a", "oni"), ("o", "etto"), ("a", "etta"), ("o", "accio"), ("a", "accia"), ("one", "oni"), ("one", "ona"), ("one", "one")),
-    "nl": (("", "je"), ("", "jes"), ("", "tje"), ("", "tjes"), ("en", ""), ("en", "t"), ("en", "te"), ("en", "ten")),
-}
-#: Participle prefixes of verbs (``ficken`` -> ``gefickt``, ``verfickt``; ``neuken`` -> ``geneukt``).
-PARTICIPLES: dict[str, tuple[str, ...]] = {"de": ("ge", "ver"), "nl": ("ge",)}
-#: Back-compatible view: every suffix rule of a language.
-INFLECTIONS: dict[str, tuple[tuple[str, str], ...]] = {code: NUMBER[code] + DERIVED[code] for code in NUMBER}
 #: Zipf frequency from which a word counts as an ordinary word of a language: generated forms that are
 #: one are not matched, nor list words of another language in a prompt of that language.
 MIN_ZIPF = 3.0
@@ -205,160 +175,11 @@ def guess_language(tokens: Sequence[Token], languages: Sequence[str], config: No
     return languages[winner]
 
 
-def _inflected(word: str, code: str) -> list[tuple[str, bool]]:
-    """``(form, is_number_form)`` of a folded single word: plurals, gender/size and verb forms, participles."""
-    forms: list[tuple[str, bool]] = []
-    if len(word) < 4 or not word.isalpha():
-        return forms
-    for number, rules in ((True, NUMBER.get(code, ())), (False, DERIVED.get(code, ()))):
-        for remove, add in rules:
-            if remove and not word.endswith(remove):
-                continue
-            if not remove and add in ("s", "x") and word[-1] in "sxz":
-                continue
-            stem = word[: len(word) - len(remove)] if remove else word
-            if len(stem) >= 3:
-                forms.append((stem + add, number))
-    if word.endswith("en") and len(word) >= 6:
-        stem = word[:-2]
-        for prefix in PARTICIPLES.get(code, ()):
-            participle = prefix + stem + "t"
-            forms += [(participle + ending, False) for ending in ("", "e", "er", "es", "en")]
-    return forms
-
-
-#: Languages where chat spelling writes the hard ``c`` and ``qu`` as ``k`` (``kabrón``, ``kulero``, ``koño``, ``ke``).
-K_SPELLING = frozenset({"es", "pt"})
-_HARD_C = re.compile(r"c(?=[aouñlr])|qu(?=[ei])")
-
-
-def _k_spelled(word: str, code: str) -> list[str]:
-    """The chat spelling of a listed word with every hard ``c``/``qu`` as ``k`` (Spanish, Portuguese)."""
-    if code not in K_SPELLING or len(word) < 4:
-        return []
-    spelled = _HARD_C.sub("k", word)
-    return [spelled] if spelled != word else []
-
-
-#: Parts of glued insults that are not list words on their own, taken only glued to a word
-#: (``Drecks``-``kerl``, ``kut``-``zooi``; German and Dutch write compounds as one word). Heads join
-#: any common word of the language; weak heads (ordinary words: Dutch *kanker* "cancer", *tyfus*
-#: "typhoid") join only a list word or a glued-insult tail (``kankerlijer``, not ``kankeronderzoek``).
-COMPOUND_HEADS: dict[str, frozenset[str]] = {
-    "de": frozenset("scheiss scheis drecks huren fotzen wichs fick kack nutten schlampen".split()),
-    "nl": frozenset("kut klote kloot hoeren hoere".split()),
-}
-COMPOUND_WEAK_HEADS: dict[str, frozenset[str]] = {
-    "de": frozenset("sau arsch mist".split()),
-    "nl": frozenset("kanker kk tering tyfus pleuris rot lul".split()),
-}
-COMPOUND_TAILS: dict[str, frozenset[str]] = {
-    "de": frozenset("loch sau kerl sack stuck gesicht schwein fresse bock kopf lappen".split()),
-    "nl": frozenset("lijer lijers zooi wijf kop zak hoer hond jood mongool".split()),
-}
-#: A glued word that ``wordfreq`` knows at least this well in the language is an established word and
-#: is judged by the lists alone ("Kankerbestrijding", "cálculo"), not split.
-CLEAN_COMPOUND_ZIPF = 3.0
-#: The least ``wordfreq`` Zipf of a compound part that is not a list word (a word of the language);
-#: after a glued-insult head, which is shorter and less specific than a list word, :data:`MIN_ZIPF`.
-PART_ZIPF = 2.0
-_LINKERS = ("", "s", "e", "n", "en", "es")
-
-
 @lru_cache(maxsize=8)
 def established_words(config: NormalizationConfig) -> frozenset[str]:
-    """Words of Zipf >= :data:`CLEAN_COMPOUND_ZIPF` in any of :data:`LATIN_LANGUAGES` (one set for every pack)."""
-    return frozenset(
-        word for code in LATIN_LANGUAGES for word, value in language_zipf(code, config).items() if value >= CLEAN_COMPOUND_ZIPF
-    )
-
-
-@dataclass(frozen=True)
-class CompoundFinder:
-    """Finds glued words made of a list word and a word of the language (``Drecksfotze``, ``kutwijf``, ``comemierda``).
-
-    A token not matched otherwise is split at every position into a head and a tail of at least three
-    letters (with an optional German/Dutch linking ``s``/``e``/``n``/``en`` after the head). It is a finding
-    when one part is a single-word list entry of the language (four letters or more) or a glued-insult
-    part of :data:`COMPOUND_HEADS`/:data:`COMPOUND_TAILS`, and the other part is a word of the language
-    (``wordfreq`` Zipf >= :data:`PART_ZIPF` after a list word, >= :data:`MIN_ZIPF` after a glued-insult
-    head or before a list word) or a list entry too; unless the whole token is an established word of
-    any covered language (Zipf >= :data:`CLEAN_COMPOUND_ZIPF`) or allow-listed, or a clean established
-    word starts it past the head ("flikkeren" in "flikkerende").
-
-    Attributes:
-        toxic: single-word list entries of the language, folded, with their term.
-        heads: glued-insult heads of the language.
-        tails: glued-insult tails of the language.
-        zipf: the language's ``wordfreq`` table (:func:`language_zipf`).
-    """
-
-    toxic: dict[str, Term]
-    heads: frozenset[str]
-    weak_heads: frozenset[str]
-    tails: frozenset[str]
-    zipf: dict[str, float]
-    established: frozenset[str] = frozenset()
-
-    def candidates(self, tokens: Sequence[Token]) -> list[Token]:
-        """Tokens that may be glued words: 7+ letters, no established word of a covered language
-        ("artículo" is no "arti" + "culo"); the same for every pack, so computed once per prompt."""
-        established = self.established
-        return [t for t in tokens if len(t.text) >= 7 and t.text not in established and t.text.isalpha()]
-
-    def find(self, candidates: Sequence[Token], taken: Sequence[tuple[int, int]]) -> list[Match]:
-        """Glued words among ``candidates`` (:meth:`candidates`) that overlap no span of ``taken``."""
-        found = []
-        for token in candidates:
-            word = token.text
-            if word in self.toxic or any(s < token.end and token.start < e for s, e in taken):
-                continue
-            term = self._split(word)
-            if term is not None:
-                glued = Term(word, term.base, (word,), (), term.category, term.rule_id)
-                found.append(Match(glued, token.start, token.end, token.mask))
-        return found
-
-    def _known_prefix(self, word: str, longer_than: int) -> bool:
-        """A clean established word starts ``word`` past the head ("flikkeren" in "flikkerende", "culata" in "culatello")."""
-        zipf, toxic = self.zipf, self.toxic
-        return any(
-            zipf.get(word[:cut], 0.0) >= CLEAN_COMPOUND_ZIPF and word[:cut] not in toxic
-            for cut in range(longer_than + 1, len(word))
-        )
-
-    def _split(self, word: str) -> Term | None:
-        toxic, zipf = self.toxic, self.zipf
-        for cut in range(3, len(word) - 2):
-            head, rest = word[:cut], word[cut:]
-            head_term = toxic.get(head) if len(head) >= 4 else None
-            weak = head in self.weak_heads
-            if head_term is not None or head in self.heads or weak:
-                for linker in _LINKERS if head_term is not None else ("",):
-                    if not rest.startswith(linker) or len(rest) - len(linker) < 4:
-                        continue
-                    tail = rest[len(linker):]
-                    strong_tail = tail in toxic or tail in self.tails
-                    least = PART_ZIPF if head_term is not None else MIN_ZIPF
-                    if strong_tail or (not weak and zipf.get(tail, 0.0) >= least):
-                        if not strong_tail and self._known_prefix(word, cut):
-                            continue
-                        return head_term or toxic.get(tail) or self._any_term(head)
-            tail_term = toxic.get(rest) if len(rest) >= 4 else None
-            if tail_term is not None:
-                for linker in _LINKERS:
-                    stem = head[: len(head) - len(linker)] if linker else head
-                    if linker and not head.endswith(linker) or len(stem) < 3:
-                        continue
-                    if stem in self.heads or stem in self.weak_heads or zipf.get(stem, 0.0) >= MIN_ZIPF:
-                        return tail_term
-        return None
-
-    def _any_term(self, part: str) -> Term | None:
-        sample = next(iter(self.toxic.values()), None)
-        if sample is None:
-            return None
-        return Term(part, part, (part,), (), sample.category, sample.rule_id)
+    """Words of Zipf >= :data:`MIN_ZIPF` in any of :data:`LATIN_LANGUAGES`: established words, never split as glued
+    words ("artículo" is no "arti" + "culo"); one set for every pack."""
+    return frozenset(word for code in LATIN_LANGUAGES for word, value in language_zipf(code, config).items() if value >= MIN_ZIPF)
 
 
 @dataclass(frozen=True)
@@ -384,7 +205,7 @@ class LanguagePack:
     allow: Lexicon
     replacer: Replacer
     variants: "VariantMatcher"
-    compounds: CompoundFinder | None = None
+    compounds: "CompoundFinder | None" = None
     scene_sense: frozenset[str] = frozenset()
     spellings: frozenset[str] = frozenset()
 
@@ -459,7 +280,7 @@ def load_pack(
     for category, entries in by_category.items():
         for entry in entries:
             word = _fold(entry, config)
-            forms = _inflected(word, code) + [(form, False) for form in _k_spelled(word, code)]
+            forms = inflected(word, code) + [(form, False) for form in k_spelled(word, code)]
             if " " in word and len(word) >= 9:
                 forms.append((word.replace(" ", ""), False))  # a phrase written as one word or hashtag: "hijodeputa"
             for form, number in forms:
@@ -494,6 +315,8 @@ def load_pack(
             folded = _fold(entry, config)
             if " " not in folded and len(folded) >= 3 and folded not in allowed:
                 toxic[folded] = Term(folded, folded, (folded,), (), source.category, term_rule)
+    from safetext.policy.compounds import COMPOUND_HEADS, COMPOUND_TAILS, COMPOUND_WEAK_HEADS, CompoundFinder
+
     compounds = CompoundFinder(
         toxic, COMPOUND_HEADS.get(code, frozenset()), COMPOUND_WEAK_HEADS.get(code, frozenset()),
         COMPOUND_TAILS.get(code, frozenset()), own, established_words(config),
