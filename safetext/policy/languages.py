@@ -321,7 +321,8 @@ def load_pack(
         toxic, COMPOUND_HEADS.get(code, frozenset()), COMPOUND_WEAK_HEADS.get(code, frozenset()),
         COMPOUND_TAILS.get(code, frozenset()), own, established_words(config),
     )
-    scene = frozenset(_fold(w, config) for w in read_word_list(pack_path(shipped, f"scene_{code}.txt")))
+    scene_words = [_fold(w, config) for w in read_word_list(pack_path(shipped, f"scene_{code}.txt"))]
+    scene = frozenset(scene_words + [form for word in scene_words for form, _ in inflected(word, code)])  # "perrita" too
     from safetext.policy.variants import VariantMatcher  # imported here: variants imports this module's neighbours
 
     return LanguagePack(
