@@ -177,3 +177,14 @@ def test_tie_of_votes_goes_to_the_likelier_language():
     config = NormalizationConfig()
     tokens = tokenize(normalize_chars("uma camiseta escrito porra", config), config)
     assert guess_language(tokens, ALL, config) == "pt"
+
+
+def test_everyday_terms_of_each_language_stay_clean(everything):
+    for clean in (
+        "un pique-nique au bord du lac", "une bite d'amarrage rouillée sur le quai",  # fr: picnic, mooring bollard
+        "ein Hurenkind in der Typografie", "ein bayerischer Fotzenhobel (Mundharmonika)",  # de: widow line, harmonica
+        "un cazzotto al mento", "spaghetti alla puttanesca",  # it: a punch
+        "una polla de agua en el lago", "un cono de helado de fresa",  # es: moorhen, ice-cream cone
+        "de tering naar de nering zetten", "vogels pikken brood op het plein",  # nl: idiom, to peck
+    ):
+        assert not everything.scan(clean).findings, clean
