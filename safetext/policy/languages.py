@@ -161,17 +161,20 @@ def guess_language(tokens: Sequence[Token], languages: Sequence[str], config: No
     """
     tables = [language_zipf(code, config) for code in languages]
     votes = [0] * len(languages)
-    sums = [0.0] * len(languages)
     for token in tokens:
         best, best_zipf = -1, 0.0
         for index, table in enumerate(tables):
             value = table.get(token.text, 0.0)
-            sums[index] += value
             if value > best_zipf:
                 best, best_zipf = index, value
         if best >= 0:
             votes[best] += 1
-    winner = max(range(len(languages)), key=lambda i: (votes[i], sums[i], -i))
+    top = max(votes)
+    tied = [i for i, count in enumerate(votes) if count == top]
+    if len(tied) == 1:
+        return languages[tied[0]]
+    texts = [token.text for token in tokens]
+    winner = max(tied, key=lambda i: (sum(tables[i].get(text, 0.0) for text in texts), -i))
     return languages[winner]
 
 

@@ -65,14 +65,33 @@ _TRIGGER_OTHER = re.compile(
 _TRIGGER_OTHER_KEYS = (
     "mit d", "steht", "que ", "con ", "che dice", "qui dit", "avec ", "crit", "escrito", "com ", "met de", "met het", "waarop", "zegt",
 )
-_BEARERS_OTHER = (
-    r"Schild|Aufschrift|Aufdruck|Aufkleber|Plakat|Banner|Transparent|Tasse|Torte|Graffiti|Tattoo|Leuchtreklame|"
-    r"Schrift|Frakturschrift|cartel|letrero|pancarta|pegatina|camiseta|taza|pastel|grafiti|tatuaje|letras|bandera|"
-    r"autocollant|pancarte|panneau|affiche|enseigne|tasse|g[âa]teau|tatouage|lettres|banderole|placa|cartaz|adesivo|"
-    r"caneca|bolo|picha[çc][ãa]o|tatuagem|faixa|letreiro|cartello|insegna|maglietta|tazza|torta|graffito|tatuaggio|"
-    r"striscione|caratteri|scritta|bord|sticker|spandoek|mok|taart|tatoeage|neonreclame|letters"
+#: Text-bearing objects in those languages, lowercase (a colon within a clause naming one starts rendered text).
+_BEARERS_OTHER = frozenset(
+    "schild aufschrift aufdruck aufkleber plakat banner transparent tasse torte graffiti tattoo leuchtreklame "
+    "schrift frakturschrift cartel letrero pancarta pegatina camiseta taza pastel grafiti tatuaje letras bandera "
+    "autocollant pancarte panneau affiche enseigne gâteau gateau tatouage lettres banderole placa cartaz adesivo "
+    "caneca bolo pichação pichacao tatuagem faixa letreiro cartello insegna maglietta tazza torta graffito tatuaggio "
+    "striscione caratteri scritta bord sticker spandoek mok taart tatoeage neonreclame letters t-shirt".split()
 )
-_COLON_OTHER = re.compile(rf"\b(?:{_BEARERS_OTHER})\b[^.!?:;\n\"“”«»]{{0,60}}:\s*", re.IGNORECASE)
+_CLAUSE_BREAK = re.compile(r"[.!?;:\n\"“”«»]")
+_LETTER_RUN = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+)*")
+
+
+def _colons_after_bearer(text: str) -> Iterable[int]:
+    """Offsets just past each colon that closes a clause naming a text-bearing object of :data:`_BEARERS_OTHER`.
+
+    Looks at most 60 characters back from the colon, and not past the clause's start.
+    """
+    at = text.find(":")
+    while at >= 0:
+        start = max(0, at - 60)
+        breaks = [m.end() for m in _CLAUSE_BREAK.finditer(text, start, at)]
+        clause = text[breaks[-1] if breaks else start : at].lower()
+        if any(word in _BEARERS_OTHER for word in _LETTER_RUN.findall(clause)):
+            yield at + 1
+        at = text.find(":", at + 1)
+
+
 _READS = re.compile(r"\b(?:reads|reading)\b\s*:?\s*", re.IGNORECASE)
 _BEARER_BEFORE = re.compile(rf"\b(?:{_TEXT_BEARERS})\b(?:\W+\w+){{0,4}}\W*$", re.IGNORECASE)
 _COLON = re.compile(rf"\b(?:{_TEXT_BEARERS})\s*:\s*", re.IGNORECASE)
@@ -199,13 +218,17 @@ def find_rendered_spans(text: str, max_words: int = 8, other_languages: bool = F
         lowered = text.lower()
         if any(key in lowered for key in _TRIGGER_OTHER_KEYS):  # the regex only where it can match: it is slow
             patterns.append(_TRIGGER_OTHER)
-        if ":" in text:
-            patterns.append(_COLON_OTHER)
     for pattern in patterns:
         for match in pattern.finditer(text):
             span = _forward(text, match.end(), max_words)
             if span is not None:
                 spans.append(span)
+    for end in _colons_after_bearer(text) if other_languages else ():
+        while end < len(text) and text[end].isspace():
+            end += 1
+        span = _forward(text, end, max_words)
+        if span is not None:
+            spans.append(span)
     for match in _READS.finditer(text):
         following = _WORD.match(text, match.end())
         after_det = following is not None and following.group().lower() in _DETERMINERS
