@@ -65,11 +65,14 @@ def sweep(codes: tuple[str, ...], top: int) -> dict:
                 end = at + len(word)
                 hits = [f for f in verdict.findings if f.start < end and at < f.end]
                 if hits:
+                    own = (hits[0].language or "en") == code and not hits[0].normalizations
                     flagged.append({"word": word, "zipf": round(wordfreq.zipf_frequency(word, code), 2),
-                                    "language": hits[0].language or "en", "category": hits[0].category})
+                                    "language": hits[0].language or "en", "category": hits[0].category,
+                                    "how": "own list" if own else "other"})
                 at = end + 4  # '", "'
-        rows[code] = {"words": len(words), "flagged": len(flagged), "seconds": round(time.perf_counter() - start, 1),
-                      "flagged_words": flagged}
+        rows[code] = {"words": len(words), "flagged": len(flagged),
+                      "by another list or rule": sum(1 for r in flagged if r["how"] == "other"),
+                      "seconds": round(time.perf_counter() - start, 1), "flagged_words": flagged}
         print(f"{code}: {len(flagged)} of {len(words)} flagged", flush=True)
     return rows
 
@@ -82,16 +85,25 @@ def markdown(result: dict) -> str:
         "(alphabetic, 3+ letters) as text to render in a sign prompt of that language, scanned with every "
         f"language enabled. Code: `{result['code']}` at `{result['commit']}`.",
         "",
-        "| language | words | flagged |",
-        "|---|---|---|",
+        "`own list`: an exact entry (or generated form) of the language's own list, as written; `other`: a list",
+        "of another language (English included), a glued word, or a reading (accents, repeats, leetspeak), where",
+        "the false positives of the matcher are. A flagged word is not necessarily a false positive: the",
+        "most frequent words of a language include its swear words.",
+        "",
+        "| language | words | flagged | own list | other |",
+        "|---|---|---|---|---|",
     ]
     for code, row in result["rows"].items():
-        lines.append(f"| {code} | {row['words']} | {row['flagged']} |")
+        other = row.get("by another list or rule", 0)
+        lines.append(f"| {code} | {row['words']} | {row['flagged']} | {row['flagged'] - other} | {other} |")
     lines.append("")
     for code, row in result["rows"].items():
-        words = ", ".join(f"{r['word']} ({r['zipf']}, {r['language']})" for r in row["flagged_words"])
-        lines.append(f"**{code}** flagged (word (Zipf, list language)): {words or 'none'}")
-        lines.append("")
+        for how in ("own list", "other"):
+            words = ", ".join(
+                f"{r['word']} ({r['zipf']}, {r['language']})" for r in row["flagged_words"] if r.get("how", "other") == how
+            )
+            lines.append(f"**{code}**, {how} (word (Zipf, list language)): {words or 'none'}")
+            lines.append("")
     return "\n".join(lines) + "\n"
 
 
