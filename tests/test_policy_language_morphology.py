@@ -115,7 +115,7 @@ def test_glued_words(everything):
     for prompt, word, code in (
         ('ein Schild "Drecksfotze"', "Drecksfotze", "de"), ('ein Schild "Scheißbulle"', "Scheißbulle", "de"),
         ('een bord "kutzooi"', "kutzooi", "nl"), ('een bord "tyfuslijer"', "tyfuslijer", "nl"),
-        ('un cartel que dice "comemierda"', "comemierda", "es"),
+        ('un cartel que dice "comemierda"', "comemierda", "es"), ('een bord "kutzak"', "kutzak", "nl"),
     ):
         found = everything.scan(prompt).findings
         assert [(f.text, f.language) for f in found] == [(word, code)], prompt
@@ -124,6 +124,7 @@ def test_glued_words(everything):
         "een reiziger bij een vaccinatiepost voor het tyfusvaccin", "kankeronderzoek en kankerbestrijding",
         "flikkerende kaarsen in een kerk", "un artículo de cálculo", "ridículo espectáculo",
         'insegna al neon "Culatello di Zibello"',
+        "een poepsimpel recept, het is poepdruk",  # an LDNOOBW entry that is a frequent word is no part unless reviewed
     ):
         assert not everything.scan(clean).findings, clean
 

@@ -68,10 +68,10 @@ class CompoundFinder:
     established: frozenset[str] = frozenset()
 
     def candidates(self, tokens: Sequence[Token]) -> list[Token]:
-        """Tokens that may be glued words: 7+ letters, no established word of a covered language
+        """Tokens that may be glued words: 6+ letters, no established word of a covered language
         ("artículo" is no "arti" + "culo"); the same for every pack, so computed once per prompt."""
         established = self.established
-        return [t for t in tokens if len(t.text) >= 7 and t.text not in established and t.text.isalpha()]
+        return [t for t in tokens if len(t.text) >= 6 and t.text not in established and t.text.isalpha()]
 
     def find(self, candidates: Sequence[Token], taken: Sequence[tuple[int, int]]) -> list[Match]:
         """Glued words among ``candidates`` (:meth:`candidates`) that overlap no span of ``taken``."""
@@ -102,9 +102,9 @@ class CompoundFinder:
             weak = head in self.weak_heads
             if head_term is not None or head in self.heads or weak:
                 for linker in _LINKERS if head_term is not None else ("",):
-                    if not rest.startswith(linker) or len(rest) - len(linker) < 4:
-                        continue
                     tail = rest[len(linker):]
+                    if not rest.startswith(linker) or (len(tail) < 4 and tail not in self.tails):
+                        continue
                     strong_tail = tail in toxic or tail in self.tails
                     least = PART_ZIPF if head_term is not None else MIN_ZIPF
                     if strong_tail or (not weak and zipf.get(tail, 0.0) >= least):

@@ -312,11 +312,15 @@ def load_pack(
     replacer = Replacer(settings, words)
     toxic: dict[str, Term] = {}
     allowed = {_fold(term, config) for term in allow_terms}
+    reviewed = {_fold(e, config) for entries in sections.values() for e in entries}
     for source, (category, entries) in zip(sources[:-1], by_category.items()):
         term_rule = source.rule_id
         for entry in entries:  # listed entries only: a generated form is no compound part ("cula" in "culatello")
             folded = _fold(entry, config)
-            if " " not in folded and len(folded) >= 3 and folded not in allowed:
+            if " " in folded or len(folded) < 3 or folded in allowed:
+                continue
+            if folded in reviewed or own.get(folded, 0.0) < MIN_ZIPF:
+                # an LDNOOBW entry that is a frequent word is a part only when reviewed: Dutch "poep" in "poepsimpel"
                 toxic[folded] = Term(folded, folded, (folded,), (), source.category, term_rule)
     from safetext.policy.compounds import COMPOUND_HEADS, COMPOUND_TAILS, COMPOUND_WEAK_HEADS, CompoundFinder
 
