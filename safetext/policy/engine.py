@@ -25,7 +25,7 @@ from safetext.policy.backends import (
 )
 from safetext.policy.confusables import REPEATS, SEPARATORS, step_names
 from safetext.policy.languages import (
-    ENGLISH_ONLY_RULES, MIN_ZIPF, guess_language, hyphen_joined, known_word, written_known, language_words, language_zipf, load_pack,
+    ENGLISH_ONLY_RULES, MIN_ZIPF, guess_language, hyphen_joined, known_word, language_words, language_zipf, load_pack, written_known,
 )
 from safetext.policy.lexicon import Lexicon, Match, TermSource, build_lexicon, normalized_forms, read_word_list
 from safetext.policy.normalize import normalize_chars, tokenize
@@ -376,7 +376,9 @@ class Policy:
             ]
         # in another language's prompt a pack's reading of a word wins over that of the English-only rules
         # and backends ("kankerhoer" is Dutch kanker + hoer, not a guess of the English classifier)
-        yields = (lambda f: language != "en" and (f.backend != "wordlist" or bool(ENGLISH_ONLY_RULES.intersection(f.normalizations))))
+        def yields(f: Finding) -> bool:
+            return language != "en" and (f.backend != "wordlist" or bool(ENGLISH_ONLY_RULES.intersection(f.normalizations)))
+
         taken = [
             (f.start, f.end) for f in findings
             if f.rule_id in self._rules and self._rules[f.rule_id].scope == "spans" and not yields(f)
@@ -409,8 +411,7 @@ class Policy:
                 if any(a <= start and end <= b for a, b in own_allowed) or any(s < end and start < e for s, e in taken):
                     continue
                 if code != language and not match.mask and (
-                    match.term.form in english if language == "en"
-                    else local_zipf.get(match.term.form, 0.0) >= MIN_ZIPF
+                    match.term.form in english if language == "en" else local_zipf.get(match.term.form, 0.0) >= MIN_ZIPF
                 ):
                     continue  # a list word of another language that is an ordinary word here ("con", "bite", "del")
                 rule = self._rules.get(match.term.rule_id)
@@ -425,7 +426,7 @@ class Policy:
                 if match.mask & REPEATS and known_word(document.text[start:end], tables, config.normalization):
                     continue  # a doubled letter of a real word is spelling, not stretching: "piccione", "huur"
                 joined = hyphen_joined(document.text, start, end, config.normalization) if not match.mask else None
-                if joined and joined not in pack.compounds.toxic and local_zipf.get(joined, 0.0) >= MIN_ZIPF:
+                if joined and local_zipf.get(joined, 0.0) >= MIN_ZIPF and (pack.compounds is None or joined not in pack.compounds.toxic):
                     continue  # half of a hyphenated ordinary word: "con-fort"
                 action = self._action_for(rule, rendered)
                 if action is Action.ALLOW:
