@@ -117,6 +117,7 @@ def test_spanish_and_portuguese_chat_spelling_with_k(everything):
         assert [f.text for f in everything.scan(prompt).findings] == [found], prompt
     # words that are written with k anyway stay clean, and no other language gets the rule
     assert not everything.scan("un koala y un kayak en el kiosco de Kuala Lumpur").flagged
-    from safetext.policy.languages import _k_spelled
+    from safetext.policy.morphology import k_spelled
 
-    assert _k_spelled("cabrón", "es") == ["kabrón"] and _k_spelled("cazzo", "it") == []
+    assert k_spelled("cabron", "es") == ["kabron"] and k_spelled("cazzo", "it") == []
+    assert k_spelled("maricon", "es") == ["marikon"]  # applied to the folded word: "maricón" -> "marikon"

@@ -23,8 +23,10 @@ from safetext.policy.backends import (
     ScanDocument,
     create_backend,
 )
-from safetext.policy.confusables import SEPARATORS, step_names
-from safetext.policy.languages import ENGLISH_ONLY_RULES, MIN_ZIPF, guess_language, language_words, language_zipf, load_pack
+from safetext.policy.confusables import REPEATS, SEPARATORS, step_names
+from safetext.policy.languages import (
+    ENGLISH_ONLY_RULES, MIN_ZIPF, guess_language, hyphen_joined, known_word, language_words, language_zipf, load_pack, written_known,
+)
 from safetext.policy.lexicon import Lexicon, Match, TermSource, build_lexicon, normalized_forms, read_word_list
 from safetext.policy.normalize import normalize_chars, tokenize
 from safetext.policy.rendered import SpanSet, find_rendered_spans, overlaps
@@ -140,9 +142,10 @@ class Policy:
         fixed_word = config.replacement.word if config.replacement.mode == "fixed" else None
         for index, code in enumerate(config.languages):
             if code != "en" and pack_rule is not None:
+                category_rules = tuple((c, r.id) for c in ("sexual", "insult", "slur") if (r := config.rule_for(c)) is not None)
                 pack = _located(
                     ("languages", index), load_pack, code, norm_config, pack_rule.id, SHIPPED_DIR, fixed_word,
-                    config.replacement.preserve_case,
+                    config.replacement.preserve_case, category_rules,
                 )
                 packs.append(pack)
         for code in config.languages if packs else ():
@@ -211,7 +214,7 @@ class Policy:
         norm = normalize_chars(text, norm_config)
         tokens = tokenize(norm, norm_config)
         rendered_config = config.rendered_text
-        rendered = find_rendered_spans(text, rendered_config.max_words) if rendered_config.enabled else ()
+        rendered = find_rendered_spans(text, rendered_config.max_words, bool(self._packs)) if rendered_config.enabled else ()
         document = ScanDocument(text, norm, tokens, rendered, self._prompt_scope)
         keys = self._allow.token_keys(tokens)
         allowed = [norm.span(m.start, m.end) for m in self._allow.find(norm, tokens, keys)]
@@ -343,16 +346,26 @@ class Policy:
             # English-only rules (sound-alikes, compounds, the English classifier) do not judge a word
             # that is a word of an enabled language other than English
             foreign = [language_words(code, config.normalization) for code in self._packs]
+            local_words = language_words(language, config.normalization)
+            local_table = language_zipf(language, config.normalization)
+            english_table = language_zipf("en", config.normalization)
             kept = []
             for f in findings:
                 if any(a <= f.start and f.end <= b for a, b in prompt_allowed):
                     continue
                 if f.backend == "wordlist" and "fuzzy" in f.normalizations:
                     continue  # English sound-alikes do not judge a prompt in another language ("Couillet" is not "clit")
+                if f.normalized in self._packs[language].scene_sense and not f.rendered:
+                    continue  # the prompt language's scene sense: "schéma médical du pénis" (anatomy, not text to write)
+                words = [t.text for t in tokens if f.start < norm.span(t.start, t.end)[1] and norm.span(t.start, t.end)[0] < f.end]
                 if f.backend != "wordlist" or ENGLISH_ONLY_RULES.intersection(f.normalizations):
-                    words = [t.text for t in tokens if f.start < norm.span(t.start, t.end)[1] and norm.span(t.start, t.end)[0] < f.end]
                     if len(words) == 1 and any(words[0] in table for table in foreign):
                         continue
+                elif len(words) == 1 and (
+                    "repeats" in f.normalizations and words[0] in local_words
+                    or local_table.get(words[0], 0.0) > max(MIN_ZIPF, english_table.get(words[0], 0.0))
+                ):
+                    continue  # an ordinary word of the prompt's language more than of English: "assez", "douches", "kikker"
                 kept.append(f)
             findings = kept
             replacer = self._packs[language].replacer  # a benign word of the prompt's language
@@ -361,13 +374,23 @@ class Policy:
                 if f.replacement is not None and config.replacement.mode == "auto" else f
                 for f in findings
             ]
-        taken = [(f.start, f.end) for f in findings if f.rule_id in self._rules and self._rules[f.rule_id].scope == "spans"]
+        # in another language's prompt a pack's reading of a word wins over that of the English-only rules
+        # and backends ("kankerhoer" is Dutch kanker + hoer, not a guess of the English classifier)
+        def yields(f: Finding) -> bool:
+            return language != "en" and (f.backend != "wordlist" or bool(ENGLISH_ONLY_RULES.intersection(f.normalizations)))
+
+        taken = [
+            (f.start, f.end) for f in findings
+            if f.rule_id in self._rules and self._rules[f.rule_id].scope == "spans" and not yields(f)
+        ]
         rendered_spans = document.rendered_spans
         check_rendered = config.rendered_text.enabled
         english = english_words()
         local_zipf = language_zipf(language, config.normalization) if language != "en" else {}
         added: list[Finding] = []
         keys = None  # every pack shares the policy's normalization, hence the same token keys
+        glued = None  # tokens that may be glued words, the same for every pack
+        tables = [language_zipf(code, config.normalization) for code in config.languages if code != "en"]
         for code in config.languages:
             pack = self._packs.get(code)
             if pack is None:
@@ -379,6 +402,10 @@ class Policy:
             for hit in pack.variants.find(norm, tokens, exact_spans):  # readings and split words
                 mask = hit.mask | (SEPARATORS if hit.how == "split" else 0)
                 matches.append((Match(hit.term, hit.start, hit.end, mask), (hit.how,)))
+            if pack.compounds is not None:  # glued words: "Drecksfotze", "kutwijf", "comemierda"
+                glued = pack.compounds.candidates(tokens) if glued is None else glued
+                if glued:
+                    matches += [(m, ("glued",)) for m in pack.compounds.find(glued, [(m.start, m.end) for m, _ in matches])]
             for match, how in matches:
                 start, end = norm.span(match.start, match.end)
                 if any(a <= start and end <= b for a, b in own_allowed) or any(s < end and start < e for s, e in taken):
@@ -392,6 +419,15 @@ class Policy:
                 if rule is None or score < rule.threshold:
                     continue
                 rendered = not check_rendered or overlaps(start, end, rendered_spans)
+                if not rendered and match.term.base in pack.scene_sense:
+                    continue  # "une chatte noire sur le canapé": the animal, not text to write
+                if match.mask and written_known(document.text[start:end], pack.spellings, config.languages):
+                    continue  # accents tell the words apart: Portuguese "caça" (hunt) is not "caca", Italian "Mosè" not "Möse"
+                if match.mask & REPEATS and known_word(document.text[start:end], tables, config.normalization):
+                    continue  # a doubled letter of a real word is spelling, not stretching: "piccione", "huur"
+                joined = hyphen_joined(document.text, start, end, config.normalization) if not match.mask else None
+                if joined and local_zipf.get(joined, 0.0) >= MIN_ZIPF and (pack.compounds is None or joined not in pack.compounds.toxic):
+                    continue  # half of a hyphenated ordinary word: "con-fort"
                 action = self._action_for(rule, rendered)
                 if action is Action.ALLOW:
                     continue
@@ -410,6 +446,7 @@ class Policy:
                 )
         if not added:
             return findings
+        findings = [f for f in findings if not (yields(f) and any(a.start < f.end and f.start < a.end for a in added))]
         return sorted(findings + added, key=lambda f: (f.start, f.end))
 
     # ------------------------------------------------------------------ requests with several prompts

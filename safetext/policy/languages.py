@@ -3,21 +3,20 @@
 A pack holds, for one language, the LDNOOBW list (shipped verbatim as ``lists/ldnoobw_<code>.json``
 from the npm package ``naughty-words`` 1.2.0, CC-BY-4.0) minus the entries whose everyday meaning
 dominates in image prompts (``ldnoobw_context_<code>.txt``: Italian *pesce*, Portuguese *cerveja*),
-reviewed additions (``extra_<code>.txt``), stems matched inside glued words (``stems_<code>.txt``),
-the language's allow-list (``allow_<code>.txt``) and its benign replacement words
-(``replacements_<code>.txt``).
+reviewed additions by category (``extra_<code>.txt``, sections read by :func:`read_sections`),
+stems matched inside words (``stems_<code>.txt``), the language's allow-list (``allow_<code>.txt``),
+its scene-sense words (``scene_<code>.txt``: findings only as text to render) and its benign
+replacement words (``replacements_<code>.txt``).
 
 Matching uses the policy's normalization unchanged (accents, ``ß``, ``ĳ``, ``ø``, ``ı``, ``ł`` are
 folded to ASCII by the confusables step, from ``anyascii``, for the list and the prompt alike, so
 ``Scheiße``/``scheisse`` and ``coño``/``cono`` meet) and the lexicon's exact, obfuscation-aware
 look-up (leetspeak, separators, repeats, wildcards, homoglyphs). English-only rules stay English:
-no English plurals or inflections, no English sound-alike or compound matching for these lists;
-a pack generates its own language's inflections instead (:data:`INFLECTIONS`), and drops a
-generated form that ``wordfreq`` knows as an ordinary word of any covered language.
+no English plurals, inflections, sound-alikes or compounds for these lists; a pack generates its own
+language's forms instead (:mod:`safetext.policy.morphology`), minus those that are other words, and
+finds glued words of its language (:mod:`safetext.policy.compounds`).
 
-Cross-language false positives are settled by the prompt's language (:func:`guess_language`: each
-word votes for the enabled language in which ``wordfreq`` finds it most frequent, ties to the earlier
-one in ``languages``): a list
+Cross-language false positives are settled by the prompt's language (:func:`guess_language`): a list
 word of one language that is an ordinary word of the prompt's language (English: the English
 dictionary; others: ``wordfreq`` Zipf >= :data:`MIN_ZIPF`) is not a finding, a finding inside a phrase of
 the prompt language's allow-list is dropped whatever list it came from, and the English-only rules
@@ -36,13 +35,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from safetext.errors import PolicyError
-from safetext.policy.lexicon import Lexicon, TermSource, build_lexicon, normalized_forms, read_word_list
 from safetext.policy.confusables import fold_char
+from safetext.policy.lexicon import Lexicon, Term, TermSource, build_lexicon, normalized_forms, read_word_list
+from safetext.policy.morphology import inflected, k_spelled
 from safetext.policy.normalize import Token, normalize_chars, tokenize
 from safetext.policy.replacement import Replacer
 from safetext.policy.schema import NormalizationConfig, ReplacementConfig
 
 if TYPE_CHECKING:
+    from safetext.policy.compounds import CompoundFinder
     from safetext.policy.variants import VariantMatcher
 
 #: Languages a policy can list; ``en`` is the policy's own ``lists:`` and ``backends:``.
@@ -50,16 +51,6 @@ LATIN_LANGUAGES: tuple[str, ...] = ("en", "de", "es", "fr", "pt", "it", "nl")
 #: Languages that come as a shipped pack (every Latin-script language of the lists but English).
 PACK_LANGUAGES: tuple[str, ...] = ("de", "es", "fr", "pt", "it", "nl")
 
-#: Suffix rules per language: ``(ending to remove, ending to add)`` applied to single listed words
-#: (plurals, gender and verb forms: ``Fotze`` -> ``Fotzen``, ``cabrón`` -> ``cabrones``, ``stronzo`` -> ``stronzi``).
-INFLECTIONS: dict[str, tuple[tuple[str, str], ...]] = {
-    "de": (("", "n"), ("", "en"), ("", "e"), ("", "er"), ("", "s"), ("", "t"), ("en", "t"), ("en", "e"), ("e", "en")),
-    "es": (("", "s"), ("", "es"), ("o", "a"), ("o", "as"), ("a", "o"), ("a", "os")),
-    "fr": (("", "s"), ("", "e"), ("", "es"), ("", "x"), ("er", "é"), ("er", "ée")),
-    "pt": (("", "s"), ("", "es"), ("o", "a"), ("o", "as"), ("a", "o"), ("a", "os"), ("ão", "ões")),
-    "it": (("o", "i"), ("a", "e"), ("e", "i"), ("o", "a"), ("a", "i"), ("one", "oni")),
-    "nl": (("", "en"), ("", "s"), ("", "e"), ("", "je"), ("", "jes")),
-}
 #: Zipf frequency from which a word counts as an ordinary word of a language: generated forms that are
 #: one are not matched, nor list words of another language in a prompt of that language.
 MIN_ZIPF = 3.0
@@ -155,9 +146,14 @@ def _language_words(code: str, config: NormalizationConfig) -> frozenset[str]:
 def guess_language(tokens: Sequence[Token], languages: Sequence[str], config: NormalizationConfig) -> str:
     """The language of a prompt: each token votes for the enabled language where ``wordfreq`` finds it most frequent.
 
+    A tie of votes goes to the language whose Zipf values of the prompt's words sum highest (a sum of
+    log-frequencies: the language under which the words are likeliest; "uma camiseta escrito porra" is
+    Portuguese, though "camiseta" and "escrito" are slightly more frequent in Spanish), then to the
+    earlier one in ``languages``.
+
     Args:
         tokens: the prompt's normalized tokens.
-        languages: the policy's ``languages`` (ties go to the earlier one).
+        languages: the policy's ``languages``.
         config: the policy's normalization.
 
     Returns:
@@ -173,33 +169,20 @@ def guess_language(tokens: Sequence[Token], languages: Sequence[str], config: No
                 best, best_zipf = index, value
         if best >= 0:
             votes[best] += 1
-    winner = max(range(len(languages)), key=lambda i: (votes[i], -i))
+    top = max(votes)
+    tied = [i for i, count in enumerate(votes) if count == top]
+    if len(tied) == 1:
+        return languages[tied[0]]
+    texts = [token.text for token in tokens]
+    winner = max(tied, key=lambda i: (sum(tables[i].get(text, 0.0) for text in texts), -i))
     return languages[winner]
 
 
-def _inflected(word: str, code: str) -> list[str]:
-    forms = []
-    if len(word) < 4 or not word.isalpha():
-        return forms
-    for remove, add in INFLECTIONS.get(code, ()):
-        if remove and not word.endswith(remove):
-            continue
-        stem = word[: len(word) - len(remove)] if remove else word
-        forms.append(stem + add)
-    return forms
-
-
-#: Languages where chat spelling writes the hard ``c`` and ``qu`` as ``k`` (``kabrón``, ``kulero``, ``koño``, ``ke``).
-K_SPELLING = frozenset({"es", "pt"})
-_HARD_C = re.compile(r"c(?=[aouñlr])|qu(?=[ei])")
-
-
-def _k_spelled(word: str, code: str) -> list[str]:
-    """The chat spelling of a listed word with every hard ``c``/``qu`` as ``k`` (Spanish, Portuguese)."""
-    if code not in K_SPELLING or len(word) < 4:
-        return []
-    spelled = _HARD_C.sub("k", word)
-    return [spelled] if spelled != word else []
+@lru_cache(maxsize=8)
+def established_words(config: NormalizationConfig) -> frozenset[str]:
+    """Words of Zipf >= :data:`MIN_ZIPF` in any of :data:`LATIN_LANGUAGES`: established words, never split as glued
+    words ("artículo" is no "arti" + "culo"); one set for every pack."""
+    return frozenset(word for code in LATIN_LANGUAGES for word, value in language_zipf(code, config).items() if value >= MIN_ZIPF)
 
 
 @dataclass(frozen=True)
@@ -213,6 +196,11 @@ class LanguagePack:
         replacer: picks a benign word of this language of similar length.
         variants: readings of ambiguous characters and words split by separators (``put@``,
             ``Hu.ren.sohn``, ``pu-tain``) against the pack's lexicon; no English sound-alikes or compounds.
+        compounds: glued words of a list word and a word of the language (:class:`CompoundFinder`).
+        scene_sense: folded words whose everyday sense dominates in a scene description (French
+            *chatte* "she-cat", *queue* "tail"; anatomy in a medical illustration): findings only when
+            they are text to render.
+        spellings: the listed entries as written (lowercase), for :func:`written_known`.
     """
 
     code: str
@@ -220,53 +208,101 @@ class LanguagePack:
     allow: Lexicon
     replacer: Replacer
     variants: "VariantMatcher"
+    compounds: "CompoundFinder | None" = None
+    scene_sense: frozenset[str] = frozenset()
+    spellings: frozenset[str] = frozenset()
 
 
 def pack_path(shipped: Path, name: str) -> Path:
     return shipped / "lists" / name
 
 
+#: Categories a section of ``extra_<code>.txt`` can name (``[insult]``); entries before any section are profanity.
+PACK_CATEGORIES: tuple[str, ...] = ("profanity", "sexual", "insult", "slur")
+
+
+def read_sections(path: str | Path) -> dict[str, tuple[str, ...]]:
+    """Entries of a reviewed-additions list by category: a ``[category]`` line starts a section.
+
+    Raises:
+        PolicyError: the file is missing, or a section names an unknown category.
+    """
+    sections: dict[str, list[str]] = {}
+    current = PACK_CATEGORY
+    for entry in read_word_list(path):
+        if entry.startswith("[") and entry.endswith("]"):
+            current = entry[1:-1].strip()
+            if current not in PACK_CATEGORIES:
+                raise PolicyError(f"word list '{path}': unknown section '{entry}'; use one of {list(PACK_CATEGORIES)}")
+            continue
+        sections.setdefault(current, []).append(entry)
+    return {category: tuple(entries) for category, entries in sections.items()}
+
+
 @lru_cache(maxsize=32)
 def load_pack(
-    code: str, config: NormalizationConfig, rule_id: str, shipped: Path, fixed_word: str | None = None, preserve_case: bool = True
+    code: str,
+    config: NormalizationConfig,
+    rule_id: str,
+    shipped: Path,
+    fixed_word: str | None = None,
+    preserve_case: bool = True,
+    category_rules: tuple[tuple[str, str], ...] = (),
 ) -> LanguagePack:
     """Build the :class:`LanguagePack` of ``code`` from the shipped lists.
 
     Args:
         code: one of :data:`PACK_LANGUAGES`.
         config: the policy's normalization.
-        rule_id: the policy rule that owns the pack's findings.
+        rule_id: the policy rule that owns the pack's profanity findings (and those of any category
+            without a rule of its own).
         shipped: the shipped policies folder.
         fixed_word: the policy's ``replacement.word`` when its mode is ``fixed`` (else automatic
             replacement by a word of the language of similar length).
         preserve_case: the policy's ``replacement.preserve_case``.
+        category_rules: ``(category, rule id)`` of the policy's rules for the categories of
+            :data:`PACK_CATEGORIES` (sections of ``extra_<code>.txt``).
 
     Raises:
         PolicyError: ``code`` has no pack, or a shipped list is missing.
     """
     if code not in PACK_LANGUAGES:
         raise PolicyError(f"no word lists for language '{code}'; available: {', '.join(LATIN_LANGUAGES)}")
+    rules = dict(category_rules)
     listed = read_json_list(pack_path(shipped, f"ldnoobw_{code}.json"))
-    extra = read_word_list(pack_path(shipped, f"extra_{code}.txt"))
+    sections = read_sections(pack_path(shipped, f"extra_{code}.txt"))
     excluded = normalized_forms(read_word_list(pack_path(shipped, f"ldnoobw_context_{code}.txt")), config)
     stems = read_word_list(pack_path(shipped, f"stems_{code}.txt"))
-    frequencies = [language_zipf(other, config) for other in LATIN_LANGUAGES]
-    entries = [e for e in listed + extra if _fold(e, config) not in excluded]
-    known = {_fold(e, config) for e in entries}
-    generated = []
-    for entry in entries:
-        word = entry.lower()
-        for form in _inflected(word, code) + _k_spelled(word, code):
-            folded = _fold(form, config)
-            if folded in known or folded in excluded or any(table.get(folded, 0.0) >= MIN_ZIPF for table in frequencies):
-                continue  # an ordinary word of any covered language (German "Neger" -> Dutch "negeren", "to ignore")
-            known.add(folded)
-            generated.append(form)
-    sources = (
-        TermSource(tuple(entries) + tuple(generated), PACK_CATEGORY, rule_id, f"ldnoobw_{code}.json", excluded),
-        TermSource(stems, PACK_CATEGORY, rule_id, f"stems_{code}.txt", frozenset(), True),
-    )
-    lexicon = build_lexicon(sources, config, plurals=False, inflections=False)
+    own = language_zipf(code, config)
+    others = [language_zipf(other, config) for other in LATIN_LANGUAGES if other != code]
+    by_category: dict[str, list[str]] = {PACK_CATEGORY: [e for e in listed if _fold(e, config) not in excluded]}
+    for category, entries in sections.items():
+        by_category.setdefault(category, []).extend(e for e in entries if _fold(e, config) not in excluded)
+    known = {_fold(e, config) for entries in by_category.values() for e in entries}
+    generated: dict[str, list[str]] = {}
+    for category, entries in by_category.items():
+        for entry in entries:
+            word = _fold(entry, config)
+            forms = inflected(word, code) + [(form, False) for form in k_spelled(word, code)]
+            if " " in word and len(word) >= 9:
+                forms.append((word.replace(" ", ""), False))  # a phrase written as one word or hashtag: "hijodeputa"
+            for form, number in forms:
+                folded = _fold(form, config) if not form.isascii() else form
+                if folded in known or folded in excluded or any(table.get(folded, 0.0) >= MIN_ZIPF for table in others):
+                    continue  # an ordinary word of another covered language (German "Neger" -> Dutch "negeren")
+                if own.get(folded, 0.0) >= MIN_ZIPF and own.get(folded, 0.0) > own.get(word, 0.0) - (0.0 if number else 0.5):
+                    continue  # a form the language uses (about) as much as the listed word is another word ("zoccoli", "pollo")
+                known.add(folded)
+                generated.setdefault(category, []).append(folded)
+    sources = [
+        TermSource(
+            tuple(entries) + tuple(generated.get(category, ())), category, rules.get(category, rule_id),
+            f"ldnoobw_{code}.json" if category == PACK_CATEGORY else f"extra_{code}.txt", excluded,
+        )
+        for category, entries in by_category.items()
+    ]
+    sources.append(TermSource(stems, PACK_CATEGORY, rule_id, f"stems_{code}.txt", frozenset(), True))
+    lexicon = build_lexicon(tuple(sources), config, plurals=False, inflections=False)
     allow_terms = read_word_list(pack_path(shipped, f"allow_{code}.txt"))
     allow = build_lexicon((TermSource(allow_terms, "allow", ""),), config, plurals=False, exact_runs=True)
     words = read_word_list(pack_path(shipped, f"replacements_{code}.txt"))
@@ -274,6 +310,68 @@ def load_pack(
         mode="fixed" if fixed_word else "auto", word=fixed_word, path=f"lists/replacements_{code}.txt", preserve_case=preserve_case
     )
     replacer = Replacer(settings, words)
+    toxic: dict[str, Term] = {}
+    allowed = {_fold(term, config) for term in allow_terms}
+    reviewed = {_fold(e, config) for entries in sections.values() for e in entries}
+    for source, (category, entries) in zip(sources[:-1], by_category.items()):
+        term_rule = source.rule_id
+        for entry in entries:  # listed entries only: a generated form is no compound part ("cula" in "culatello")
+            folded = _fold(entry, config)
+            if " " in folded or len(folded) < 3 or folded in allowed:
+                continue
+            if folded in reviewed or own.get(folded, 0.0) < MIN_ZIPF:
+                # an LDNOOBW entry that is a frequent word is a part only when reviewed: Dutch "poep" in "poepsimpel"
+                toxic[folded] = Term(folded, folded, (folded,), (), source.category, term_rule)
+    from safetext.policy.compounds import COMPOUND_HEADS, COMPOUND_TAILS, COMPOUND_WEAK_HEADS, CompoundFinder
+
+    compounds = CompoundFinder(
+        toxic, COMPOUND_HEADS.get(code, frozenset()), COMPOUND_WEAK_HEADS.get(code, frozenset()),
+        COMPOUND_TAILS.get(code, frozenset()), own, established_words(config),
+    )
+    scene_words = [_fold(w, config) for w in read_word_list(pack_path(shipped, f"scene_{code}.txt"))]
+    scene = frozenset(scene_words + [form for word in scene_words for form, _ in inflected(word, code)])  # "perrita" too
     from safetext.policy.variants import VariantMatcher  # imported here: variants imports this module's neighbours
 
-    return LanguagePack(code, lexicon, allow, replacer, VariantMatcher(lexicon, config, fuzzy=False, compounds=False))
+    return LanguagePack(
+        code, lexicon, allow, replacer, VariantMatcher(lexicon, config, fuzzy=False, compounds=False), compounds, scene,
+        frozenset(e.lower() for entries in by_category.values() for e in entries),
+    )
+
+
+_HYPHEN_BEFORE = re.compile(r"([^\W\d_]+)-$")
+_HYPHEN_AFTER = re.compile(r"-([^\W\d_]+)")
+
+
+def hyphen_joined(text: str, start: int, end: int, config: NormalizationConfig) -> str | None:
+    """The folded word that ``text[start:end]`` forms with letters hyphen-glued to it ("con-fort" -> "confort").
+
+    Returns:
+        ``None`` when no letters are glued to the span by a hyphen.
+    """
+    before = _HYPHEN_BEFORE.search(text, max(0, start - 40), start)
+    after = _HYPHEN_AFTER.match(text, end)
+    if before is None and after is None:
+        return None
+    joined = (before.group(1) if before else "") + text[start:end] + (after.group(1) if after else "")
+    return _fold(joined, config)
+
+
+def known_word(text: str, tables: Sequence[dict[str, float]], config: NormalizationConfig) -> bool:
+    """Whether ``text`` (as written) is an ordinary word (Zipf >= :data:`MIN_ZIPF`) in one of ``tables``."""
+    word = _fold(text, config)
+    return any(table.get(word, 0.0) >= MIN_ZIPF for table in tables)
+
+
+def written_known(text: str, spellings: frozenset[str], languages: Sequence[str]) -> bool:
+    """Whether ``text``, written with letters beyond ASCII, is an ordinary word of one of ``languages`` as written.
+
+    Accent folding makes ``caça`` meet the list word ``caca``; when the word as written (not one of the
+    pack's listed ``spellings``) is itself a frequent word (``wordfreq`` Zipf >= :data:`MIN_ZIPF`), the
+    accents decide and it is not a finding.
+    """
+    word = text.lower()
+    if word.isascii() or not word.isalpha() or word in spellings:
+        return False
+    import wordfreq
+
+    return any(wordfreq.zipf_frequency(word, code) >= MIN_ZIPF for code in languages)

@@ -11,7 +11,10 @@ Recognized forms (offsets always into the original prompt):
   ``spelling``/``spells``/``spelled out``, ``labeled``, ``titled``, ``captioned``,
   ``with the word(s)/text/phrase``, ``inscribed/engraved with``;
 * a colon after a text-bearing object: ``sign: WORD``, ``placard: WORD``, ``t-shirt: WORD``;
-* the text before ``written/painted/printed ... on/in``: ``WORD written on a blue sign``.
+* the text before ``written/painted/printed ... on/in``: ``WORD written on a blue sign``;
+* the first two in German, Spanish, French, Portuguese, Italian and Dutch (``mit der Aufschrift``,
+  ``que dice``, ``qui dit``, ``com a frase``, ``con la scritta``, ``met de tekst``; ``Aufkleber auf
+  einem Laptop: WORT``).
 
 Unquoted text runs until sentence punctuation, a word that resumes the scene description
 (``on``, ``in``, ``with``, ``written`` ...) or ``max_words`` words; an ALL-CAPS run is taken whole.
@@ -46,6 +49,49 @@ _TRIGGER = re.compile(
     r"(?-i:\s+(?:the\s+)?(?:words?|text|phrase)\b)?\s*:?\s*",
     re.IGNORECASE,
 )
+# The same forms in the other languages of the shipped lists (de, es, fr, pt, it, nl): a trigger
+# ("mit der Aufschrift", "que dice", "qui dit", "com a frase", "con la scritta", "met de tekst") and a
+# colon closing a clause that names a text-bearing object ("Aufkleber auf einem Laptop: WORT",
+# "tatouage sur l'avant-bras en lettres gothiques : MOT").
+_TRIGGER_OTHER = re.compile(
+    r"\b(?:mit\s+(?:der|dem|den)\s+(?:Aufschrift|Aufdruck|Text|Worten?|Schriftzug|Spruch)|auf\s+(?:dem|der)\s+steht|"
+    r"que\s+(?:dice|pone|diz)|con\s+(?:la|el|las|los)\s+(?:frase|texto|palabras?|leyenda|scritta|parole?|testo)|"
+    r"con\s+(?:il|lo)\s+(?:testo|motto)|che\s+dice|qui\s+dit|avec\s+(?:le|les|la|l')\s*(?:texte|mots?|inscription|phrase)|"
+    r"o[uù]\s+est\s+[ée]crit|escrito|com\s+(?:a|o|as|os)\s+(?:frase|texto|palavras?|dizeres)|"
+    r"met\s+(?:de|het)\s+(?:tekst|woorden?|opschrift|leus)|waarop\s+staat|die\s+zegt)\b\s*:?\s*",
+    re.IGNORECASE,
+)
+#: Substrings one of which every match of :data:`_TRIGGER_OTHER` contains (lowercase).
+_TRIGGER_OTHER_KEYS = (
+    "mit d", "steht", "que ", "con ", "che dice", "qui dit", "avec ", "crit", "escrito", "com ", "met de", "met het", "waarop", "zegt",
+)
+#: Text-bearing objects in those languages, lowercase (a colon within a clause naming one starts rendered text).
+_BEARERS_OTHER = frozenset(
+    "schild aufschrift aufdruck aufkleber plakat banner transparent tasse torte graffiti tattoo leuchtreklame "
+    "schrift frakturschrift cartel letrero pancarta pegatina camiseta taza pastel grafiti tatuaje letras bandera "
+    "autocollant pancarte panneau affiche enseigne gâteau gateau tatouage lettres banderole placa cartaz adesivo "
+    "caneca bolo pichação pichacao tatuagem faixa letreiro cartello insegna maglietta tazza torta graffito tatuaggio "
+    "striscione caratteri scritta bord sticker spandoek mok taart tatoeage neonreclame letters t-shirt".split()
+)
+_CLAUSE_BREAK = re.compile(r"[.!?;:\n\"“”«»]")
+_LETTER_RUN = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+)*")
+
+
+def _colons_after_bearer(text: str) -> Iterable[int]:
+    """Offsets just past each colon that closes a clause naming a text-bearing object of :data:`_BEARERS_OTHER`.
+
+    Looks at most 60 characters back from the colon, and not past the clause's start.
+    """
+    at = text.find(":")
+    while at >= 0:
+        start = max(0, at - 60)
+        breaks = [m.end() for m in _CLAUSE_BREAK.finditer(text, start, at)]
+        clause = text[breaks[-1] if breaks else start : at].lower()
+        if any(word in _BEARERS_OTHER for word in _LETTER_RUN.findall(clause)):
+            yield at + 1
+        at = text.find(":", at + 1)
+
+
 _READS = re.compile(r"\b(?:reads|reading)\b\s*:?\s*", re.IGNORECASE)
 _BEARER_BEFORE = re.compile(rf"\b(?:{_TEXT_BEARERS})\b(?:\W+\w+){{0,4}}\W*$", re.IGNORECASE)
 _COLON = re.compile(rf"\b(?:{_TEXT_BEARERS})\s*:\s*", re.IGNORECASE)
@@ -144,12 +190,14 @@ def _backward(text: str, end: int, max_words: int) -> tuple[int, int] | None:
     return span if span[0] < span[1] else None
 
 
-def find_rendered_spans(text: str, max_words: int = 8) -> tuple[tuple[int, int], ...]:
+def find_rendered_spans(text: str, max_words: int = 8, other_languages: bool = False) -> tuple[tuple[int, int], ...]:
     """Character spans of the text that ``text`` asks to be written into the image.
 
     Args:
         text: the original prompt.
         max_words: longest unquoted span taken after (or before) a trigger.
+        other_languages: also the triggers and text-bearing objects of German, Spanish, French,
+            Portuguese, Italian and Dutch (for a policy with ``languages`` beyond English).
 
     Returns:
         Sorted, non-overlapping ``(start, end)`` spans into ``text``.
@@ -165,11 +213,22 @@ def find_rendered_spans(text: str, max_words: int = 8) -> tuple[tuple[int, int],
         span = _trim(text, match.start(group), match.end(group))
         if span[0] < span[1]:
             spans.append(span)
-    for pattern in (_TRIGGER, _COLON):
+    patterns = [_TRIGGER, _COLON]
+    if other_languages:
+        lowered = text.lower()
+        if any(key in lowered for key in _TRIGGER_OTHER_KEYS):  # the regex only where it can match: it is slow
+            patterns.append(_TRIGGER_OTHER)
+    for pattern in patterns:
         for match in pattern.finditer(text):
             span = _forward(text, match.end(), max_words)
             if span is not None:
                 spans.append(span)
+    for end in _colons_after_bearer(text) if other_languages else ():
+        while end < len(text) and text[end].isspace():
+            end += 1
+        span = _forward(text, end, max_words)
+        if span is not None:
+            spans.append(span)
     for match in _READS.finditer(text):
         following = _WORD.match(text, match.end())
         after_det = following is not None and following.group().lower() in _DETERMINERS

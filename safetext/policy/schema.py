@@ -234,7 +234,7 @@ class PolicyConfig(_Strict):
         default=("en",),
         description="Languages whose word lists apply, in priority order. 'en' is the policy's own lists and "
         "backends; every other code adds that language's shipped lists, allow-list and replacement words "
-        "(findings go to the 'profanity' rule). When a word is a list word of one language and an ordinary "
+        "(findings go to the rule of their category, else 'profanity'). When a word is a list word of one language and an ordinary "
         "word of the prompt's language, the prompt's language decides.",
     )
     normalization: NormalizationConfig = Field(default_factory=NormalizationConfig)

@@ -1,0 +1,128 @@
+"""Glued words of the language packs: a list word glued to a word of the language (``Drecksfotze``, ``kutwijf``).
+
+German and Dutch write compounds as one word, and insults are built the same way (``Drecks-``,
+``Scheiß-``, ``kut-``, ``-lijer``); Spanish, Portuguese and Italian glue verb and noun (``comemierda``,
+``lameculos``). No list can hold them all, so :class:`CompoundFinder` splits a token that no covered
+language knows as an established word into a list word and a word of the language.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from safetext.policy.languages import MIN_ZIPF
+from safetext.policy.lexicon import Match, Term
+from safetext.policy.normalize import Token
+
+#: Parts of glued insults that are not list words on their own, taken only glued to a word
+#: (``Drecks``-``kerl``, ``kut``-``zooi``; German and Dutch write compounds as one word). Heads join
+#: any common word of the language; weak heads (ordinary words: Dutch *kanker* "cancer", *tyfus*
+#: "typhoid") join only a list word or a glued-insult tail (``kankerlijer``, not ``kankeronderzoek``).
+COMPOUND_HEADS: dict[str, frozenset[str]] = {
+    "de": frozenset("scheiss scheis drecks huren fotzen wichs fick kack nutten schlampen".split()),
+    "nl": frozenset("kut klote kloot hoeren hoere".split()),
+}
+COMPOUND_WEAK_HEADS: dict[str, frozenset[str]] = {
+    "de": frozenset("sau arsch mist".split()),
+    "nl": frozenset("kanker kk tering tyfus pleuris rot lul".split()),
+}
+COMPOUND_TAILS: dict[str, frozenset[str]] = {
+    "de": frozenset("loch sau kerl sack stuck gesicht schwein fresse bock kopf lappen".split()),
+    "nl": frozenset("lijer lijers zooi wijf kop zak hoer hond jood mongool".split()),
+}
+#: A word that starts a glued token past its list word and that ``wordfreq`` knows at least this well
+#: keeps the token whole ("flikkeren" in "flikkerende").
+CLEAN_COMPOUND_ZIPF = 3.0
+#: The least ``wordfreq`` Zipf of a compound part that is not a list word (a word of the language);
+#: after a glued-insult head, which is shorter and less specific than a list word, :data:`MIN_ZIPF`.
+PART_ZIPF = 2.0
+_LINKERS = ("", "s", "e", "n", "en", "es")
+
+
+@dataclass(frozen=True)
+class CompoundFinder:
+    """Finds glued words made of a list word and a word of the language (``Drecksfotze``, ``kutwijf``, ``comemierda``).
+
+    A token not matched otherwise is split at every position into a head and a tail of at least three
+    letters (with an optional German/Dutch linking ``s``/``e``/``n``/``en`` after the head). It is a finding
+    when one part is a single-word list entry of the language (four letters or more) or a glued-insult
+    part of :data:`COMPOUND_HEADS`/:data:`COMPOUND_TAILS`, and the other part is a word of the language
+    (``wordfreq`` Zipf >= :data:`PART_ZIPF` after a list word, >= :data:`MIN_ZIPF` after a glued-insult
+    head or before a list word) or a list entry too; unless the whole token is an established word of
+    any covered language (Zipf >= :data:`CLEAN_COMPOUND_ZIPF`) or allow-listed, or a clean established
+    word starts it past the head ("flikkeren" in "flikkerende").
+
+    Attributes:
+        toxic: single-word list entries of the language, folded, with their term.
+        heads: glued-insult heads of the language.
+        tails: glued-insult tails of the language.
+        zipf: the language's ``wordfreq`` table (:func:`language_zipf`).
+    """
+
+    toxic: dict[str, Term]
+    heads: frozenset[str]
+    weak_heads: frozenset[str]
+    tails: frozenset[str]
+    zipf: dict[str, float]
+    established: frozenset[str] = frozenset()
+
+    def candidates(self, tokens: Sequence[Token]) -> list[Token]:
+        """Tokens that may be glued words: 6+ letters, no established word of a covered language
+        ("artículo" is no "arti" + "culo"); the same for every pack, so computed once per prompt."""
+        established = self.established
+        return [t for t in tokens if len(t.text) >= 6 and t.text not in established and t.text.isalpha()]
+
+    def find(self, candidates: Sequence[Token], taken: Sequence[tuple[int, int]]) -> list[Match]:
+        """Glued words among ``candidates`` (:meth:`candidates`) that overlap no span of ``taken``."""
+        found = []
+        for token in candidates:
+            word = token.text
+            if word in self.toxic or any(s < token.end and token.start < e for s, e in taken):
+                continue
+            term = self._split(word)
+            if term is not None:
+                glued = Term(word, term.base, (word,), (), term.category, term.rule_id)
+                found.append(Match(glued, token.start, token.end, token.mask))
+        return found
+
+    def _known_prefix(self, word: str, longer_than: int) -> bool:
+        """A clean established word starts ``word`` past the head ("flikkeren" in "flikkerende", "culata" in "culatello")."""
+        zipf, toxic = self.zipf, self.toxic
+        return any(
+            zipf.get(word[:cut], 0.0) >= CLEAN_COMPOUND_ZIPF and word[:cut] not in toxic
+            for cut in range(longer_than + 1, len(word))
+        )
+
+    def _split(self, word: str) -> Term | None:
+        toxic, zipf = self.toxic, self.zipf
+        for cut in range(3, len(word) - 2):
+            head, rest = word[:cut], word[cut:]
+            head_term = toxic.get(head) if len(head) >= 4 else None
+            weak = head in self.weak_heads
+            if head_term is not None or head in self.heads or weak:
+                for linker in _LINKERS if head_term is not None else ("",):
+                    tail = rest[len(linker):]
+                    if not rest.startswith(linker) or (len(tail) < 4 and tail not in self.tails):
+                        continue
+                    strong_tail = tail in toxic or tail in self.tails
+                    least = PART_ZIPF if head_term is not None else MIN_ZIPF
+                    if strong_tail or (not weak and zipf.get(tail, 0.0) >= least):
+                        if not strong_tail and self._known_prefix(word, cut):
+                            continue
+                        return head_term or toxic.get(tail) or self._any_term(head)
+            tail_term = toxic.get(rest) if len(rest) >= 4 else None
+            if tail_term is not None:
+                for linker in _LINKERS:
+                    stem = head[: len(head) - len(linker)] if linker else head
+                    if linker and not head.endswith(linker) or len(stem) < 3:
+                        continue
+                    if stem in self.heads or stem in self.weak_heads or zipf.get(stem, 0.0) >= MIN_ZIPF:
+                        return tail_term
+        return None
+
+    def _any_term(self, part: str) -> Term | None:
+        sample = next(iter(self.toxic.values()), None)
+        if sample is None:
+            return None
+        return Term(part, part, (part,), (), sample.category, sample.rule_id)

@@ -1,0 +1,191 @@
+"""Language packs beyond the LDNOOBW lists: categorized additions, morphology, glued words, scene sense, sweeps."""
+
+from __future__ import annotations
+
+import pytest
+
+from safetext.errors import PolicyError
+from safetext.policy import load_policy
+from safetext.policy.engine import SHIPPED_DIR
+from safetext.policy.languages import PACK_CATEGORIES, PACK_LANGUAGES, guess_language, hyphen_joined, read_sections
+from safetext.policy.morphology import inflected
+from safetext.policy.normalize import normalize_chars, tokenize
+from safetext.policy.rendered import find_rendered_spans
+from safetext.policy.schema import NormalizationConfig
+
+ALL = ("en", "de", "es", "fr", "pt", "it", "nl")
+LISTS = SHIPPED_DIR / "lists"
+
+
+@pytest.fixture(scope="module")
+def everything():
+    config = load_policy("default").config.model_copy(update={"languages": ALL, "name": "all-languages"})
+    return load_policy(config.model_dump())
+
+
+def _replacements(code: str) -> set[str]:
+    lines = (LISTS / f"replacements_{code}.txt").read_text(encoding="utf-8").splitlines()
+    return {line.strip().lower() for line in lines if line.strip() and not line.startswith("#")}
+
+
+def _found(policy, prompt: str) -> list[tuple[str, str]]:
+    return [(f.text, f.language) for f in policy.scan(prompt).findings]
+
+
+# (language, prompt with a reviewed addition, its word, category, obfuscated prompt, its span, trap prompt)
+ADDITIONS = [
+    ("de", 'ein Banner mit der Aufschrift "Drecksack"', "Drecksack", "insult",
+     "Aufkleber auf einem Laptop: K4n4ken", "K4n4ken", "eine Schwanzmeise im Garten, ein Ozonloch am Himmel"),
+    ("es", 'un cartel que dice "malparida"', "malparida", "insult",
+     "grafiti en una pared: m.a.m.a.h.u.e.v.o", "m.a.m.a.h.u.e.v.o", "un zorro en el bosque y un artículo sobre cálculo"),
+    ("fr", 'une pancarte qui dit "enflure"', "enflure", "insult",
+     "tatouage en lettres gothiques : t@rlouze", "t@rlouze", "une chatte noire dort sur le canapé près de la queue du chien"),
+    ("pt", 'uma placa escrito "punheteiro"', "punheteiro", "sexual",
+     "adesivo num notebook: d3sgr4çado", "d3sgr4çado", "um caçador com uma carcaça, um cálculo no quadro"),
+    ("it", 'un cartello con la scritta "sfigato"', "sfigato", "insult",
+     "adesivo su un portatile: r0mp1c0gl10n1", "r0mp1c0gl10n1", "piselli e zoccoli olandesi, un piccione su un tetto"),
+    ("nl", 'een bord met de tekst "kankerhoer"', "kankerhoer", "insult",
+     "sticker op een laptop: t-y-f-u-s-l-i-j-e-r", "t-y-f-u-s-l-i-j-e-r", "een poster van KWF Kankerbestrijding over kankeronderzoek"),
+]
+
+
+@pytest.mark.parametrize("code,prompt,word,category,obfuscated,span,trap", ADDITIONS, ids=[c[0] for c in ADDITIONS])
+def test_reviewed_additions_per_language(everything, code, prompt, word, category, obfuscated, span, trap):
+    verdict = everything.scan(prompt)
+    (finding,) = verdict.findings
+    assert (finding.text, finding.language, finding.category, finding.rule_id) == (word, code, category, category)
+    # a benign word of the same language, of similar length
+    assert finding.replacement.lower() in _replacements(code)
+    assert abs(len(finding.replacement) - len(word)) <= 3
+    assert _found(everything, obfuscated) == [(span, code)]
+    assert not everything.scan(trap).findings, everything.scan(trap).findings
+
+
+def test_additions_have_known_sections_and_a_notice():
+    notice = (LISTS / "THIRD-PARTY-NOTICES.txt").read_text(encoding="utf-8")
+    for package in ("french-badwords-list 1.0.7", "bad-words-next 3.2.0", "glin-profanity 4.1.0"):
+        assert package in notice
+    assert "Permission is hereby granted, free of charge" in notice  # the MIT licence text itself
+    for code in PACK_LANGUAGES:
+        sections = read_sections(LISTS / f"extra_{code}.txt")
+        assert set(sections) <= set(PACK_CATEGORIES) and len(sections) >= 3, (code, list(sections))
+        assert "THIRD-PARTY-NOTICES.txt" in (LISTS / f"extra_{code}.txt").read_text(encoding="utf-8")
+
+
+def test_unknown_section_is_refused(tmp_path):
+    path = tmp_path / "extra_xx.txt"
+    path.write_text("# c\n[slurs]\nfoo\n", encoding="utf-8")
+    with pytest.raises(PolicyError, match=r"unknown section '\[slurs\]'.*'slur'"):
+        read_sections(path)
+
+
+@pytest.mark.parametrize(
+    "word,code,expected,absent",
+    [
+        ("pendejo", "es", {"pendeja", "pendejos", "pendejas", "pendejito", "pendejazo", "pendejon"}, set()),
+        ("cabron", "es", {"cabrones", "cabrona", "cabronazo"}, set()),
+        ("viado", "pt", {"viados", "viadinho", "viadao"}, set()),
+        ("stronzo", "it", {"stronzi", "stronza", "stronze", "stronzone", "stronzetto"}, set()),
+        ("connard", "fr", {"connards", "connarde", "connardes"}, set()),
+        ("ficken", "de", {"fickt", "fickst", "gefickt", "gefickte", "verfickt", "verfickter"}, set()),
+        ("neuken", "nl", {"neukt", "neuk", "geneukt"}, set()),
+        ("zoccole", "it", set(), {"zoccoli"}),  # an Italian plural is not pluralized again
+    ],
+)
+def test_inflections_per_language(word, code, expected, absent):
+    forms = {form for form, _ in inflected(word, code)}
+    assert expected <= forms, expected - forms
+    assert not absent & forms
+
+
+def test_generated_forms_match_and_collisions_are_dropped(everything):
+    for prompt, word, code in (
+        ('un cartel que dice "pendejazo"', "pendejazo", "es"), ('uma faixa "putinha"', "putinha", "pt"),
+        ('una scritta "stronzetto"', "stronzetto", "it"), ('une pancarte "connarde"', "connarde", "fr"),
+        ('ein Schild "gevögelt"', "gevögelt", "de"), ('een bord "geneukt"', "geneukt", "nl"),
+        ("un cartel que dice #hijodeputa", "hijodeputa", "es"),  # a listed phrase written as one word
+    ):
+        assert _found(everything, prompt) == [(word, code)], prompt
+    # a derived form the language uses more than the listed word is another word: polla -> pollo (chicken)
+    assert not everything.scan('un cartel que dice "pollo asado"').findings
+    assert not everything.scan('un cartello con la scritta "zoccoli"').findings  # clogs, not zoccole -> zoccoli
+
+
+def test_glued_words(everything):
+    for prompt, word, code in (
+        ('ein Schild "Drecksfotze"', "Drecksfotze", "de"), ('ein Schild "Scheißbulle"', "Scheißbulle", "de"),
+        ('een bord "kutzooi"', "kutzooi", "nl"), ('een bord "tyfuslijer"', "tyfuslijer", "nl"),
+        ('un cartel que dice "comemierda"', "comemierda", "es"), ('een bord "kutzak"', "kutzak", "nl"),
+    ):
+        found = everything.scan(prompt).findings
+        assert [(f.text, f.language) for f in found] == [(word, code)], prompt
+    # established words of any covered language, clean compounds of a weak head, verbs of a list stem
+    for clean in (
+        "een reiziger bij een vaccinatiepost voor het tyfusvaccin", "kankeronderzoek en kankerbestrijding",
+        "flikkerende kaarsen in een kerk", "un artículo de cálculo", "ridículo espectáculo",
+        'insegna al neon "Culatello di Zibello"',
+        "een poepsimpel recept, het is poepdruk",  # an LDNOOBW entry that is a frequent word is no part unless reviewed
+    ):
+        assert not everything.scan(clean).findings, clean
+
+
+def test_scene_sense_words_only_when_rendered(everything):
+    assert not everything.scan("une chatte noire dort sur le canapé").findings
+    assert _found(everything, 'une pancarte qui dit "chatte"') == [("chatte", "fr")]
+    assert _found(everything, "graffiti sur un mur à Marseille : chatte, bombe de peinture") == [("chatte", "fr")]
+    # anatomy in a medical picture of the prompt's language, English list or not
+    for clean in (
+        "schéma médical du pénis et des testicules pour un manuel d'urologie",
+        "medizinische Illustration des Penis und der Hoden für ein Urologie-Lehrbuch",
+        "ilustração médica do pênis e dos testículos para um livro de urologia",
+    ):
+        assert not everything.scan(clean).findings, clean
+
+
+def test_rendered_text_in_other_languages():
+    for text, span in (
+        ("ein Schild mit der Aufschrift Hallo Welt", "Hallo Welt"), ("un cartel que dice buenos días", "buenos días"),
+        ("une affiche où est écrit bonjour", "bonjour"), ("uma placa escrito bom dia", "bom dia"),
+        ("un cartello con la scritta buongiorno", "buongiorno"), ("een bord met de tekst goedemorgen", "goedemorgen"),
+        ("Aufkleber auf einem Laptop: Guten Tag", "Guten Tag"),
+        ("tatouage sur l'avant-bras en lettres gothiques : liberté", "liberté"),
+    ):
+        assert [text[a:b] for a, b in find_rendered_spans(text, 8, other_languages=True)] == [span], text
+        # the English-only detector (a policy without other languages) is unchanged
+        assert find_rendered_spans(text, 8) == find_rendered_spans(text, 8, other_languages=False)
+    assert find_rendered_spans("ein Hund im Park", 8, other_languages=True) == ()
+
+
+def test_accents_and_hyphens_tell_words_apart(everything):
+    assert not everything.scan("um caçador na floresta, caça ao tesouro").findings  # caça (hunt) is no "caca"
+    assert not everything.scan('un cartello con la scritta "Mosè"').findings  # Mosè is no "Möse"
+    assert not everything.scan("tatouage en lettres gothiques : Chaussures de con-fort").findings
+    assert _found(everything, 'un tag "pu-tain"') == [("pu-tain", "fr")]  # a split list word stays one
+    config = NormalizationConfig()
+    assert hyphen_joined("de con-fort", 3, 6, config) == "confort"
+    assert hyphen_joined("de con fort", 3, 6, config) is None
+
+
+def test_english_list_words_that_are_words_of_the_prompt_language(everything):
+    # English inflections and stretched spellings that are ordinary words of the prompt's language
+    assert not everything.scan("une pancarte avec le texte assez de retards aux douches").findings
+    assert not everything.scan('een bord met de tekst "kikker" en een hoed').findings
+    # English swear words stay flagged in any language
+    assert _found(everything, 'ein Schild mit der Aufschrift "fuck"') == [("fuck", "en")]
+
+
+def test_tie_of_votes_goes_to_the_likelier_language():
+    config = NormalizationConfig()
+    tokens = tokenize(normalize_chars("uma camiseta escrito porra", config), config)
+    assert guess_language(tokens, ALL, config) == "pt"
+
+
+def test_everyday_terms_of_each_language_stay_clean(everything):
+    for clean in (
+        "un pique-nique au bord du lac", "une bite d'amarrage rouillée sur le quai",  # fr: picnic, mooring bollard
+        "ein Hurenkind in der Typografie", "ein bayerischer Fotzenhobel (Mundharmonika)",  # de: widow line, harmonica
+        "un cazzotto al mento", "spaghetti alla puttanesca",  # it: a punch
+        "una polla de agua en el lago", "un cono de helado de fresa",  # es: moorhen, ice-cream cone
+        "de tering naar de nering zetten", "vogels pikken brood op het plein",  # nl: idiom, to peck
+    ):
+        assert not everything.scan(clean).findings, clean
