@@ -38,7 +38,7 @@ from safetext.policy.backends import BackendContext, ClassifierBackend, Detectio
 from safetext.policy.confusables import step_names
 from safetext.policy.schema import CATEGORIES
 from safetext.policy.variants import MAX_FUZZY_ZIPF, skeleton
-from safetext.policy.vocabulary import is_english, is_known_name, zipf
+from safetext.policy.vocabulary import is_english, name_shaped_at, zipf
 
 #: Folder of the shipped weights.
 MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "charngram"
@@ -174,8 +174,8 @@ class CharNgramBackend(ClassifierBackend):
             if len(word) < 3 or not word.isalpha() or is_english(word) or zipf(word) >= MAX_FUZZY_ZIPF:
                 continue  # English words, and names and words wordfreq sees often ("Phuket"), are not scored
             start, end = norm.span(token.start, token.end)
-            if norm.text[token.start : token.end] == word and is_known_name(document.text[start:end], word):
-                continue  # a capitalized name wordfreq knows ("Cockfosters")
+            if norm.text[token.start : token.end] == word and name_shaped_at(document.text, start, end):
+                continue  # written like a name ("Cockfosters", "Fakfak", "Wānkāner"): a guess would be noise
             score, category = self.model.score(word)
             if score < self.min_score:
                 continue

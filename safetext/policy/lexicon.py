@@ -18,7 +18,7 @@ from safetext.errors import PolicyError
 from safetext.policy.confusables import REPEATS
 from safetext.policy.normalize import NormalizedText, Token, normalize_chars, run_lengths, tokenize
 from safetext.policy.schema import NormalizationConfig
-from safetext.policy.vocabulary import english_words
+from safetext.policy.vocabulary import english_words, name_shaped_at
 
 _PLURAL_ES_ENDINGS = ("s", "x", "z", "ch", "sh")
 _VOWELS = "aeiouy"
@@ -140,6 +140,16 @@ def inflected_forms(word: str) -> tuple[str, ...]:
     return (stem + "er", stem + "ers", stem + "ing", stem + "in", stem + "ed", stem + "y", plural_z)
 
 
+def _is_plural(term: Term) -> bool:
+    return term.form.rsplit(" ", 1)[-1] in _plural_forms(term.base.rsplit(" ", 1)[-1])
+
+
+def _name_shaped(norm: NormalizedText, token: Token) -> bool:
+    """The word the token comes from looks like a proper name as typed (:func:`~safetext.policy.vocabulary.name_shaped_at`)."""
+    start, end = norm.span(token.start, token.end)
+    return name_shaped_at(norm.original, start, end)
+
+
 class Lexicon:
     """Terms indexed for matching token sequences.
 
@@ -205,9 +215,9 @@ class Lexicon:
                 hit = None if self._exact_runs else self._match_wildcard(token)
                 found = None if hit is None else (hit, i + 1)
             else:
-                found = self._match_at(tokens, keys, i)
+                found = self._match_at(tokens, keys, i, norm)
             if found is None:
-                stem = self._match_stem(token) if self._stems else None
+                stem = self._match_stem(token) if self._stems and not _name_shaped(norm, token) else None
                 if stem is not None:
                     matches.append(stem)
                 i += 1
@@ -223,7 +233,9 @@ class Lexicon:
             matches.sort(key=lambda m: m.start)
         return matches
 
-    def _match_at(self, tokens: Sequence[Token], keys: Sequence[tuple[str, tuple[int, ...]]], i: int) -> tuple[Match, int] | None:
+    def _match_at(
+        self, tokens: Sequence[Token], keys: Sequence[tuple[str, tuple[int, ...]]], i: int, norm: NormalizedText
+    ) -> tuple[Match, int] | None:
         candidates = self._by_first.get(keys[i][0])
         if not candidates:
             return None
@@ -237,6 +249,8 @@ class Lexicon:
                 key, runs = keys[i + k]
                 if token.wildcard or key != term.keys[k]:
                     break
+                if size == 1 and term.form != term.base and not _is_plural(term) and _name_shaped(norm, token):
+                    break  # a generated inflection never matches a name: "Arsin", "Assin"
                 if self._repeats:
                     wanted = term.runs[k]
                     if runs != wanted:
@@ -244,6 +258,8 @@ class Lexicon:
                             break
                         if token.text in english_words():
                             break  # a doubled letter of a real word is spelling, not stretching: "rapping"
+                        if all(have - need <= 1 for have, need in zip(runs, wanted)) and _name_shaped(norm, token):
+                            break  # ... and of a name: "Bonner", "Losser"; "Fuuuck" is still stretched
                         mask |= REPEATS
                 mask |= token.mask
             else:
