@@ -18,9 +18,12 @@ from safetext.errors import PolicyError
 from safetext.policy.confusables import REPEATS
 from safetext.policy.normalize import NormalizedText, Token, normalize_chars, run_lengths, tokenize
 from safetext.policy.schema import NormalizationConfig
-from safetext.policy.vocabulary import english_words, name_shaped_at
+from safetext.policy.vocabulary import dictionary_words, english_words, name_shaped_at, zipf
 
 _PLURAL_ES_ENDINGS = ("s", "x", "z", "ch", "sh")
+#: A word with one letter doubled that ``wordfreq`` sees this often is a spelling of its own ("bonner"
+#: 3.0), not an entry stretched ("fukk" 1.5, "shitt" 1.4); likewise an inflection of a dictionary word.
+MAX_DOUBLED_ZIPF = 2.5
 _VOWELS = "aeiouy"
 
 
@@ -150,6 +153,16 @@ def _name_shaped(norm: NormalizedText, token: Token) -> bool:
     return name_shaped_at(norm.original, start, end)
 
 
+def _unambiguous_inflections(word: str) -> list[str]:
+    """The :func:`inflected_forms` of ``word`` that no ordinary English word spells."""
+    clean = english_words()
+    common = word in dictionary_words()  # "jerk" -> "jerked", "creep" -> "creeped": the clean verb's forms
+    return [
+        f for f in inflected_forms(word)
+        if f not in clean and not (f.endswith("s") and f[:-1] in clean) and not (common and zipf(f) >= MAX_DOUBLED_ZIPF)
+    ]
+
+
 class Lexicon:
     """Terms indexed for matching token sequences.
 
@@ -258,7 +271,9 @@ class Lexicon:
                             break
                         if token.text in english_words():
                             break  # a doubled letter of a real word is spelling, not stretching: "rapping"
-                        if all(have - need <= 1 for have, need in zip(runs, wanted)) and _name_shaped(norm, token):
+                        if all(have - need <= 1 for have, need in zip(runs, wanted)) and (
+                            zipf(token.text) >= MAX_DOUBLED_ZIPF or _name_shaped(norm, token)
+                        ):
                             break  # ... and of a name: "Bonner", "Losser"; "Fuuuck" is still stretched
                         mask |= REPEATS
                 mask |= token.mask
@@ -305,7 +320,9 @@ def build_lexicon(
         exact_runs: letter runs must match exactly (allow-lists: ``Niger`` must not allow ``nigger``).
         inflections: also match the :func:`inflected_forms` of single listed words, except forms that
             are ordinary English words (:func:`~safetext.policy.vocabulary.english_words`: ``cocky``,
-            ``spicy``, ``hoeing`` stay clean).
+            ``spicy``, ``hoeing`` stay clean), the plurals of such forms (``shatters``, ``creepers``),
+            and the inflections of an entry with a dictionary sense that ``wordfreq`` sees often
+            (``jerk``: ``jerked``, ``prick``: ``pricked``; ``twat``: ``twatting`` stays).
 
     Returns:
         The compiled :class:`Lexicon`.
@@ -337,7 +354,7 @@ def build_lexicon(
             variants = [words[:-1] + (plural,) for plural in _plural_forms(words[-1])] if plurals else []
             if inflections and len(words) == 1:
                 clean = english_words()
-                variants += [(f,) for f in inflected_forms(words[0]) if f not in clean]
+                variants += [(f,) for f in _unambiguous_inflections(words[0])]
             for variant in variants:
                 p_keys, p_runs = _word_keys(tokenize(normalize_chars(" ".join(variant), config), config), config.repeats)
                 generated[variant] = Term(" ".join(variant), form, p_keys, p_runs, source.category, source.rule_id)
