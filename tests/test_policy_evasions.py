@@ -76,6 +76,7 @@ def test_clinical_anatomy_is_allowed_in_the_scene_and_replaced_as_text(default):
         "anatomical diagram of the human penis and testes for a urology textbook",
         "medical illustration of the female reproductive system showing the vagina, cervix and uterus",
         "cross-section of the anus and rectum, medical textbook plate",
+        "labeled diagram of the vulva for a gynecology textbook",  # "labeled diagram": not text to write
     ):
         assert default.scan(prompt).action.value == "allow", prompt
     verdict = default.scan('a neon sign that says "PENIS"')

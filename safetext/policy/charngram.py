@@ -341,7 +341,10 @@ def default_training_sets(policy_name: str = "default") -> tuple[dict[str, str],
     # the lists only: the classifier being trained must not be needed to train it
     config = config.model_copy(update={"backends": (BackendSpec(name="wordlist"),)})
     policy = Policy(config, base_dir=SHIPPED_DIR, source=str(path))
-    positives = {t.form: t.category for t in policy.lexicon.single_word_terms() if t.form.isalpha() and len(t.form) >= 3}
+    terms = [t for t in policy.lexicon.single_word_terms() if t.form.isalpha() and len(t.form) >= 3]
+    # "custom" rule words (scene-sense, clinical: "hoe", "penis") depend on context: neither class
+    positives = {t.form: t.category for t in terms if t.category != "custom"}
+    context_words = {t.form for t in terms if t.category == "custom"}
     sounds = {skeleton(form) for form in positives}
     long_forms = {form for form in positives if len(form) >= 4}
     longest = max((len(f) for f in long_forms), default=4)
@@ -358,7 +361,7 @@ def default_training_sets(policy_name: str = "default") -> tuple[dict[str, str],
     rare = [w for w in rare if skeleton(w) not in sounds and not contains_entry(w)]
     webster = sorted(english_words() - set(frequent))
     sample = random.Random(0).sample(webster, min(80_000, len(webster)))
-    negatives = sorted((set(frequent) | set(rare) | set(sample)) - set(positives))
+    negatives = sorted((set(frequent) | set(rare) | set(sample)) - set(positives) - context_words)
     return positives, negatives
 
 

@@ -276,7 +276,8 @@ class VariantMatcher:
                 way (``blackc0ck``) is not exempt.
             name_shaped: the token was written like a proper name (``Bankass``, ``Castricum``,
                 ``Semender``): its entries must have no dictionary sense (``fuck``, ``twat``, not
-                ``ass``, ``cum``, ``semen``) and its other pieces four letters or more.
+                ``ass``, ``cum``, ``semen``) and its other pieces common words of four letters or more
+                (``Shitgibbon``, not ``Shitterton``).
         """
         if not self.compounds or len(word) < 5 or not word.isalpha():
             return None
@@ -311,7 +312,8 @@ class VariantMatcher:
             return None
         entries = [p for p in dirty[n] if isinstance(p, Term)]
         if name_shaped and (
-            any(self._has_dictionary_sense(t) for t in entries) or any(len(p) < 4 for p in dirty[n] if isinstance(p, str))
+            any(self._has_dictionary_sense(t) for t in entries)
+            or any(len(p) < 4 or zipf(p) < MAX_FUZZY_ZIPF for p in dirty[n] if isinstance(p, str))
         ):
             return None
         term = max(entries, key=lambda t: len(t.form))
