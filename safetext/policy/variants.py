@@ -73,6 +73,8 @@ _SEQUENCE_STARTS = frozenset(s[0] for s in _SEQUENCES)
 _MAX_READINGS = 64
 # A whitespace-delimited chunk holding a digit or a symbol that may stand for a letter.
 _RUN = re.compile(r"\S+")
+# A digit read as a letter is a guess already; a sound-alike of that reading would be a second one.
+_LEET_DIGIT = re.compile(r"[0-9]")
 _CHUNK_MARK = re.compile(r"[0-9@$!|^#+(<>~\\/\[¡]")
 #: glued words longer than this are no real compound: their entries are found as plain substrings (linear)
 _MAX_COMPOUND_CHARS = 64
@@ -433,7 +435,9 @@ class VariantMatcher:
             found = None if known_name else self.compound(word, obfuscated, name_shaped=name_shaped)
             how = "compound"
             if found is None:
-                found = self.sound_alike(word, name_shaped=name_shaped)
+                start, end = norm.span(token.start, token.end)
+                if _LEET_DIGIT.search(norm.original, start, end) is None:  # "h1n1": one guess (the digit) is enough
+                    found = self.sound_alike(word, name_shaped=name_shaped)
                 how = "fuzzy"
             if found is not None:
                 add(VariantHit(found[0], token.start, token.end, token.mask, how, word, found[1]))
