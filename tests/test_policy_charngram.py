@@ -15,6 +15,7 @@ from safetext.policy import Policy, load_policy
 from safetext.policy.charngram import (
     CLEAN,
     MODEL_DIR,
+    default_training_sets,
     load_model,
     train,
     training_data,
@@ -163,3 +164,12 @@ def test_train_classifier_command_is_reproducible(tmp_path):
             outputs.append(json.loads(out.getvalue()))
     assert outputs[0] == outputs[1]
     assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
+
+
+def test_training_sets_leave_out_context_words_and_take_the_registry_vocabulary():
+    positives, negatives = default_training_sets()
+    # "custom" rule words (scene-sense, clinical) are clean in a scene: neither toxic nor clean data
+    for word in ("penis", "vagina", "hoe", "dyke", "nipple"):
+        assert word not in positives and word not in negatives
+    assert positives["pillowbiter"] == "slur" and positives["masterbate"] == "sexual"
+    assert "garden" in negatives and "fuck" not in negatives
