@@ -128,7 +128,7 @@ def test_scan_explain_command_prints_the_evidence():
     import contextlib
 
     with contextlib.redirect_stdout(out):
-        code = main(["scan", "a sign that says biatch", "--explain"])
+        code = main(["scan", "a sign that says beotch", "--explain"])
     assert code == 0
     assert "skeleton batkh = batkh" in out.getvalue()
 
@@ -136,7 +136,7 @@ def test_scan_explain_command_prints_the_evidence():
 def test_metrics_label_the_rule_backend_and_kind_of_match():
     policy = load_policy("default")
     metrics = SafetextMetrics(CollectorRegistry())
-    verdict = policy.scan("a sign that says kunt and bigass and shit")
+    verdict = policy.scan("a sign that says cvnt and bigass and shit")
     assert [match_kind(f) for f in verdict.findings] == ["fuzzy", "compound", "exact"]
     metrics.observe_request(verdict)
     get = metrics.registry.get_sample_value
@@ -147,7 +147,7 @@ def test_metrics_label_the_rule_backend_and_kind_of_match():
     assert get("safetext_rule_hits_total", labels) is None
     # prompt text never becomes a label
     labels = {v for metric in metrics.registry.collect() for s in metric.samples for v in s.labels.values()}
-    assert not labels & {"kunt", "bigass", "shit", "cunt"}
+    assert not labels & {"cvnt", "kunt", "bigass", "shit", "cunt"}
 
 
 @pytest.mark.slow
