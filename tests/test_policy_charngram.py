@@ -15,6 +15,7 @@ from safetext.policy import Policy, load_policy
 from safetext.policy.charngram import (
     CLEAN,
     MODEL_DIR,
+    default_training_sets,
     load_model,
     train,
     training_data,
@@ -127,7 +128,7 @@ def test_scan_explain_command_prints_the_evidence():
     import contextlib
 
     with contextlib.redirect_stdout(out):
-        code = main(["scan", "a sign that says biatch", "--explain"])
+        code = main(["scan", "a sign that says beotch", "--explain"])
     assert code == 0
     assert "skeleton batkh = batkh" in out.getvalue()
 
@@ -135,7 +136,7 @@ def test_scan_explain_command_prints_the_evidence():
 def test_metrics_label_the_rule_backend_and_kind_of_match():
     policy = load_policy("default")
     metrics = SafetextMetrics(CollectorRegistry())
-    verdict = policy.scan("a sign that says kunt and bigass and shit")
+    verdict = policy.scan("a sign that says cvnt and bigass and shit")
     assert [match_kind(f) for f in verdict.findings] == ["fuzzy", "compound", "exact"]
     metrics.observe_request(verdict)
     get = metrics.registry.get_sample_value
@@ -146,7 +147,7 @@ def test_metrics_label_the_rule_backend_and_kind_of_match():
     assert get("safetext_rule_hits_total", labels) is None
     # prompt text never becomes a label
     labels = {v for metric in metrics.registry.collect() for s in metric.samples for v in s.labels.values()}
-    assert not labels & {"kunt", "bigass", "shit", "cunt"}
+    assert not labels & {"cvnt", "kunt", "bigass", "shit", "cunt"}
 
 
 @pytest.mark.slow
@@ -163,3 +164,12 @@ def test_train_classifier_command_is_reproducible(tmp_path):
             outputs.append(json.loads(out.getvalue()))
     assert outputs[0] == outputs[1]
     assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
+
+
+def test_training_sets_leave_out_context_words_and_take_the_registry_vocabulary():
+    positives, negatives = default_training_sets()
+    # "custom" rule words (scene-sense, clinical) are clean in a scene: neither toxic nor clean data
+    for word in ("penis", "vagina", "hoe", "dyke", "nipple"):
+        assert word not in positives and word not in negatives
+    assert positives["pillowbiter"] == "slur" and positives["masterbate"] == "sexual"
+    assert "garden" in negatives and "fuck" not in negatives

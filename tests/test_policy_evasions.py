@@ -68,8 +68,20 @@ def test_scene_sense_words_are_replaced_when_they_are_text_to_write(default):
     assert verdict.action.value == "neutralize"
     assert [(f.rule_id, f.rendered) for f in verdict.findings] == [("scene-sense", True)]
     assert default.scan("a gardener with a hoe").action.value == "allow"
-    # the anatomy words stay flagged wherever they are
-    assert default.scan("penis").action.value == "neutralize"
+    assert default.scan("dykes and windmills in the Netherlands").action.value == "allow"
+
+
+def test_clinical_anatomy_is_allowed_in_the_scene_and_replaced_as_text(default):
+    for prompt in (
+        "anatomical diagram of the human penis and testes for a urology textbook",
+        "medical illustration of the female reproductive system showing the vagina, cervix and uterus",
+        "cross-section of the anus and rectum, medical textbook plate",
+        "labeled diagram of the vulva for a gynecology textbook",  # "labeled diagram": not text to write
+    ):
+        assert default.scan(prompt).action.value == "allow", prompt
+    verdict = default.scan('a neon sign that says "PENIS"')
+    assert verdict.action.value == "neutralize"
+    assert [(f.rule_id, f.rendered) for f in verdict.findings] == [("clinical", True)]
 
 
 def test_silent_final_e_only_in_longer_words():

@@ -100,7 +100,8 @@ def test_ldnoobw_list_is_kept_verbatim_with_attribution():
 def test_every_toxic_glyph_word_is_neutralized(default):
     words = read_word_list(VOCAB / "toxic.txt")
     assert len(words) > 40
-    missed = [w for w in words if default.scan(w).action.value != "neutralize"]
+    # as text to write: the clinical and scene-sense words (penis, dyke) are allowed in a scene
+    missed = [w for w in words if default.scan(f"a sign that says {w}").action.value != "neutralize"]
     assert missed == []
     missed_rendered = [w for w in words if default.scan(f'A sign that says "{w.upper()}"').action.value != "neutralize"]
     assert missed_rendered == []

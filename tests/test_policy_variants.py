@@ -31,7 +31,7 @@ def _clean(policy, prompt):
 # (written, entry matched, step that found it)
 TOXIC = {
     "misspellings": [
-        ("fuxk", "fuck", "fuzzy"), ("kunt", "cunt", "fuzzy"), ("biatch", "bitch", "fuzzy"), ("azzhole", "azz", "compound"),
+        ("fuxk", "fuck", "fuzzy"), ("cvnt", "cunt", "fuzzy"), ("beotch", "bitch", "fuzzy"), ("azzhole", "azz", "compound"),
         ("shlt", "shit", "fuzzy"), ("cvnt", "cunt", "fuzzy"), ("dikk", "dick", "fuzzy"), ("fuq", "fuk", "fuzzy"),
     ],
     "compounds": [
@@ -44,7 +44,7 @@ TOXIC = {
         ("𝔰𝔥𝔦𝔱", "shit", "nfkc"), ("ꓑussy", "pussy", "confusables"), ("ᏟᎾᏟᏦ", "cock", "confusables"),
     ],
     "leetspeak": [
-        ("s1ut", "slut", "readings"), ("f@ck", "fuck", "readings"), ("@$$h073", "asshole", "readings"),
+        ("s1ut", "slut", "readings"), ("c@nt", "cunt", "readings"), ("f@ck", "fack", "leetspeak"), ("@$$h073", "asshole", "readings"),
         ("c|_|nt", "cunt", "readings"), ("|)ick", "dick", "readings"), ("bo11ocks", "bollocks", "readings"),
     ],
     "separators": [
@@ -112,10 +112,10 @@ def test_fuzzy_and_compounds_can_be_switched_off():
     spec = type(config.backends[0])
     no_fuzzy = Policy(config.model_copy(update={"backends": (spec(name="wordlist", params={"fuzzy": False}),), "name": "a"}))
     no_compounds = Policy(config.model_copy(update={"backends": (spec(name="wordlist", params={"compounds": False}),), "name": "b"}))
-    assert no_fuzzy.scan("a sign that says kunt").findings == ()
+    assert no_fuzzy.scan("a sign that says cvnt").findings == ()
     assert no_fuzzy.scan("a sign that says bigass").findings[0].normalized == "ass"
     assert no_compounds.scan("a sign that says bigass").findings == ()
-    assert no_compounds.scan("a sign that says kunt").findings[0].normalized == "cunt"
+    assert no_compounds.scan("a sign that says cvnt").findings[0].normalized == "cunt"
 
 
 def test_span_of_an_html_obfuscated_word_covers_its_tags(default):

@@ -264,14 +264,14 @@ def test_fragment_inside_a_token_is_toxic_and_escalated(pipe):
     steps = out.verdict.details["escalations"]
     assert [(s["step"], s["reason"]) for s in steps] == [("earlier_start", "toxic")]
     report = replacement_verifier(SequenceOcr("DYKEGHT")).check([torch.zeros(3, 8, 8)], expected=["daylight"])
-    assert report.checks[0].toxic and report.checks[0].fragments == ("slur",) and report.checks[0].categories == ("slur",)
+    assert report.checks[0].toxic and report.checks[0].fragments == ("custom",) and report.checks[0].categories == ("custom",)  # dyke: scene-sense rule
     assert report.reason == "toxic" and report.checks[0].similarity == pytest.approx(1 - 3 / 8)
 
 
 @pytest.mark.parametrize(
     "text, found",
     [
-        ("DYKEGHT", [("dykeght", "dyke", "slur")]),
+        ("DYKEGHT", [("dykeght", "dyke", "custom")]),  # the default scene-sense rule owns "dyke"
         ("XSH1TQ", [("xshitq", "shit", "profanity")]),  # leetspeak is normalized first
         ("the BIGCUNTS sign", [("bigcunts", "cunt", "profanity"), ("bigcunts", "cunts", "profanity")]),
         ("CLASSIC grapefruit", []),  # English words holding a lexicon word

@@ -38,7 +38,7 @@ from safetext.policy.backends import BackendContext, ClassifierBackend, Detectio
 from safetext.policy.confusables import step_names
 from safetext.policy.schema import CATEGORIES
 from safetext.policy.variants import MAX_FUZZY_ZIPF, skeleton
-from safetext.policy.vocabulary import is_english, is_known_name, zipf
+from safetext.policy.vocabulary import is_english, name_shaped_at, zipf
 
 #: Folder of the shipped weights.
 MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "charngram"
@@ -174,8 +174,8 @@ class CharNgramBackend(ClassifierBackend):
             if len(word) < 3 or not word.isalpha() or is_english(word) or zipf(word) >= MAX_FUZZY_ZIPF:
                 continue  # English words, and names and words wordfreq sees often ("Phuket"), are not scored
             start, end = norm.span(token.start, token.end)
-            if norm.text[token.start : token.end] == word and is_known_name(document.text[start:end], word):
-                continue  # a capitalized name wordfreq knows ("Cockfosters")
+            if norm.text[token.start : token.end] == word and name_shaped_at(document.text, start, end):
+                continue  # written like a name ("Cockfosters", "Fakfak", "Wānkāner"): a guess would be noise
             score, category = self.model.score(word)
             if score < self.min_score:
                 continue
@@ -341,7 +341,10 @@ def default_training_sets(policy_name: str = "default") -> tuple[dict[str, str],
     # the lists only: the classifier being trained must not be needed to train it
     config = config.model_copy(update={"backends": (BackendSpec(name="wordlist"),)})
     policy = Policy(config, base_dir=SHIPPED_DIR, source=str(path))
-    positives = {t.form: t.category for t in policy.lexicon.single_word_terms() if t.form.isalpha() and len(t.form) >= 3}
+    terms = [t for t in policy.lexicon.single_word_terms() if t.form.isalpha() and len(t.form) >= 3]
+    # "custom" rule words (scene-sense, clinical: "hoe", "penis") depend on context: neither class
+    positives = {t.form: t.category for t in terms if t.category != "custom"}
+    context_words = {t.form for t in terms if t.category == "custom"}
     sounds = {skeleton(form) for form in positives}
     long_forms = {form for form in positives if len(form) >= 4}
     longest = max((len(f) for f in long_forms), default=4)
@@ -358,7 +361,7 @@ def default_training_sets(policy_name: str = "default") -> tuple[dict[str, str],
     rare = [w for w in rare if skeleton(w) not in sounds and not contains_entry(w)]
     webster = sorted(english_words() - set(frequent))
     sample = random.Random(0).sample(webster, min(80_000, len(webster)))
-    negatives = sorted((set(frequent) | set(rare) | set(sample)) - set(positives))
+    negatives = sorted((set(frequent) | set(rare) | set(sample)) - set(positives) - context_words)
     return positives, negatives
 
 

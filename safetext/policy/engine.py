@@ -64,7 +64,9 @@ def resolve_policy_path(path: str, base_dir: Path) -> Path:
 
 @lru_cache(maxsize=32)
 def _cached_lexicon(sources: tuple[TermSource, ...], config: NormalizationConfig, allow_list: bool) -> Lexicon:
-    return build_lexicon(sources, config, plurals=not allow_list, exact_runs=allow_list, inflections=not allow_list)
+    return build_lexicon(
+        sources, config, plurals=not allow_list, exact_runs=allow_list, inflections=not allow_list, names=not allow_list
+    )
 
 
 def _located(loc: tuple[str | int, ...], func: Any, *args: Any) -> Any:

@@ -18,9 +18,12 @@ from safetext.errors import PolicyError
 from safetext.policy.confusables import REPEATS
 from safetext.policy.normalize import NormalizedText, Token, normalize_chars, run_lengths, tokenize
 from safetext.policy.schema import NormalizationConfig
-from safetext.policy.vocabulary import english_words
+from safetext.policy.vocabulary import dictionary_words, english_words, name_shaped_at, zipf
 
 _PLURAL_ES_ENDINGS = ("s", "x", "z", "ch", "sh")
+#: A word with one letter doubled that ``wordfreq`` sees this often is a spelling of its own ("bonner"
+#: 3.0), not an entry stretched ("fukk" 1.5, "shitt" 1.4); likewise an inflection of a dictionary word.
+MAX_DOUBLED_ZIPF = 2.5
 _VOWELS = "aeiouy"
 
 
@@ -140,6 +143,26 @@ def inflected_forms(word: str) -> tuple[str, ...]:
     return (stem + "er", stem + "ers", stem + "ing", stem + "in", stem + "ed", stem + "y", plural_z)
 
 
+def _is_plural(term: Term) -> bool:
+    return term.form.rsplit(" ", 1)[-1] in _plural_forms(term.base.rsplit(" ", 1)[-1])
+
+
+def _name_shaped(norm: NormalizedText, token: Token) -> bool:
+    """The word the token comes from looks like a proper name as typed (:func:`~safetext.policy.vocabulary.name_shaped_at`)."""
+    start, end = norm.span(token.start, token.end)
+    return name_shaped_at(norm.original, start, end)
+
+
+def _unambiguous_inflections(word: str) -> list[str]:
+    """The :func:`inflected_forms` of ``word`` that no ordinary English word spells."""
+    clean = english_words()
+    common = word in dictionary_words()  # "jerk" -> "jerked", "creep" -> "creeped": the clean verb's forms
+    return [
+        f for f in inflected_forms(word)
+        if f not in clean and not (f.endswith("s") and f[:-1] in clean) and not (common and zipf(f) >= MAX_DOUBLED_ZIPF)
+    ]
+
+
 class Lexicon:
     """Terms indexed for matching token sequences.
 
@@ -153,6 +176,7 @@ class Lexicon:
         repeats: bool,
         exact_runs: bool = False,
         stems: Iterable[Term] = (),
+        names: bool = False,
     ) -> None:
         by_first: dict[str, list[Term]] = {}
         by_length: dict[int, list[Term]] = {}
@@ -166,6 +190,7 @@ class Lexicon:
         self._stems = tuple(stems)
         self._repeats = repeats
         self._exact_runs = exact_runs
+        self._names = names
         self.size = sum(len(group) for group in self._by_first.values()) + len(self._symbols) + len(self._stems)
 
     def single_word_terms(self) -> tuple[Term, ...]:
@@ -205,9 +230,9 @@ class Lexicon:
                 hit = None if self._exact_runs else self._match_wildcard(token)
                 found = None if hit is None else (hit, i + 1)
             else:
-                found = self._match_at(tokens, keys, i)
+                found = self._match_at(tokens, keys, i, norm)
             if found is None:
-                stem = self._match_stem(token) if self._stems else None
+                stem = self._match_stem(token) if self._stems and not (self._names and _name_shaped(norm, token)) else None
                 if stem is not None:
                     matches.append(stem)
                 i += 1
@@ -223,7 +248,9 @@ class Lexicon:
             matches.sort(key=lambda m: m.start)
         return matches
 
-    def _match_at(self, tokens: Sequence[Token], keys: Sequence[tuple[str, tuple[int, ...]]], i: int) -> tuple[Match, int] | None:
+    def _match_at(
+        self, tokens: Sequence[Token], keys: Sequence[tuple[str, tuple[int, ...]]], i: int, norm: NormalizedText
+    ) -> tuple[Match, int] | None:
         candidates = self._by_first.get(keys[i][0])
         if not candidates:
             return None
@@ -237,6 +264,8 @@ class Lexicon:
                 key, runs = keys[i + k]
                 if token.wildcard or key != term.keys[k]:
                     break
+                if size == 1 and self._names and term.form != term.base and not _is_plural(term) and _name_shaped(norm, token):
+                    break  # a generated inflection never matches a name: "Arsin", "Assin"
                 if self._repeats:
                     wanted = term.runs[k]
                     if runs != wanted:
@@ -244,6 +273,10 @@ class Lexicon:
                             break
                         if token.text in english_words():
                             break  # a doubled letter of a real word is spelling, not stretching: "rapping"
+                        if all(have - need <= 1 for have, need in zip(runs, wanted)) and (
+                            zipf(token.text) >= MAX_DOUBLED_ZIPF or (self._names and _name_shaped(norm, token))
+                        ):
+                            break  # ... and of a name: "Bonner", "Losser"; "Fuuuck" is still stretched
                         mask |= REPEATS
                 mask |= token.mask
             else:
@@ -277,6 +310,7 @@ def build_lexicon(
     plurals: bool = True,
     exact_runs: bool = False,
     inflections: bool = False,
+    names: bool = False,
 ) -> Lexicon:
     """Normalize and index terms.
 
@@ -289,7 +323,13 @@ def build_lexicon(
         exact_runs: letter runs must match exactly (allow-lists: ``Niger`` must not allow ``nigger``).
         inflections: also match the :func:`inflected_forms` of single listed words, except forms that
             are ordinary English words (:func:`~safetext.policy.vocabulary.english_words`: ``cocky``,
-            ``spicy``, ``hoeing`` stay clean).
+            ``spicy``, ``hoeing`` stay clean), the plurals of such forms (``shatters``, ``creepers``),
+            and the inflections of an entry with a dictionary sense that ``wordfreq`` sees often
+            (``jerk``: ``jerked``, ``prick``: ``pricked``; ``twat``: ``twatting`` stays).
+        names: a word written like a name (:func:`~safetext.policy.vocabulary.name_shaped_at`:
+            ``Slutsk``, ``Losser``, ``Arsin``) matches only listed entries and their plurals: no
+            inside-word stem, one-letter stretch or generated inflection. Off for languages that
+            capitalize every noun.
 
     Returns:
         The compiled :class:`Lexicon`.
@@ -321,12 +361,12 @@ def build_lexicon(
             variants = [words[:-1] + (plural,) for plural in _plural_forms(words[-1])] if plurals else []
             if inflections and len(words) == 1:
                 clean = english_words()
-                variants += [(f,) for f in inflected_forms(words[0]) if f not in clean]
+                variants += [(f,) for f in _unambiguous_inflections(words[0])]
             for variant in variants:
                 p_keys, p_runs = _word_keys(tokenize(normalize_chars(" ".join(variant), config), config), config.repeats)
                 generated[variant] = Term(" ".join(variant), form, p_keys, p_runs, source.category, source.rule_id)
     merged = {**{k: v for k, v in generated.items() if k not in listed}, **listed}
-    return Lexicon(merged.values(), symbols.values(), config.repeats, exact_runs, stems.values())
+    return Lexicon(merged.values(), symbols.values(), config.repeats, exact_runs, stems.values(), names)
 
 
 def normalized_forms(entries: Iterable[str], config: NormalizationConfig) -> frozenset[str]:

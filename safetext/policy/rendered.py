@@ -43,7 +43,9 @@ _TEXT_BEARERS = (
 )
 _TRIGGER = re.compile(
     r"\b(?:says|saying|that\s+read|which\s+read|spelling(?:\s+out)?|spells(?:\s+out)?|spelled\s+out|spelt\s+out|"
-    r"labell?ed|titled|entitled|captioned|inscribed\s+with|engraved\s+with|printed\s+with|emblazoned\s+with|"
+    # "labeled diagram of ...": an adjective before the picture's kind, not text to write
+    r"labell?ed(?!\s+(?:diagrams?|illustrations?|maps?|charts?|drawings?|sketch(?:es)?|plates?|figures?|"
+    r"schematics?|cross-sections?|photos?|photographs?|images?|pictures?|models?|infographics?)\b)|titled|entitled|captioned|inscribed\s+with|engraved\s+with|printed\s+with|emblazoned\s+with|"
     r"with\s+the\s+(?:words?|text|phrase|letters|caption|slogan|message|inscription|writing)|"
     r"(?:the\s+)?(?:words?|phrase|slogan|inscription)\s*:)"
     r"(?-i:\s+(?:the\s+)?(?:words?|text|phrase)\b)?\s*:?\s*",

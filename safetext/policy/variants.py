@@ -37,7 +37,7 @@ from rapidfuzz.distance import Levenshtein
 from safetext.policy.lexicon import Lexicon, Term
 from safetext.policy.normalize import NormalizedText, Token, run_lengths
 from safetext.policy.schema import NormalizationConfig
-from safetext.policy.vocabulary import english_words, is_english, is_known_name, short_words, zipf
+from safetext.policy.vocabulary import dictionary_words, english_words, is_english, is_known_name, name_shaped_at, short_words, zipf
 
 #: A sound-alike is never a word ``wordfreq`` has seen this often (Zipf): "Phuket" 3.0, "doormat" 2.7.
 MAX_FUZZY_ZIPF = 2.5
@@ -73,6 +73,8 @@ _SEQUENCE_STARTS = frozenset(s[0] for s in _SEQUENCES)
 _MAX_READINGS = 64
 # A whitespace-delimited chunk holding a digit or a symbol that may stand for a letter.
 _RUN = re.compile(r"\S+")
+# A digit read as a letter is a guess already; a sound-alike of that reading would be a second one.
+_LEET_DIGIT = re.compile(r"[0-9]")
 _CHUNK_MARK = re.compile(r"[0-9@$!|^#+(<>~\\/\[¡]")
 #: glued words longer than this are no real compound: their entries are found as plain substrings (linear)
 _MAX_COMPOUND_CHARS = 64
@@ -160,6 +162,7 @@ class VariantMatcher:
         self._forms = forms
         self._collapsed = {key: tuple(group) for key, group in collapsed.items()}
         self._english = english_words()
+        self._dictionary = dictionary_words()
         self._short = short_words()
         skeletons: dict[str, list[Term]] = {}
         for form, term in forms.items():
@@ -205,13 +208,24 @@ class VariantMatcher:
         """True for an English word that is not itself an entry."""
         return word in self._english and word not in self._forms
 
-    def sound_alike(self, word: str) -> tuple[Term, str] | None:
-        """The entry ``word`` sounds like, with the evidence, or None (English words never match)."""
+    def sound_alike(self, word: str, name_shaped: bool = False) -> tuple[Term, str] | None:
+        """The entry ``word`` sounds like, with the evidence, or None (English words never match).
+
+        Args:
+            word: the token's letters.
+            name_shaped: the word was written like a proper name (``Abala``, ``Agía``, ``Kuz’minki``).
+                Real names and places sound like entries by the thousand (``Orge``, ``Seman``, ``Zemen``,
+                ``Bitche``: 2,118 of 34,384 place names before this rule), so such a word matches only an
+                entry with ``x`` masking a letter or ``l`` standing for ``i``; capitalized respellings
+                are matched through the lists (``Phuk``, ``Biatch``).
+        """
         if not self.fuzzy or len(word) < 3 or not word.isalpha() or is_english(word):
             return None
         frequency = zipf(word)
         if frequency >= MAX_FUZZY_ZIPF:
             return None
+        if name_shaped:
+            return self._masked_reading(word)
         key = skeleton(word, self._repeats)
         if len(key) < 3:
             return None
@@ -255,13 +269,17 @@ class VariantMatcher:
                     return term, f"'l' at {i} reads as 'i'"
         return None
 
-    def compound(self, word: str, obfuscated: bool) -> tuple[Term, str] | None:
+    def compound(self, word: str, obfuscated: bool, name_shaped: bool = False) -> tuple[Term, str] | None:
         """The entry inside a glued word, or None.
 
         Args:
             word: the token's letters.
             obfuscated: the token needed leetspeak or homoglyph folding; an English word spelled that
                 way (``blackc0ck``) is not exempt.
+            name_shaped: the token was written like a proper name (``Bankass``, ``Castricum``,
+                ``Semender``): its entries must have no dictionary sense (``fuck``, ``twat``, not
+                ``ass``, ``cum``, ``semen``) and its other pieces common words of four letters or more
+                (``Shitgibbon``, not ``Shitterton``).
         """
         if not self.compounds or len(word) < 5 or not word.isalpha():
             return None
@@ -295,9 +313,19 @@ class VariantMatcher:
         if dirty[n] is None or (clean[n] and not obfuscated):
             return None
         entries = [p for p in dirty[n] if isinstance(p, Term)]
+        if name_shaped and (
+            any(self._has_dictionary_sense(t) for t in entries)
+            or any(len(p) < 4 or zipf(p) < MAX_FUZZY_ZIPF for p in dirty[n] if isinstance(p, str))
+        ):
+            return None
         term = max(entries, key=lambda t: len(t.form))
         parts = " + ".join(p.form if isinstance(p, Term) else p for p in dirty[n])
         return term, f"compound {parts}"
+
+    def _has_dictionary_sense(self, term: Term) -> bool:
+        """The entry (or its singular) is a dictionary word: ``ass``, ``cum``, ``rapes``, ``tits``."""
+        forms = (term.form, term.base, term.form[:-1] if term.form.endswith("s") else term.form)
+        return any(form in self._dictionary for form in forms)
 
     def _overlong(self, word: str) -> tuple[Term, str] | None:
         """The longest entry (4+ letters) inside a token too long to be a word, in ``O(len * longest entry)``.
@@ -402,14 +430,24 @@ class VariantMatcher:
             obfuscated = norm.text[token.start : token.end] != word
             if not obfuscated and is_english(word):
                 continue
-            found = None if (not obfuscated and self._known_name(norm, token)) else self.compound(word, obfuscated)
+            name_shaped = self._name_shaped(norm, token)
+            known_name = name_shaped and self._known_name(norm, token)
+            found = None if known_name else self.compound(word, obfuscated, name_shaped=name_shaped)
             how = "compound"
             if found is None:
-                found = self.sound_alike(word)
+                start, end = norm.span(token.start, token.end)
+                if _LEET_DIGIT.search(norm.original, start, end) is None:  # "h1n1": one guess (the digit) is enough
+                    found = self.sound_alike(word, name_shaped=name_shaped)
                 how = "fuzzy"
             if found is not None:
                 add(VariantHit(found[0], token.start, token.end, token.mask, how, word, found[1]))
         return hits
+
+    @staticmethod
+    def _name_shaped(norm: NormalizedText, token: Token) -> bool:
+        """Written like a proper name: capitalized (``Abala``) or with accented letters (``Afuá``)."""
+        start, end = norm.span(token.start, token.end)
+        return name_shaped_at(norm.original, start, end)
 
     @staticmethod
     def _known_name(norm: NormalizedText, token: Token) -> bool:

@@ -14,6 +14,8 @@ is too old to know. The lists are loaded once per process (about 0.4 s) and shar
 from __future__ import annotations
 
 import math
+import re
+import unicodedata
 from functools import lru_cache
 
 #: Zipf frequency from which a ``wordfreq`` word counts as English.
@@ -30,13 +32,23 @@ def _frequencies() -> dict[str, float]:
 
 
 @lru_cache(maxsize=1)
-def english_words() -> frozenset[str]:
-    """Lower-case alphabetic English words (Webster's 2nd + frequent ``wordfreq`` words)."""
+def dictionary_words() -> frozenset[str]:
+    """Lower-case headwords of Webster's Second International (``web2``): words with a dictionary sense.
+
+    Profanity that is also such a word (``cock``, ``ass``, ``cum``, ``tit``, ``shag``, ``scum``) has a
+    clean sense that names and places carry (Cockburn, Bankass, Castricum, Titsworth).
+    """
     from english_words import get_english_words_set
 
+    return frozenset(get_english_words_set(["web2"], lower=True, alpha=True))
+
+
+@lru_cache(maxsize=1)
+def english_words() -> frozenset[str]:
+    """Lower-case alphabetic English words (Webster's 2nd + frequent ``wordfreq`` words)."""
     threshold = 10.0 ** (MIN_ZIPF - 9.0)
     frequent = {word for word, freq in _frequencies().items() if freq >= threshold and word.isascii() and word.isalpha()}
-    return frozenset(get_english_words_set(["web2"], lower=True, alpha=True) | frequent)
+    return frozenset(dictionary_words() | frequent)
 
 
 @lru_cache(maxsize=1)
@@ -83,3 +95,42 @@ def is_known_name(original: str, word: str) -> bool:
     Lower-case and CamelCase tokens (``shitlord``, ``ShitShow``) are never names here.
     """
     return original[:1].isupper() and original[1:].islower() and zipf(word) >= MIN_NAME_ZIPF
+
+
+_NAME_JOINERS = re.compile(r"['’‘ʼ`.\-‐–—]+")
+_LATIN_LETTER = re.compile(r"LATIN (CAPITAL|SMALL) LETTER .+")
+_NAME_EDGES = "\"'“”‘’«»„`()[]{}<>,;:!?."
+
+
+def _latin(char: str) -> bool:
+    return char.isascii() or _LATIN_LETTER.fullmatch(unicodedata.name(char, "")) is not None
+
+
+def is_name_shaped(original: str) -> bool:
+    """True when a word as typed looks like a proper name: capitalized Latin letters (``Abala``,
+    ``Afuá``, ``Łomża``), in parts joined by apostrophes or hyphens (``Kuz’minki``, ``Achkhoy-Martan``).
+
+    Digits, symbols, other scripts' look-alikes, small capitals, fullwidth and mathematical letters,
+    all-capitals and CamelCase (``ShitShow``) are not name-shaped.
+    """
+    marks_off = "".join(c for c in original if unicodedata.category(c) != "Mn")  # "Panauti̇̄", "Īz̄eh"
+    parts = [part for part in _NAME_JOINERS.split(marks_off) if part]
+    if not parts or not all(part.isalpha() and all(_latin(c) for c in part) for part in parts):
+        return False
+    if not any(part[:1].isupper() for part in parts):
+        return False  # "l'Atalaye", "Saint-Michel" yes; "shitlord" no
+    return all(not any(c.isupper() for c in part[1:]) for part in parts)
+
+
+def name_shaped_at(text: str, start: int, end: int) -> bool:
+    """:func:`is_name_shaped` for the whole whitespace-delimited word of ``text`` around ``[start, end)``.
+
+    A token cut out of a longer word by an apostrophe or hyphen (``minki`` in ``Kuz’minki``) takes
+    the shape of that word.
+    """
+    while start > 0 and not text[start - 1].isspace():
+        start -= 1
+    while end < len(text) and not text[end].isspace():
+        end += 1
+    word = text[start:end].strip(_NAME_EDGES)
+    return is_name_shaped(word)
