@@ -639,12 +639,20 @@ def measure_compiled(spec: Spec, mode: str, rounds: int, steps: int, alternating
 
 
 def project_compiled(spec: Spec, part: dict[str, Any], eager_flagged_ratio: float | None) -> dict[str, Any]:
-    """The compiled rows projected to the default schedule, the eager rows' formula with measured step ratios.
+    """The compiled rows projected to the default schedule: the eager rows' formula with measured compiled steps.
 
     On a compiled denoiser the guard also works inside every step, clean ones included (the operator's call on
-    every text K/V projection), so each guarded step costs the raw step x the measured ratio of the fastest
-    guarded and raw steps of the same rounds, plus the hook bodies (also counted inside the step: conservative).
-    The A/A control, projected the same way, is the noise floor of that step ratio.
+    every text K/V projection, and for a flagged request the row replacement), so the guarded step is measured
+    against the raw step of the same rounds (fastest of each):
+
+    * cross-attention families (``inject``): that work is text-sized (the K/V of the 77 text tokens, a fixed
+      number of operator calls), so the measured difference guarded - raw step (CPU s, at least 0) is added per
+      step as it is, like the eager rows' hook time (not scaled with the image's FLOPs); the hook bodies, already
+      inside the step, are added again (conservative);
+    * ``extra_rows`` families (SD3, Flux): the target rows are image-sized, so the measured step ratio scales
+      with the raw step, as in the eager rows.
+
+    The A/A control (raw clean against itself), projected the same way, is the noise floor.
     """
     runs = part["runs"]
     guarded = runs["guarded_flagged"][0]
@@ -658,22 +666,26 @@ def project_compiled(spec: Spec, part: dict[str, Any], eager_flagged_ratio: floa
     steps = spec.default_steps
     start = start_step_for(float(guarded.get("start_fraction", 0.0)), steps)
     t5_scale = (T5_LAYERS - T5_STAND_IN_LAYERS) / T5_STAND_IN_LAYERS if any("T5" in s for s in spec.stand_ins) else 0.0
+    extra_rows = guarded.get("early_exit") is not None
 
     def raw_time(d: dict[str, float]) -> float:
         return d["fixed"] + t5_scale * d["t5_total"] + steps * d["step_unpatched"] * ratios["denoiser"]
 
-    raw_step = raw["step_unpatched"] * ratios["denoiser"]
+    def added(step: float, reference: float) -> float:
+        """Per-step cost the guard adds at the default resolution, from a measured step and its raw reference."""
+        if extra_rows:
+            return reference * ratios["denoiser"] * (step / reference - 1)
+        return max(0.0, step - reference)
+
     clean_step_ratio = clean["step_unpatched"] / raw_clean["step_unpatched"]
     control_step_ratio = control["step_unpatched"] / raw_clean["step_unpatched"]
     flagged_step_ratio = flagged["step_patched"] / raw["step_unpatched"]
-    unpatched_ratio = flagged["step_unpatched"] / raw["step_unpatched"] if start_measured else clean_step_ratio
-    clean_step = raw_clean["step_unpatched"] * ratios["denoiser"]
-    clean_default = raw_time(raw_clean) + clean["own"] + steps * clean_step * (clean_step_ratio - 1)
-    control_default = raw_time(raw_clean) + steps * clean_step * (control_step_ratio - 1)
+    unpatched = flagged["step_unpatched"] if start_measured else raw["step_unpatched"] * clean_step_ratio
+    clean_default = raw_time(raw_clean) + clean["own"] + steps * added(clean["step_unpatched"], raw_clean["step_unpatched"])
+    control_default = raw_time(raw_clean) + steps * added(control["step_unpatched"], raw_clean["step_unpatched"])
     recording = flagged["recording"] + t5_scale * max(0.0, flagged["t5_total"] - raw["t5_total"])
-    flagged_default = (raw_time(raw) + flagged["own"] + recording + start * raw_step * (unpatched_ratio - 1)
-                       + (steps - start) * (raw_step * (flagged_step_ratio - 1) + flagged["hook_per_step"]))
-    extra_rows = guarded.get("early_exit") is not None
+    flagged_default = (raw_time(raw) + flagged["own"] + recording + start * added(unpatched, raw["step_unpatched"])
+                       + (steps - start) * (added(flagged["step_patched"], raw["step_unpatched"]) + flagged["hook_per_step"]))
     flagged_ratio = flagged_default / raw_time(raw)
     if extra_rows:
         target = None if eager_flagged_ratio is None else eager_flagged_ratio + COMPILED_EXTRA_ROWS_MARGIN
@@ -713,8 +725,10 @@ def compiled_report_lines(parts: dict[str, dict[str, Any]], eager_rows: dict[str
         "## Compiled denoisers (inductor), projected to the default schedule",
         "",
         "Compiled raw = the same pipeline with its own copy of the denoiser module on the same weights, compiled "
-        "the same way, no safetext. Ratios are compiled guarded / compiled raw, projected like the eager rows with the "
-        "measured guarded/raw step ratio (every compiled step, clean ones included, runs the patch point's operator); "
+        "the same way, no safetext. Ratios are compiled guarded / compiled raw, projected like the eager rows from the "
+        "measured compiled steps (every compiled step, clean ones included, runs the patch points' operator): on "
+        "SD1.5/SDXL the guarded step's measured excess over the raw step (text-sized work) is added per step, on "
+        "SD3/Flux the measured step ratio scales with the raw step (image-sized target rows); "
         f"*A/A* is the raw clean call against itself, projected the same way (the noise floor). Targets: SD1.5/SDXL "
         f"(cross-attention) flagged <= {COMPILED_TARGET}x; SD3/Flux (the target rows run through the blocks up to the "
         f"mapped layer) flagged no more than {COMPILED_EXTRA_ROWS_MARGIN} above the eager guarded/raw ratio of the "
