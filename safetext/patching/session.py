@@ -15,7 +15,9 @@ projection runs on exactly the shape it has in the user's call.
 Early exit (``extra_rows``). The target rows are cut from the batch after the block of the last mapped
 layer (:func:`safetext.patching.adapters.joint.plan_early_exit`): a forward hook on that block keeps the
 first ``B`` rows of its outputs, and pre-hooks on every later block and on the output norm keep the
-first ``B`` rows of their per-row inputs. The hooks are registered with the others for this call only.
+first ``B`` rows of their per-row inputs. The hooks are registered with the others for this call only; on a
+regionally compiled denoiser the resident exit points of :mod:`safetext.patching.compiled` call the same
+methods (:meth:`PatchSession.plan_resident_exit`).
 A block signature the plan does not know leaves the exit off (the reason is reported).
 """
 
