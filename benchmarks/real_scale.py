@@ -624,6 +624,7 @@ def measure_compiled(spec: Spec, mode: str, rounds: int, steps: int, alternating
     difference = lambda a, b: float((a.float() - b.float()).abs().max())  # noqa: E731
     checks = {
         "clean_identical": clean_identical and torch.equal(images["raw_clean"], images["guarded_clean"]),
+        "clean_max_abs_difference": difference(images["guarded_clean"], images["raw_clean"]),
         "flagged_changed": not torch.equal(images["raw_flagged"], images["guarded_flagged"]),
         "flagged_vs_eager_guarded": difference(images["guarded_flagged"], eager_flagged),
         "compiler_rounding_raw": difference(images["raw_flagged"], eager_raw_flagged),
@@ -751,6 +752,9 @@ def compiled_report_lines(parts: dict[str, dict[str, Any]], eager_rows: dict[str
             mark = f"<= {target:.3f}x " + ("met" if p["flagged_ratio"] <= target else "**missed**")
             if p["eager_flagged_ratio"] is not None and row["early_exit"] is not None:
                 mark += f" (eager {p['eager_flagged_ratio']:.3f}x + {COMPILED_EXTRA_ROWS_MARGIN})"
+        clean = "bit-identical" if c["clean_identical"] else "**differs**"
+        if not c["clean_identical"] and "clean_max_abs_difference" in c:
+            clean += f" (max abs {c['clean_max_abs_difference']:.3g})"
         exit_info = row["early_exit"]
         exit_text = "n/a" if exit_info is None else (
             f"used, {exit_info.get('blocks_after')} blocks after" if exit_info.get("used") else f"not used: {exit_info.get('fallback', '')}")
@@ -760,7 +764,7 @@ def compiled_report_lines(parts: dict[str, dict[str, Any]], eager_rows: dict[str
             f"{m['clean_step_ratio']:.3f} / {m['flagged_step_ratio']:.3f} / {m['control_step_ratio']:.3f} | "
             f"{c['graphs_in_alternating_calls']} ({c['alternating_calls']}) / {c['graphs_in_timed_rounds']} | "
             f"{c['warmup_seconds']:.0f} ({c['graphs_at_warmup']}) | "
-            f"{'bit-identical' if c['clean_identical'] else '**differs**'} | {c['flagged_vs_eager_guarded']:.3g} / "
+            f"{clean} | {c['flagged_vs_eager_guarded']:.3g} / "
             f"{c['compiler_rounding_raw']:.3g} / {c['patch_effect_eager']:.3g} | {exit_text} | {c['flagged_action']} |"
         )
     lines += [
