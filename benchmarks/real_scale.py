@@ -40,7 +40,18 @@ padded to the real lengths (CLIP 77, T5 ``max_sequence_length``), so the encoder
 The SD3 medium row also runs the flagged prompt with the early exit turned off (``gen.patch.early_exit``) in
 the same rounds: the measured drop of the flagged ratio is the early exit's gain on the real-size model.
 
+Compiled rows (``--compiled MODE``, :func:`measure_compiled`): the same model compiled with inductor, whole
+(``torch.compile``), regionally (diffusers' ``compile_repeated_blocks``) or block by block (``per-block``: every
+transformer block compiled in place, the loop over them eager), against the same pipeline compiled the same way
+without safetext (its own denoiser module on the same weights). The projection is the one above with the
+measured guarded/raw step ratio (every compiled step runs the patch points), an A/A control projected alike,
+the graphs compiled over alternating clean/flagged calls after warm-up (0 = no recompilation), and the compiled
+guarded flagged latents against the eager guarded ones beside the compiler's own rounding. Targets: SD1.5/SDXL
+flagged <= 1.05x compiled raw; SD3/Flux (the target rows run through the blocks up to the mapped layer, on the
+compiled path as on the eager one) no more than 0.05 above the eager row's guarded/raw ratio.
+
     nice -n 10 python benchmarks/real_scale.py --model sd3          # one model per process (memory)
+    nice -n 10 python benchmarks/real_scale.py --model sd15 --compiled torch.compile --rounds 3
     python benchmarks/real_scale.py --report                         # real_scale.md / .json from the parts
 
 Targets (judged on the projections): clean <= 1.005x everywhere; flagged <= 1.02x for SD1.5, SDXL, PixArt, IF
@@ -50,7 +61,9 @@ with their maps; SD3 medium with block 10 <= 1.25x; added peak memory <= 5% of t
 from __future__ import annotations
 
 import argparse
+import copy
 import ctypes
+import itertools
 import gc
 import json
 import math
@@ -66,6 +79,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch._dynamo.utils import counters
 from torch.utils.flop_counter import FlopCounterMode
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -486,6 +500,289 @@ def measure(spec: Spec, rounds: int, steps: int, exit_only: bool = False) -> dic
 
 
 # ----------------------------------------------------------------------------------------------------
+# Compiled denoisers at real size
+# ----------------------------------------------------------------------------------------------------
+COMPILE_MODES = ("torch.compile", "compile_repeated_blocks", "per-block")
+COMPILED_VARIANTS = ("raw_clean", "guarded_clean", "raw_flagged", "guarded_flagged", "raw_clean_control")
+COMPILED_TARGET = 1.05  # UNet families: compiled guarded flagged / compiled raw
+COMPILED_EXTRA_ROWS_MARGIN = 0.05  # SD3/Flux: compiled ratio no more than this above the eager guarded/raw ratio
+
+
+def denoiser_attribute(pipe: Any) -> str:
+    return "unet" if getattr(pipe, "unet", None) is not None else "transformer"
+
+
+def raw_twin(pipe: Any) -> Any:
+    """The same pipeline with its own denoiser module sharing the weights (compiled raw: no safetext anywhere).
+
+    The denoiser is deep-copied with its parameters and buffers in the copy's memo, so the copy is a separate
+    module tree (its own classes, hooks and compiled code) on the same tensors: no second copy of the weights.
+    """
+    attribute = denoiser_attribute(pipe)
+    module = getattr(pipe, attribute)
+    memo = {id(tensor): tensor for tensor in itertools.chain(module.parameters(), module.buffers())}
+    components = {**pipe.components, attribute: copy.deepcopy(module, memo), "scheduler": copy.deepcopy(pipe.scheduler)}
+    twin = type(pipe)(**components)
+    twin.set_progress_bar_config(disable=True)
+    return twin
+
+
+def compile_denoiser(pipe: Any, mode: str) -> None:
+    """Compile the pipeline's denoiser (inductor): the whole module, diffusers' regional compile, or every block."""
+    attribute = denoiser_attribute(pipe)
+    module = getattr(pipe, attribute)
+    if mode == "torch.compile":
+        setattr(pipe, attribute, torch.compile(module))
+    elif mode == "compile_repeated_blocks":
+        module.compile_repeated_blocks()
+    else:  # per-block: every transformer block compiled in place, the loop over them stays eager
+        for name in ("transformer_blocks", "single_transformer_blocks"):
+            for block in getattr(module, name, ()):
+                block.compile()
+
+
+def measure_compiled(spec: Spec, mode: str, rounds: int, steps: int, alternating: int) -> dict[str, Any]:
+    """Compiled raw vs compiled guarded at real size: the eager rows' method plus recompilations and tolerance.
+
+    Two pipelines share every component but the denoiser module (:func:`raw_twin`); both are compiled the
+    same way. The eager guarded and raw flagged outputs are taken first (the reference for the compiled
+    guarded output, and the compiler's own rounding). Warm-up: every variant once (each traces here); then
+    ``alternating`` guarded calls alternating clean/flagged count the graphs dynamo compiles (0 = no
+    recompilation); then ``rounds`` rounds of the variants (an A/A control: raw clean timed twice), in an
+    order rotating round by round.
+    """
+    resolution = MEASURED_RESOLUTION.get(spec.name, DEFAULT_RESOLUTION)
+    kwargs = {**spec.measured, "num_inference_steps": steps, "height": resolution, "width": resolution, "output_type": "latent"}
+    pipe = materialize(spec.build)
+    raw_pipe = raw_twin(pipe)
+    weights_gib = sum(p.numel() * p.element_size() for c in pipe.components.values() if isinstance(c, torch.nn.Module)
+                      for p in c.parameters()) / 2**30
+    gen = SafeTextGenerator(pipe, policy=load_policy("default"))
+
+    def run(target: Any, prompt: str) -> Any:
+        return target(prompt, generator=torch.Generator().manual_seed(0), **kwargs)
+
+    eager_flagged = run(gen, FLAGGED_PROMPT).images
+    eager_raw_flagged = run(raw_pipe, FLAGGED_PROMPT).images
+    torch._dynamo.reset()
+    compile_denoiser(pipe, mode)
+    compile_denoiser(raw_pipe, mode)
+    timers = Timers()
+    for name in ("text_encoder", "text_encoder_2", "text_encoder_3"):
+        if getattr(pipe, name, None) is not None:
+            timers.attach("encode", getattr(pipe, name))
+    t5 = next((getattr(pipe, n) for n in ("text_encoder_3", "text_encoder_2", "text_encoder")
+               if isinstance(getattr(pipe, n, None), T5EncoderModel)), None)
+    if t5 is not None:
+        for block in t5.encoder.block:
+            timers.attach("t5_layer", block)
+    gen.patch.prepare()  # the resident patch points first: their denoiser hooks run before the timer's
+    for target in (pipe, raw_pipe):  # what the pipeline calls; its hooks run outside the compiled code
+        timers.attach("denoiser", getattr(target, denoiser_attribute(target)))
+    instrument(gen)
+
+    def call(variant: str) -> dict[str, Any]:
+        target = raw_pipe if variant.startswith("raw") else gen
+        SPENT.update(hooks=0.0, recording=0.0, own=0.0)
+        gc.collect()
+        wall, real = clock(), time.perf_counter()
+        output = run(target, CLEAN_PROMPT if "clean" in variant else FLAGGED_PROMPT)
+        wall, real = clock() - wall, time.perf_counter() - real
+        record = {"wall": wall, "wall_clock": real, "peak_added_kib": 0, "hook_seconds": SPENT["hooks"],
+                  "recording_cpu": SPENT["recording"], "own_cpu": SPENT["own"], **timers.take(), "image": output.images}
+        verdict = getattr(output, "verdict", None)
+        if verdict is not None:
+            record["action"] = verdict.action.value
+            for key in ("layers", "start_step", "start_fraction", "early_exit", "layer_map", "layer_map_source",
+                        "compile_mode", "acted_steps"):
+                if key in verdict.details:
+                    record[key] = verdict.details[key]
+        return record
+
+    graphs = lambda: int(counters["stats"]["unique_graphs"])  # noqa: E731
+    started, before = time.perf_counter(), graphs()
+    first = {variant: call(variant) for variant in COMPILED_VARIANTS}
+    warmup_seconds, warm = time.perf_counter() - started, graphs()
+    print(f"  {spec.name} {mode}: warm-up {warmup_seconds:.0f} s, {warm - before} graph(s)", flush=True)
+    for index in range(alternating):
+        call("guarded_clean" if index % 2 == 0 else "guarded_flagged")
+    alternating_graphs = graphs() - warm
+    print(f"  {spec.name} {mode}: {alternating_graphs} new graph(s) in {alternating} alternating calls", flush=True)
+    runs: dict[str, list[dict[str, Any]]] = {v: [] for v in COMPILED_VARIANTS}
+    timed_start = graphs()
+    clean_identical = True
+    for index in range(rounds):
+        shift = index % len(COMPILED_VARIANTS)
+        images = {}
+        for variant in COMPILED_VARIANTS[shift:] + COMPILED_VARIANTS[:shift]:
+            record = call(variant)
+            images[variant] = record.pop("image")
+            runs[variant].append(record)
+            print(f"  {spec.name} {mode} round {index} {variant}: {record['wall']:.2f} s", flush=True)
+        clean_identical &= torch.equal(images["raw_clean"], images["guarded_clean"])
+    images = {variant: record.pop("image") for variant, record in first.items()}
+    difference = lambda a, b: float((a.float() - b.float()).abs().max())  # noqa: E731
+    checks = {
+        "clean_identical": clean_identical and torch.equal(images["raw_clean"], images["guarded_clean"]),
+        "clean_max_abs_difference": difference(images["guarded_clean"], images["raw_clean"]),
+        "flagged_changed": not torch.equal(images["raw_flagged"], images["guarded_flagged"]),
+        "flagged_vs_eager_guarded": difference(images["guarded_flagged"], eager_flagged),
+        "compiler_rounding_raw": difference(images["raw_flagged"], eager_raw_flagged),
+        "patch_effect_eager": difference(eager_flagged, eager_raw_flagged),
+        "graphs_at_warmup": warm - before, "graphs_in_alternating_calls": alternating_graphs,
+        "alternating_calls": alternating, "graphs_in_timed_rounds": graphs() - timed_start,
+        "warmup_seconds": warmup_seconds, "flagged_action": first["guarded_flagged"].get("action"),
+        "acted_steps_min": min(min(c.values()) for c in first["guarded_flagged"]["acted_steps"].values()),
+    }
+    return {"spec": spec.name, "compile": mode, "resolution": resolution, "steps": steps, "rounds": rounds,
+            "weights_gib": weights_gib, "flops": flop_ratios(spec, resolution), "runs": runs, "checks": checks,
+            "torch_threads": torch.get_num_threads()}
+
+
+def project_compiled(spec: Spec, part: dict[str, Any], eager_flagged_ratio: float | None) -> dict[str, Any]:
+    """The compiled rows projected to the default schedule: the eager rows' formula with measured compiled steps.
+
+    On a compiled denoiser the guard also works inside every step, clean ones included (the operator's call on
+    every text K/V projection, and for a flagged request the row replacement), so the guarded step is measured
+    against the raw step of the same rounds (fastest of each):
+
+    * cross-attention families (``inject``): that work is text-sized (the K/V of the 77 text tokens, a fixed
+      number of operator calls), so the measured difference guarded - raw step (CPU s, at least 0) is added per
+      step as it is, like the eager rows' hook time (not scaled with the image's FLOPs); the hook bodies, already
+      inside the step, are added again (conservative);
+    * ``extra_rows`` families (SD3, Flux): the target rows are image-sized, so the measured step ratio scales
+      with the raw step, as in the eager rows.
+
+    The A/A control (raw clean against itself), projected the same way, is the noise floor.
+    """
+    runs = part["runs"]
+    guarded = runs["guarded_flagged"][0]
+    start_measured = guarded.get("start_step", 0)
+    raw = decompose(runs["raw_flagged"], part["steps"])
+    raw_clean = decompose(runs["raw_clean"], part["steps"])
+    control = decompose(runs["raw_clean_control"], part["steps"])
+    clean = decompose(runs["guarded_clean"], part["steps"])
+    flagged = decompose(runs["guarded_flagged"], start_measured)
+    ratios = part["flops"]
+    steps = spec.default_steps
+    start = start_step_for(float(guarded.get("start_fraction", 0.0)), steps)
+    t5_scale = (T5_LAYERS - T5_STAND_IN_LAYERS) / T5_STAND_IN_LAYERS if any("T5" in s for s in spec.stand_ins) else 0.0
+    extra_rows = guarded.get("early_exit") is not None
+
+    def raw_time(d: dict[str, float]) -> float:
+        return d["fixed"] + t5_scale * d["t5_total"] + steps * d["step_unpatched"] * ratios["denoiser"]
+
+    def added(step: float, reference: float) -> float:
+        """Per-step cost the guard adds at the default resolution, from a measured step and its raw reference."""
+        if extra_rows:
+            return reference * ratios["denoiser"] * (step / reference - 1)
+        return max(0.0, step - reference)
+
+    clean_step_ratio = clean["step_unpatched"] / raw_clean["step_unpatched"]
+    control_step_ratio = control["step_unpatched"] / raw_clean["step_unpatched"]
+    flagged_step_ratio = flagged["step_patched"] / raw["step_unpatched"]
+    unpatched = flagged["step_unpatched"] if start_measured else raw["step_unpatched"] * clean_step_ratio
+    clean_default = raw_time(raw_clean) + clean["own"] + steps * added(clean["step_unpatched"], raw_clean["step_unpatched"])
+    control_default = raw_time(raw_clean) + steps * added(control["step_unpatched"], raw_clean["step_unpatched"])
+    recording = flagged["recording"] + t5_scale * max(0.0, flagged["t5_total"] - raw["t5_total"])
+    flagged_default = (raw_time(raw) + flagged["own"] + recording + start * added(unpatched, raw["step_unpatched"])
+                       + (steps - start) * (added(flagged["step_patched"], raw["step_unpatched"]) + flagged["hook_per_step"]))
+    flagged_ratio = flagged_default / raw_time(raw)
+    if extra_rows:
+        target = None if eager_flagged_ratio is None else eager_flagged_ratio + COMPILED_EXTRA_ROWS_MARGIN
+    else:
+        target = COMPILED_TARGET
+    return {
+        "model": spec.label, "compile": part["compile"], "layers": guarded.get("layers"),
+        "layer_map_source": guarded.get("layer_map_source"), "early_exit": guarded.get("early_exit"),
+        "compile_mode": guarded.get("compile_mode"), "checks": part["checks"],
+        "measured": {
+            "resolution": part["resolution"], "steps": part["steps"], "start_step": start_measured,
+            "raw_seconds": raw["wall"], "raw_fixed": raw["fixed"], "raw_step": raw["step_unpatched"],
+            "clean_ratio": clean["wall"] / raw_clean["wall"], "flagged_ratio": flagged["wall"] / raw["wall"],
+            "control_ratio": control["wall"] / raw_clean["wall"], "clean_step_ratio": clean_step_ratio,
+            "flagged_step_ratio": flagged_step_ratio, "control_step_ratio": control_step_ratio,
+            "own": clean["own"], "recording": flagged["recording"], "hook_per_step": flagged["hook_per_step"],
+        },
+        "default": {"resolution": spec.default_resolution, "steps": steps, "start_step": start,
+                    "denoiser_flop_ratio": ratios["denoiser"]},
+        "projected": {"raw_seconds": raw_time(raw), "clean_ratio": clean_default / raw_time(raw_clean),
+                      "flagged_ratio": flagged_ratio, "control_ratio": control_default / raw_time(raw_clean),
+                      "eager_flagged_ratio": eager_flagged_ratio, "target": target},
+    }
+
+
+def compiled_report_lines(parts: dict[str, dict[str, Any]], eager_rows: dict[str, dict[str, Any]]) -> list[str]:
+    """The "Compiled denoisers" section of real_scale.md."""
+    rows = []
+    for key, part in parts.items():
+        spec = SPECS[part["spec"]]
+        eager = eager_rows.get(spec.name)
+        rows.append(project_compiled(spec, part, None if eager is None else eager["projected"]["flagged_ratio"]))
+    if not rows:
+        return []
+    lines = [
+        "",
+        "## Compiled denoisers (inductor), projected to the default schedule",
+        "",
+        "Compiled raw = the same pipeline with its own copy of the denoiser module on the same weights, compiled "
+        "the same way, no safetext. Ratios are compiled guarded / compiled raw, projected like the eager rows from the "
+        "measured compiled steps (every compiled step, clean ones included, runs the patch points' operator): on "
+        "SD1.5/SDXL the guarded step's measured excess over the raw step (text-sized work) is added per step, on "
+        "SD3/Flux the measured step ratio scales with the raw step (image-sized target rows); "
+        f"*A/A* is the raw clean call against itself, projected the same way (the noise floor). Targets: SD1.5/SDXL "
+        f"(cross-attention) flagged <= {COMPILED_TARGET}x; SD3/Flux (the target rows run through the blocks up to the "
+        f"mapped layer) flagged no more than {COMPILED_EXTRA_ROWS_MARGIN} above the eager guarded/raw ratio of the "
+        "eager row above. *New graphs*: graphs dynamo compiled during the alternating clean/flagged guarded calls "
+        "after warm-up / during the timed rounds (0 = no recompilation). Outputs are bf16 latents: *flagged vs "
+        "eager guarded* is the max abs difference of the compiled and the eager guarded flagged latents, beside "
+        "the compiler's own rounding (compiled raw vs eager raw) and the patch's effect (eager guarded vs raw).",
+        "",
+        "| model | compile | measured: res, steps (patched from) | projected: clean / flagged / A/A | target | "
+        "measured step ratio clean / flagged / A/A | new graphs (calls) | warm-up s (graphs) | clean = compiled raw | "
+        "flagged vs eager guarded / compiler rounding / patch effect | early exit | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        m, p, c = row["measured"], row["projected"], row["checks"]
+        target = p["target"]
+        if target is None:
+            mark = "no eager row to compare"
+        else:
+            mark = f"<= {target:.3f}x " + ("met" if p["flagged_ratio"] <= target else "**missed**")
+            if p["eager_flagged_ratio"] is not None and row["early_exit"] is not None:
+                mark += f" (eager {p['eager_flagged_ratio']:.3f}x + {COMPILED_EXTRA_ROWS_MARGIN})"
+        clean = "bit-identical" if c["clean_identical"] else "**differs**"
+        if not c["clean_identical"] and "clean_max_abs_difference" in c:
+            clean += f" (max abs {c['clean_max_abs_difference']:.3g})"
+        exit_info = row["early_exit"]
+        exit_text = "n/a" if exit_info is None else (
+            f"used, {exit_info.get('blocks_after')} blocks after" if exit_info.get("used") else f"not used: {exit_info.get('fallback', '')}")
+        lines.append(
+            f"| {row['model']} | {row['compile']} | {m['resolution']}px, {m['steps']} ({m['start_step']}) | "
+            f"{p['clean_ratio']:.4f}x / {p['flagged_ratio']:.4f}x / {p['control_ratio']:.4f}x | {mark} | "
+            f"{m['clean_step_ratio']:.3f} / {m['flagged_step_ratio']:.3f} / {m['control_step_ratio']:.3f} | "
+            f"{c['graphs_in_alternating_calls']} ({c['alternating_calls']}) / {c['graphs_in_timed_rounds']} | "
+            f"{c['warmup_seconds']:.0f} ({c['graphs_at_warmup']}) | "
+            f"{clean} | {c['flagged_vs_eager_guarded']:.3g} / "
+            f"{c['compiler_rounding_raw']:.3g} / {c['patch_effect_eager']:.3g} | {exit_text} | {c['flagged_action']} |"
+        )
+    lines += [
+        "",
+        "Measured whole-call ratios (fastest of the rounds, CPU s): "
+        + "; ".join(
+            f"{row['model']} {row['compile']}: raw {row['measured']['raw_seconds']:.2f} s "
+            f"({row['measured']['raw_fixed']:.2f} + {row['measured']['steps']} x {row['measured']['raw_step']:.2f}), clean "
+            f"{row['measured']['clean_ratio']:.3f}, flagged {row['measured']['flagged_ratio']:.3f}, A/A "
+            f"{row['measured']['control_ratio']:.3f}, recording {row['measured']['recording']:.2f} s, hooks "
+            f"{1000 * row['measured']['hook_per_step']:.1f} ms/step"
+            for row in rows
+        ) + ".",
+    ]
+    return lines
+
+
+# ----------------------------------------------------------------------------------------------------
 # Decomposition and projection
 # ----------------------------------------------------------------------------------------------------
 def med(values: list[float]) -> float:
@@ -651,6 +948,7 @@ def verdict_mark(value: float, target: float) -> str:
 def report() -> None:
     parts = {path.stem: json.loads(path.read_text()) for path in sorted(PARTS.glob("*.json"))}
     exit_run = parts.pop("sd3_exit", None)
+    compiled_parts = {name: parts.pop(name) for name in list(parts) if "_compiled_" in name}
     rows = {name: project(SPECS[name], parts[name]) for name in SPECS if name in parts}
     missing = [SPECS[name].label for name in SPECS if name not in parts]
     lines = [
@@ -745,6 +1043,7 @@ def report() -> None:
         rows_json_exit = summaries
     else:
         rows_json_exit = {}
+    lines += compiled_report_lines(compiled_parts, rows)
     notes = [f"- {SPECS[name].label}: " + "; ".join(row["stand_ins"]) for name, row in rows.items() if row["stand_ins"]]
     lines += ["", "## Stand-ins and notes", "", *notes]
     if missing:
@@ -767,7 +1066,9 @@ def report() -> None:
     ]
     (RESULTS / "real_scale.md").write_text("\n".join(lines) + "\n")
     (RESULTS / "real_scale.json").write_text(
-        json.dumps({"targets": TARGETS, "models": rows, "sd3_early_exit": rows_json_exit}, indent=2) + "\n"
+        json.dumps({"targets": TARGETS, "models": rows, "sd3_early_exit": rows_json_exit,
+                    "compiled": {name: project_compiled(SPECS[part["spec"]], part, rows.get(part["spec"], {}).get("projected", {}).get("flagged_ratio"))
+                                 for name, part in compiled_parts.items()}}, indent=2) + "\n"
     )
     print("\n".join(lines))
 
@@ -780,10 +1081,18 @@ def main() -> None:
     parser.add_argument("--report", action="store_true", help="write real_scale.md/json from the measured parts")
     parser.add_argument("--exit-only", action="store_true",
                         help="sd3: flagged with and without the early exit only (writes real_scale/sd3_exit.json)")
+    parser.add_argument("--compiled", choices=COMPILE_MODES,
+                        help="compiled raw vs compiled guarded (writes real_scale/<model>_compiled_<mode>.json)")
+    parser.add_argument("--alternating", type=int, default=20, help="--compiled: alternating clean/flagged calls")
     args = parser.parse_args()
     torch.set_flush_denormal(True)
     torch.set_num_threads(1)
-    if args.model:
+    if args.model and args.compiled:
+        part = measure_compiled(SPECS[args.model], args.compiled, args.rounds, args.steps, args.alternating)
+        PARTS.mkdir(parents=True, exist_ok=True)
+        slug = args.compiled.replace(".", "_").replace("-", "_")
+        (PARTS / f"{args.model}_compiled_{slug}.json").write_text(json.dumps(part, indent=1, default=str) + "\n")
+    elif args.model:
         part = measure(SPECS[args.model], args.rounds, args.steps, args.exit_only)
         PARTS.mkdir(parents=True, exist_ok=True)
         name = f"{args.model}_exit" if args.exit_only else args.model

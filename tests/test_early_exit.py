@@ -231,3 +231,82 @@ def test_a_diffusers_cache_hook_turns_the_exit_off():
     assert report.early_exit["used"] is False and "cache hook" in report.early_exit["fallback"]
     _, report, _ = run_patch(pipe, kwargs, [FLAGGED], [0], early_exit=True)
     assert report.early_exit["used"] is True  # the cache removed, the exit is back
+
+
+# -- compiled denoisers: the exit through the resident exit points ------------------------------------------
+def _compile_blocks(pipe, name: str) -> None:
+    """Regional compilation: Flux through diffusers' ``compile_repeated_blocks``; SD3 declares no
+    ``_repeated_blocks``, so its blocks are compiled one by one (what ``compile_repeated_blocks`` does)."""
+    if name == "flux":
+        pipe.transformer.compile_repeated_blocks(backend="eager")
+    else:
+        for block in pipe.transformer.transformer_blocks:
+            block.compile(backend="eager")
+
+
+@pytest.mark.parametrize("name", ["sd3", "flux"])
+def test_early_exit_runs_on_regionally_compiled_blocks(name):
+    """The loop over the blocks runs eagerly: the exit points cut the target rows after the last mapped
+    block (the later blocks see the user's rows only), the image equals the eager guarded one, and
+    alternating clean/flagged requests compile no new graph."""
+    from torch._dynamo.utils import counters
+
+    from safetext.patching.compiled import remove_resident_points
+
+    pipe = BUILDERS[name]()
+    kwargs = call_kwargs(name, cfg=True)
+    layer_map = LayerMap.for_model(pipe, ["transformer_blocks.0.attn"], 0.25, name="block0")
+    gen = SafeTextGenerator(pipe, policy=WordSwapPolicy(), layer_map=layer_map)
+    raw_clean = run_raw(pipe, kwargs, [OTHER])
+    eager = gen(FLAGGED, generator=torch.Generator().manual_seed(0), **kwargs)
+    assert eager.verdict.details["early_exit"]["used"] is True
+    torch._dynamo.reset()
+    _compile_blocks(pipe, name)
+    rows: list[int] = []
+    handle = later_block(pipe).register_forward_pre_hook(
+        lambda module, args, kw: rows.append(int(kw["hidden_states"].shape[0])), with_kwargs=True
+    )
+    try:
+        assert torch.equal(gen(OTHER, generator=torch.Generator().manual_seed(0), **kwargs).images, raw_clean)
+        rows.clear()
+        flagged = gen(FLAGGED, generator=torch.Generator().manual_seed(0), **kwargs)
+        details = flagged.verdict.details
+        assert flagged.verdict.action is Action.NEUTRALIZE and details["compile_mode"] == "compile_repeated_blocks"
+        assert details["early_exit"] == eager.verdict.details["early_exit"]  # used, same block, every patched step
+        assert torch.equal(flagged.images, eager.images)
+        # the block after the exit saw the user's rows only ([uncond | cond]; Flux's true CFG: two one-row calls)
+        assert rows and set(rows) == ({1} if name == "flux" else {2})
+        traced = counters["stats"]["unique_graphs"]
+        for _ in range(3):
+            assert torch.equal(gen(OTHER, generator=torch.Generator().manual_seed(0), **kwargs).images, raw_clean)
+            again = gen(FLAGGED, generator=torch.Generator().manual_seed(0), **kwargs)
+            assert torch.equal(again.images, eager.images) and again.verdict.details["early_exit"]["used"] is True
+        assert counters["stats"]["unique_graphs"] == traced
+        assert torch.equal(run_raw(pipe, kwargs, [OTHER]), raw_clean)  # exit points dormant outside a request
+    finally:
+        handle.remove()
+        remove_resident_points(pipe.transformer)
+    assert all(vars(block).get("_compiled_call_impl") is None or not hasattr(block._compiled_call_impl, "_safetext_inner")
+               for block in pipe.transformer.transformer_blocks)
+
+
+def test_whole_module_compile_keeps_the_full_path_with_its_reason():
+    from safetext.patching.compiled import remove_resident_points
+
+    pipe = BUILDERS["sd3"]()
+    kwargs = call_kwargs("sd3", cfg=True)
+    gen = SafeTextGenerator(pipe, policy=WordSwapPolicy())
+    eager = gen(FLAGGED, generator=torch.Generator().manual_seed(0), **kwargs).images
+    torch._dynamo.reset()
+    denoiser = pipe.transformer
+    pipe.transformer = torch.compile(denoiser, backend="eager")
+    try:
+        flagged = gen(FLAGGED, generator=torch.Generator().manual_seed(0), **kwargs)
+        exit_info = flagged.verdict.details["early_exit"]
+        assert exit_info["used"] is False and "compiled as a whole (torch.compile)" in exit_info["fallback"]
+        assert "compile_repeated_blocks()" in exit_info["fallback"]
+        assert torch.equal(flagged.images, eager)
+        # no exit point inside the compiled graph: the blocks carry no hook of safetext's
+        assert all(not block._forward_hooks and not block._forward_pre_hooks for block in denoiser.transformer_blocks)
+    finally:
+        remove_resident_points(denoiser)

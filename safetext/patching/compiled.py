@@ -18,7 +18,14 @@ per denoiser (:func:`resident_points`), which read the per-call state from the c
   ``safetext::attention_bias`` the same way for their text padding bias (PixArt);
 * the denoiser gets a pre-hook and a forward hook (step counter, recording capture, extra target rows
   of SD3/Flux) that the compiler runs eagerly (``torch._dynamo.disable``), on the ``torch.compile``
-  wrapper itself when the pipeline holds one (then outside the compiled code altogether).
+  wrapper itself when the pipeline holds one (then outside the compiled code altogether);
+* with regional compilation (the loop over the blocks runs eagerly) the blocks and the output norm of
+  an ``extra_rows`` family (SD3, Flux) get *exit points* for the early exit of
+  :mod:`safetext.patching.adapters.joint`: a block compiled in place has its compiled call wrapped
+  (the wrapper runs outside the compiled code, before and after it), an eager one a pre-hook and a
+  forward hook. They cut the target rows after the last mapped block for a flagged request and pass
+  everything through otherwise. A denoiser compiled as a whole runs that loop inside its graph: no exit
+  points, the target rows run through every block (the reason is in the verdict).
 
 One compiled graph serves clean and flagged requests, so flagged requests do not recompile
 (``extra_rows`` families compile one more graph for the batch with target rows, once). The points are
@@ -111,36 +118,48 @@ def _session() -> Any:
     return owner if getattr(owner, "resident_token", None) is not None else None
 
 
-@torch.library.custom_op("safetext::kv_projection", mutates_args=(), tags=(torch.Tag.cudagraph_unsafe,))
 def kv_projection(output: torch.Tensor, layer: int, kind: int) -> torch.Tensor:
-    """A text K/V projection's output, patched when a resident patch is active in the calling context.
+    """``safetext::kv_projection``: a text K/V projection's output, patched when a resident patch is active.
 
     Args:
         output: the projection's output.
         layer: the text layer's forward-order index.
         kind: 0 for keys, 1 for values.
+
+    Returns:
+        A copy of ``output`` (no patch active in the calling context: bit-identical), or the patched rows.
+        Never ``output`` itself: the operator's schema declares no alias, so the compiler may reuse either.
     """
     session = _session()
     patched = None if session is None else session.resident_projection(layer, KINDS[kind], output)
     return output.clone() if patched is None else patched
 
 
-@kv_projection.register_fake
-def _kv_projection_fake(output: torch.Tensor, layer: int, kind: int) -> torch.Tensor:
-    return torch.empty_like(output)
-
-
-@torch.library.custom_op("safetext::attention_bias", mutates_args=(), tags=(torch.Tag.cudagraph_unsafe,))
 def attention_bias(bias: torch.Tensor, layer: int) -> torch.Tensor:
-    """A text attention layer's padding bias, with the target's rows when a resident patch is active."""
+    """``safetext::attention_bias``: a text attention layer's padding bias, with the target's rows when a
+    resident patch is active (a copy of ``bias`` otherwise)."""
     session = _session()
     patched = None if session is None else session.resident_bias(layer, bias)
     return bias.clone() if patched is None else patched
 
 
-@attention_bias.register_fake
-def _attention_bias_fake(bias: torch.Tensor, layer: int) -> torch.Tensor:
-    return torch.empty_like(bias)
+def _fake(tensor: torch.Tensor, *_: int) -> torch.Tensor:
+    return torch.empty_like(tensor)
+
+
+# The operators are defined on a torch.library.Library with one CompositeExplicitAutograd kernel each rather
+# than through torch.library.custom_op: its Python wrapper (autograd and dispatch layers around the kernel)
+# costs ~20 us per call, paid on every text K/V projection of every compiled step, clean requests included;
+# a plain library kernel costs ~5 us (measured on this machine's CPU). The compiler treats both alike: one
+# opaque call with a fake (meta) implementation, no graph break. ``cudagraph_unsafe`` keeps them out of CUDA
+# graph replays (whose Python would not run).
+_LIBRARY = torch.library.Library("safetext", "DEF")
+_LIBRARY.define("kv_projection(Tensor output, int layer, int kind) -> Tensor", tags=(torch.Tag.cudagraph_unsafe,))
+_LIBRARY.define("attention_bias(Tensor bias, int layer) -> Tensor", tags=(torch.Tag.cudagraph_unsafe,))
+_LIBRARY.impl("kv_projection", kv_projection, "CompositeExplicitAutograd")
+_LIBRARY.impl("attention_bias", attention_bias, "CompositeExplicitAutograd")
+torch.library.register_fake("safetext::kv_projection", _fake, lib=_LIBRARY)
+torch.library.register_fake("safetext::attention_bias", _fake, lib=_LIBRARY)
 
 
 # -- patch points: a subclass per module class ----------------------------------------------------------
@@ -213,16 +232,27 @@ class ResidentPoints:
     denoiser: nn.Module
     layers: tuple[TextAttentionLayer, ...]
     bias: bool = False
+    exit_modules: tuple[nn.Module, ...] = ()
+    mode: str | None = None
     _handles: list[Any] = field(default_factory=list)
     _outer: set[int] = field(default_factory=set)
     _points: dict[str, nn.Module] = field(default_factory=dict)
+    _exit: dict[int, tuple[str, Any]] = field(default_factory=dict)
 
-    def refresh(self) -> None:
+    def refresh(self, mode: str | None = None) -> None:
         """Give every text K/V projection (and, with ``bias``, attention module) its patch point.
 
         Cheap when nothing changed; a module replaced since (a LoRA wrapper loaded later) gets the point,
-        and the module it wraps loses it.
+        and the module it wraps loses it. With ``mode`` regional, the exit modules get their exit points
+        (a block compiled in place since gets its compiled call wrapped instead of hooks); with the
+        denoiser compiled as a whole, they lose them (hooks inside its graph would only break it).
         """
+        self.mode = mode
+        if mode == REGIONAL:
+            for module in self.exit_modules:
+                self._exit_point(module)
+        else:
+            self._remove_exit_points()
         for layer in self.layers:
             for kind, name in enumerate((layer.key, layer.value)):
                 module = self.denoiser.get_submodule(name)
@@ -235,6 +265,67 @@ class ResidentPoints:
                     object.__setattr__(attention, "_safetext_layer", layer.index)
                     object.__setattr__(attention, "__class__", _attention_class(type(attention)))
                     self._points[layer.name] = attention
+
+    # -- exit points (regional compilation of an extra_rows family) ------------------------------------
+    def exit_blocked(self) -> str | None:
+        """Why the early exit cannot run on this compiled denoiser (``None``: its exit points are in place)."""
+        if not self.exit_modules:
+            return None
+        if self.mode != REGIONAL:
+            return (
+                f"the denoiser is compiled as a whole ({self.mode}): its loop over the blocks runs inside the compiled "
+                "graph, so the target rows run through every block (compile the blocks instead: "
+                "compile_repeated_blocks() or block.compile() on each block)"
+            )
+        return None
+
+    def has_exit_points(self, modules: Sequence[nn.Module]) -> bool:
+        """Whether every one of ``modules`` carries an exit point."""
+        return all(id(module) in self._exit for module in modules)
+
+    def _exit_point(self, module: nn.Module) -> None:
+        entry = self._exit.get(id(module))
+        if is_compiled_in_place(module):
+            if entry is not None and entry[0] == "wrapped" and vars(module).get("_compiled_call_impl") is entry[1]:
+                return
+            self._drop_exit_point(module)
+            call = _exit_call(module._compiled_call_impl, self.token, weakref.ref(module))
+            object.__setattr__(module, "_compiled_call_impl", call)
+            self._exit[id(module)] = ("wrapped", call)
+            return
+        if entry is not None and entry[0] == "hooks":
+            return
+        self._drop_exit_point(module)
+        token = self.token
+
+        def before(module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> Any:
+            owner = _resident_owner(token)
+            return None if owner is None else owner.resident_exit_input(module, args, kwargs)
+
+        def after(module: nn.Module, args: tuple, output: Any) -> Any:
+            owner = _resident_owner(token)
+            return None if owner is None else owner.resident_exit_output(module, args, output)
+
+        handles = (
+            module.register_forward_pre_hook(before, with_kwargs=True, prepend=True),
+            module.register_forward_hook(after, prepend=True),
+        )
+        self._exit[id(module)] = ("hooks", handles)
+
+    def _drop_exit_point(self, module: nn.Module) -> None:
+        entry = self._exit.pop(id(module), None)
+        if entry is None:
+            return
+        kind, value = entry
+        if kind == "hooks":
+            for handle in value:
+                handle.remove()
+        elif vars(module).get("_compiled_call_impl") is value:
+            object.__setattr__(module, "_compiled_call_impl", value._safetext_inner)
+
+    def _remove_exit_points(self) -> None:
+        for module in self.exit_modules:
+            self._drop_exit_point(module)
 
     def attach(self, called: nn.Module) -> None:
         """Install the denoiser-level hooks on ``called``: the denoiser, or the ``torch.compile`` wrapper the
@@ -272,8 +363,43 @@ class ResidentPoints:
             base = getattr(type(module), "_safetext_base", None)
             if base is not None:
                 object.__setattr__(module, "__class__", base)
+        self._remove_exit_points()
         self._points.clear()
         self._outer.clear()
+
+
+def _resident_owner(token: int) -> Any:
+    """The session active in this context if it patches through the resident points ``token``."""
+    owner = active_owner()
+    return owner if owner is not None and getattr(owner, "resident_token", None) == token else None
+
+
+def _exit_call(inner: Any, token: int, module_ref: Any) -> Any:
+    """A block's compiled call wrapped with its exit point (runs outside the compiled code, before and after it)."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        owner = _resident_owner(token)
+        if owner is None:
+            return inner(*args, **kwargs)
+        module = module_ref()
+        changed = owner.resident_exit_input(module, args, kwargs)
+        if changed is not None:
+            args, kwargs = changed
+        output = inner(*args, **kwargs)
+        replaced = owner.resident_exit_output(module, args, output)
+        return output if replaced is None else replaced
+
+    call._safetext_inner = inner  # type: ignore[attr-defined]
+    return call
+
+
+def exit_modules(denoiser: nn.Module, adapter: ArchitectureAdapter) -> tuple[nn.Module, ...]:
+    """The modules an early exit may touch (every block and the output norm), for ``extra_rows`` families."""
+    blocks = getattr(adapter, "forward_blocks", None)
+    if adapter.strategy != "extra_rows" or blocks is None:
+        return ()
+    head = getattr(denoiser, "norm_out", None)
+    return tuple(module for _, module in blocks(denoiser)) + ((head,) if head is not None else ())
 
 
 _TOKENS = itertools.count(1)
@@ -281,7 +407,9 @@ _LOCK = threading.Lock()
 _INSTALLED: weakref.WeakKeyDictionary[nn.Module, ResidentPoints] = weakref.WeakKeyDictionary()
 
 
-def resident_points(called: nn.Module, denoiser: nn.Module, adapter: ArchitectureAdapter) -> ResidentPoints:
+def resident_points(
+    called: nn.Module, denoiser: nn.Module, adapter: ArchitectureAdapter, mode: str | None = None
+) -> ResidentPoints:
     """The resident patch points of ``denoiser``, installed on first use (one set per denoiser, thread-safe).
 
     Args:
@@ -289,15 +417,20 @@ def resident_points(called: nn.Module, denoiser: nn.Module, adapter: Architectur
             denoiser-level hooks go there.
         denoiser: the original denoiser module.
         adapter: its architecture adapter.
+        mode: how the denoiser is compiled (:func:`compile_mode`); regional compilation gets exit points.
     """
+    mode = mode or compile_mode(called, denoiser, ()) or REGIONAL
     with _LOCK:
         points = _INSTALLED.get(denoiser)
         layers = tuple(adapter.discover(denoiser)) if points is None else points.layers
-        check_resident_supported(denoiser, layers, compile_mode(called, denoiser, ()) or REGIONAL)
+        check_resident_supported(denoiser, layers, mode)
         if points is None:
-            points = ResidentPoints(next(_TOKENS), denoiser, layers, bias=adapter.strategy == "inject")
+            points = ResidentPoints(
+                next(_TOKENS), denoiser, layers, bias=adapter.strategy == "inject",
+                exit_modules=exit_modules(denoiser, adapter),
+            )
             _INSTALLED[denoiser] = points
-        points.refresh()
+        points.refresh(mode)
         points.attach(called)
         return points
 

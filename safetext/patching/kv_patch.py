@@ -269,7 +269,7 @@ class KVPatch:
         mode = compile_mode(called, self.denoiser, self._ancestors)
         if mode is None:
             return None, None
-        return mode, resident_points(called, self.denoiser, self.adapter)
+        return mode, resident_points(called, self.denoiser, self.adapter, mode)
 
     def generate(self, *, target_prompt: str | list[str], **call_kwargs: Any) -> tuple[Any, PatchReport]:
         """Call the pipeline with ``call_kwargs``, patching every prompt toward ``target_prompt``.
@@ -347,6 +347,8 @@ class KVPatch:
             resident_token=token,
             exit_enabled=self.early_exit,
         )
+        if points is not None:
+            session.plan_resident_exit(points)
         if start_step >= recorded.total_steps or not chosen:
             if require_patch:
                 raise PatchNotAppliedError(

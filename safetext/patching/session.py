@@ -15,7 +15,9 @@ projection runs on exactly the shape it has in the user's call.
 Early exit (``extra_rows``). The target rows are cut from the batch after the block of the last mapped
 layer (:func:`safetext.patching.adapters.joint.plan_early_exit`): a forward hook on that block keeps the
 first ``B`` rows of its outputs, and pre-hooks on every later block and on the output norm keep the
-first ``B`` rows of their per-row inputs. The hooks are registered with the others for this call only.
+first ``B`` rows of their per-row inputs. The hooks are registered with the others for this call only; on a
+regionally compiled denoiser the resident exit points of :mod:`safetext.patching.compiled` call the same
+methods (:meth:`PatchSession.plan_resident_exit`).
 A block signature the plan does not know leaves the exit off (the reason is reported).
 """
 
@@ -117,6 +119,7 @@ class PatchSession:
     exit_enabled: bool = True
     exit_plan: Any = None
     exit_steps: set[int] = field(default_factory=set)
+    _exit_later: dict[int, tuple[tuple, tuple[str, ...]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._parameters = tuple(self.parameters) or forward_parameters(self.denoiser)
@@ -170,23 +173,53 @@ class PatchSession:
             self._register_exit(hooks)
         self.ran = {}
 
-    def _register_exit(self, hooks: HookSet) -> None:
-        """The early-exit hooks: cut the extra rows after the last mapped block (see the module docstring)."""
+    def _plan_exit(self) -> Any:
+        """The early-exit plan of this call's layers, or why there is none (a string)."""
         blocks = getattr(self.adapter, "forward_blocks", None)
         if not self.exit_enabled:
-            self.exit_plan = "turned off (KVPatch(early_exit=False))"
-            return
+            return "turned off (KVPatch(early_exit=False))"
         if blocks is None:
-            self.exit_plan = f"the {self.adapter.family} adapter names no block order"
-            return
+            return f"the {self.adapter.family} adapter names no block order"
         from safetext.patching.adapters.joint import plan_early_exit
 
-        self.exit_plan = plan_early_exit(self.denoiser, blocks(self.denoiser), self.layers)
+        return plan_early_exit(self.denoiser, blocks(self.denoiser), self.layers)
+
+    def _register_exit(self, hooks: HookSet) -> None:
+        """The early-exit hooks: cut the extra rows after the last mapped block (see the module docstring)."""
+        self.exit_plan = self._plan_exit()
         if isinstance(self.exit_plan, str):
             return
         hooks.forward_hook(self.exit_plan.module, self._exit_rows)
         for _, module, parameters, names in self.exit_plan.later:
             hooks.forward_pre_hook(module, partial(self._after_exit, parameters, names))
+
+    def plan_resident_exit(self, points: Any) -> None:
+        """The early exit on a compiled denoiser: through the resident exit points (regional compilation).
+
+        Args:
+            points: the denoiser's :class:`~safetext.patching.compiled.ResidentPoints`.
+        """
+        if self.adapter.strategy != "extra_rows":
+            return
+        blocked = points.exit_blocked() if self.exit_enabled else None
+        plan = blocked or self._plan_exit()
+        if not isinstance(plan, str) and not points.has_exit_points([plan.module, *(m for _, m, _, _ in plan.later)]):
+            plan = "a block after the exit carries no exit point (it is compiled inside a larger compiled region)"
+        self.exit_plan = plan
+        if not isinstance(plan, str):
+            self._exit_later = {id(module): (parameters, names) for _, module, parameters, names in plan.later}
+
+    def resident_exit_input(self, module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> Any:
+        """Exit point before a block or the output norm: after the exit, per-row inputs keep the user's rows."""
+        later = self._exit_later.get(id(module))
+        return None if later is None else self._after_exit(*later, module, args, kwargs)
+
+    def resident_exit_output(self, module: nn.Module, args: tuple, output: Any) -> Any:
+        """Exit point after a block: the exit block's outputs keep the user's rows."""
+        plan = self.exit_plan
+        if plan is None or isinstance(plan, str) or module is not plan.module:
+            return None
+        return self._exit_rows(module, args, output)
 
     def early_exit(self) -> dict[str, Any] | None:
         """What the early exit did this call (``verdict.details["early_exit"]``; ``None`` for ``inject`` families)."""
