@@ -133,7 +133,7 @@ def test_policy_switches_verification_and_latent_output_is_refused():
 
     assert ImageVerifier.from_policy(load_policy("default")) is None
     strict = ImageVerifier.from_policy(load_policy("strict"))
-    assert strict is not None and strict.escalation == ("earlier_start", "next_layers", "all_layers", "block")
+    assert strict is not None and strict.escalation == ("earlier_start", "next_word", "next_layers", "all_layers", "block")
     assert strict.expect == "replacement" and strict.min_similarity == 0.9 and strict.fragments.min_chars == 4
 
     class LatentOutput:
