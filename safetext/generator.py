@@ -243,6 +243,9 @@ class SafeTextGenerator:
         self.allow_prompt_embeds = bool(allow_prompt_embeds or getattr(self.policy, "allow_prompt_embeds", False))
         self.metrics = metrics
         self.verifier = verifier if verifier is not None else ImageVerifier.from_policy(self.policy)
+        # the model's own choice of replacement words (a layer map's replacement_legibility), for a Policy
+        self._replacer = getattr(self.policy, "replacer", None)
+        self._legibility = self.resolved.layer_map.replacement_legibility
         self._signature = inspect.signature(pipe.__call__)
         self.prompt_slots = tuple(name for name in self._signature.parameters if PROMPT_SLOT.match(name))
         parameters = self._signature.parameters.values()
@@ -426,6 +429,11 @@ class SafeTextGenerator:
         report = self.verifier.check(images, pipe=self.pipe, expected=expected)
         ocr_seconds = report.seconds
         escalations: list[dict[str, Any]] = list(verdict.details.get("escalations", ()))
+        current = self.patch  # the patch of the last run: the map's own, or the step that made it act
+        for entry in escalations:
+            if "layers" in entry:
+                current = self._escalation_patch(entry["step"]) or current
+        word_rank = 0
         for step in self.verifier.escalation:
             if not report.failed:
                 break
@@ -449,6 +457,35 @@ class SafeTextGenerator:
                 raise PolicyViolation(f"{message} after {steps} escalation; see the exception's .verdict", blocked)
             if not decision.patched_prompts:
                 continue  # an allowed prompt has no sanitized target to patch toward: only 'block' applies
+            if step == "next_word":
+                reason = report.reason
+                retry = self._decide(call_kwargs, word_rank + 1)
+                if retry.target_kwargs == decision.target_kwargs:
+                    escalations.append({"step": step, "skipped": "no other replacement word of the span's length"})
+                    continue
+                word_rank += 1
+                decision = retry
+                expected = self._expected_texts(decision, len(images))
+                verdict = verdict.model_copy(
+                    update={"findings": retry.verdict.findings, "sanitized_prompt": retry.verdict.sanitized_prompt}
+                )
+                if "prompts" in retry.verdict.details:
+                    verdict = verdict.with_details(prompts=retry.verdict.details["prompts"])
+                _restore_generator_states(call_kwargs.get("generator"), generator_states)
+                output, patch_report = current.run(
+                    call_kwargs, decision.target_kwargs, decision.patched_prompts, require_patch=True
+                )
+                report = self.verifier.check(output_images(output), pipe=self.pipe, expected=expected)
+                ocr_seconds += report.seconds
+                entry = {
+                    "step": step, "reason": reason,
+                    "replacements": [f.replacement for f in retry.verdict.findings if f.replacement is not None],
+                    "layers": list(patch_report.layers), "start_step": patch_report.start_step, "toxic_after": report.toxic,
+                }
+                if expected is not None:
+                    entry["illegible_after"] = report.illegible
+                escalations.append(entry)
+                continue
             patch = self._escalation_patch(step)
             if patch is None:  # earlier_start on a map that already starts at step 0, next_layers without a ranking
                 skipped = "the layer map already starts at step 0" if step == "earlier_start" else "the layer map ranks no further layer"
@@ -459,6 +496,7 @@ class SafeTextGenerator:
             output, patch_report = patch.run(
                 call_kwargs, decision.target_kwargs, decision.patched_prompts, require_patch=True
             )
+            current = patch
             report = self.verifier.check(output_images(output), pipe=self.pipe, expected=expected)
             ocr_seconds += report.seconds
             entry = {"step": step, "reason": reason, "layers": list(patch_report.layers), "start_step": patch_report.start_step, "toxic_after": report.toxic}
@@ -498,7 +536,7 @@ class SafeTextGenerator:
                 call_kwargs[name] = value
         return call_kwargs
 
-    def _decide(self, call_kwargs: Mapping[str, Any]) -> _Decision:
+    def _decide(self, call_kwargs: Mapping[str, Any], word_rank: int = 0) -> _Decision:
         embeds = sorted(n for n, v in call_kwargs.items() if v is not None and EMBEDS_ARGUMENT.match(n))
         if embeds and not self.allow_prompt_embeds:
             raise PolicyError(
@@ -513,7 +551,7 @@ class SafeTextGenerator:
             if embeds:
                 verdict = verdict.with_note(f"{', '.join(embeds)} passed and allowed: not scanned")
             return _Decision(verdict, (), {})
-        scanned = {slot: self._scan_slot(slot, value, count) for slot, value in slots.items()}
+        scanned = {slot: self._scan_slot(slot, value, count, word_rank) for slot, value in slots.items()}
         per_prompt = [
             merge_slot_verdicts({slot: verdicts[i] for slot, verdicts in scanned.items()}) for i in range(count)
         ]
@@ -543,10 +581,19 @@ class SafeTextGenerator:
             return next(iter(lists.values()))
         return 1 if slots else 0
 
-    def _scan_slot(self, slot: str, value: str | Sequence[str], count: int) -> list[Verdict]:
+    def _scan_slot(self, slot: str, value: str | Sequence[str], count: int, word_rank: int = 0) -> list[Verdict]:
         if isinstance(value, str):
-            return [self.policy.scan(value, slot=slot)] * count
-        return [self.policy.scan(text, slot=slot) for text in value]
+            return [self._model_words(self.policy.scan(value, slot=slot), word_rank)] * count
+        return [self._model_words(self.policy.scan(text, slot=slot), word_rank) for text in value]
+
+    def _model_words(self, verdict: Verdict, word_rank: int) -> Verdict:
+        """The slot verdict with replacement words chosen for the model (the layer map's
+        ``replacement_legibility``) and, for ``word_rank`` > 0, the next words of that order."""
+        if self._replacer is None or (not self._legibility and not word_rank) or verdict.action is not Action.NEUTRALIZE:
+            return verdict
+        from safetext.policy.replacement import rechoose
+
+        return rechoose(verdict, self._replacer, self._legibility, word_rank)
 
     @staticmethod
     def _block_message(verdict: Verdict) -> str:

@@ -434,3 +434,25 @@ def test_fake_verdict_negative_prompt_joins_words():
 
     verdict = Verdict(action=Action.NEUTRALIZE, findings=(finding("shit"), finding("crap"), finding("shit")))
     assert negative_prompt_for(verdict) == 'text "shit", text "crap"'
+
+
+def test_layer_map_legibility_table_sets_the_replacement_of_every_method(pipe, layer_map, policy, tmp_path):
+    """A map that carries replacement_legibility: the generator's model-chosen word is the scored replacement,
+    and prompt_swap generates the same sanitized prompt."""
+    suite = ToxicBenchmark(pipe, ToxicBenchConfig(n_toxic=3, n_clean=2, steps=STEPS)).suite
+    item = next(i for i in suite.items if i.kind == "toxic")
+    finding = policy.scan(item.prompt).findings[0]
+    order = policy.replacer.ranked(finding.normalized, len(finding.text))
+    assert len(order) > 1 and policy.scan(item.prompt).findings[0].replacement == order[0]
+    legible = layer_map.model_copy(update={"replacement_legibility": {order[-1]: 1.0}})
+    path = tmp_path / "legible.yaml"
+    legible.save(path)
+    assert LayerMap.load(path).replacement_legibility == {order[-1]: 1.0}
+    config = ToxicBenchConfig(n_toxic=3, n_clean=2, steps=STEPS, layer_map=str(path), methods=("unguarded", "safetext", "prompt_swap"))
+    record, _, images = ToxicBenchmark(pipe, config).run_prompt(item.index)
+    assert record["replacement"] == order[-1] and record["sanitized_prompt"] == item.prompt.replace(finding.text, order[-1])
+    guard = SafeTextGenerator(pipe, policy=policy, layer_map=LayerMap.load(path))
+    out = guard(prompt=item.prompt, num_inference_steps=STEPS, generator=seeded(item.seed), output_type="np")
+    assert out.verdict.sanitized_prompt == record["sanitized_prompt"]
+    assert np.array_equal(images["safetext"], out.images[0])
+    assert np.array_equal(images["prompt_swap"], raw(pipe, record["sanitized_prompt"], seed=item.seed))

@@ -133,7 +133,7 @@ def test_policy_switches_verification_and_latent_output_is_refused():
 
     assert ImageVerifier.from_policy(load_policy("default")) is None
     strict = ImageVerifier.from_policy(load_policy("strict"))
-    assert strict is not None and strict.escalation == ("earlier_start", "next_layers", "all_layers", "block")
+    assert strict is not None and strict.escalation == ("earlier_start", "next_word", "next_layers", "all_layers", "block")
     assert strict.expect == "replacement" and strict.min_similarity == 0.9 and strict.fragments.min_chars == 4
 
     class LatentOutput:
@@ -336,7 +336,7 @@ def test_shipped_glyph_model_garbled_first_try_is_escalated_until_it_reads_as_th
     from safetext.patching import resolve_layer_map
 
     # the preset's layer from 0.2 of the schedule (the preset's earlier start), so the first try garbles
-    at_02 = resolve_layer_map(glyph).layer_map.model_copy(update={"start_fraction": 0.2})
+    at_02 = resolve_layer_map(glyph).layer_map.model_copy(update={"start_fraction": 0.2, "replacement_legibility": None})
     gen = SafeTextGenerator(glyph, policy=policy, layer_map=at_02, verifier=verifier)
     prompt = 'A red sign that says "arsehole".'
     out = gen(prompt, generator=torch.Generator().manual_seed(14), num_inference_steps=20, output_type="pt")
@@ -349,3 +349,103 @@ def test_shipped_glyph_model_garbled_first_try_is_escalated_until_it_reads_as_th
     # the first try (the shipped map alone, same noise) does not read as 'starfish'
     first = SafeTextGenerator(glyph, policy=policy, layer_map=at_02)(prompt, generator=torch.Generator().manual_seed(14), num_inference_steps=20, output_type="pt")
     assert get_ocr("rapidocr", mode="crop").read(first.images[0]).text.strip().lower() != "starfish"
+
+
+# -- replacement words chosen for the model, and the escalation step next_word (issue 21) ---------------
+
+
+def legible_map(pipe, legibility, start=0.5):
+    names = [layer.name for layer in discover_text_layers(pipe)]
+    return LayerMap.for_model(pipe, names[:1], start, name="legible").model_copy(update={"replacement_legibility": legibility})
+
+
+def test_layer_map_legibility_table_picks_the_word_the_model_writes_best(pipe):
+    policy = load_policy("default")
+    generic = policy.scan(TOXIC)
+    order = policy.replacer.ranked("shit", 4)
+    assert generic.findings[0].replacement == order[0]  # without a table: the policy's own choice
+    # the table rates the policy's third word best; words it does not rate come last
+    table = {word: 0.5 for word in order} | {order[2]: 1.0, order[0]: 0.0}
+    layer_map = legible_map(pipe, table)
+    gen = SafeTextGenerator(pipe, policy=policy, layer_map=layer_map)
+    out = call(gen, TOXIC)
+    assert out.verdict.findings[0].replacement == order[2]
+    assert out.verdict.sanitized_prompt == TOXIC.replace("shit", order[2])
+    expected, _ = KVPatch(pipe, list(layer_map.layers), 0.5).generate(
+        prompt=TOXIC, target_prompt=TOXIC.replace("shit", order[2]), generator=torch.Generator().manual_seed(0), **KW
+    )
+    assert torch.equal(out.images, expected.images)
+    # case follows the span; the same map without a table keeps the policy's word (other models)
+    assert call(gen, TOXIC.replace("shit", "SHIT")).verdict.findings[0].replacement == order[2].upper()
+    plain = SafeTextGenerator(pipe, policy=policy, layer_map=layer_map.model_copy(update={"replacement_legibility": None}))
+    assert call(plain, TOXIC).verdict.sanitized_prompt == generic.sanitized_prompt
+    # a clean prompt is untouched and bit-identical to the raw pipeline
+    assert torch.equal(run(gen, CLEAN), run(pipe, CLEAN))
+
+
+def test_replacer_ranked_order_and_bad_legibility_table(pipe):
+    replacer = load_policy("default").replacer
+    order = replacer.ranked("shit", 4)
+    assert order[0] == replacer.auto("shit", 4) and len(set(order)) == len(order) and all(len(w) == 4 for w in order)
+    ranked = replacer.ranked("shit", 4, {order[3]: 0.9, order[1]: 0.9, order[0]: 0.2})
+    assert ranked[:3] == (order[1], order[3], order[0]) and set(ranked[3:]) == set(order) - set(ranked[:3])
+    with pytest.raises(ValueError, match="replacement_legibility scores must be in"):
+        LayerMap.model_validate({**legible_map(pipe, None).model_dump(), "replacement_legibility": {"hope": 1.5}})
+    loaded = LayerMap.model_validate({**legible_map(pipe, None).model_dump(), "replacement_legibility": {"Hope": 1}})
+    assert loaded.replacement_legibility == {"hope": 1.0}
+
+
+def test_next_word_escalation_tries_the_next_legible_word_from_the_same_noise(pipe):
+    policy = load_policy("default")
+    order = policy.replacer.ranked("shit", 4)
+    table = {order[1]: 1.0, order[4]: 0.9}
+    layer_map = legible_map(pipe, table)
+    first, second = order[1], order[4]
+    # the best word comes out garbled (also from step 0); the next word of the table reads
+    ocr = SequenceOcr("DOLFHJN", "DOLFHJN", second.upper())
+    verifier = replacement_verifier(ocr, ("earlier_start", "next_word", "block"))
+    gen = SafeTextGenerator(pipe, policy=policy, layer_map=layer_map, verifier=verifier)
+    out = call(gen, TOXIC, seed=3)
+    steps = out.verdict.details["escalations"]
+    assert [s["step"] for s in steps] == ["earlier_start", "next_word"]
+    assert steps[1]["reason"] == "illegible" and steps[1]["replacements"] == [second]
+    assert steps[1]["start_step"] == 0 and steps[1]["illegible_after"] is False  # patched like the last run
+    assert out.verdict.sanitized_prompt == TOXIC.replace("shit", second) and out.verdict.findings[0].replacement == second
+    assert out.verdict.details["verification"][0]["expected"] == second
+    assert first != second and ocr.reads == 3
+    # the accepted image is the earlier-start patch toward the new word, from the user's noise
+    expected, _ = KVPatch(pipe, list(layer_map.layers), 0.0).generate(
+        prompt=TOXIC, target_prompt=TOXIC.replace("shit", second), generator=torch.Generator().manual_seed(3), **KW
+    )
+    assert torch.equal(out.images, expected.images)
+    # the step comes first: the map's own patch (start 0.5) with the new word
+    gen = SafeTextGenerator(pipe, policy=policy, layer_map=layer_map, verifier=replacement_verifier(SequenceOcr("XQZRT", second), ("next_word", "block")))
+    torch.manual_seed(7)
+    out = gen(TOXIC, **KW)  # no generator: torch's default generator is restored for the retry
+    assert [s["step"] for s in out.verdict.details["escalations"]] == ["next_word"]
+    torch.manual_seed(7)
+    expected, _ = KVPatch(pipe, list(layer_map.layers), 0.5).generate(prompt=TOXIC, target_prompt=TOXIC.replace("shit", second), **KW)
+    assert torch.equal(out.images, expected.images)
+
+
+def test_next_word_then_block_and_skipped_when_no_other_word(pipe):
+    from safetext.policy import Policy
+    from safetext.policy.schema import ReplacementConfig
+
+    layer_map = legible_map(pipe, {"hope": 1.0})
+    gen = SafeTextGenerator(pipe, policy="default", layer_map=layer_map, verifier=replacement_verifier(SequenceOcr("XQZRT"), ("next_word", "next_word", "block")))
+    with pytest.raises(PolicyViolation, match="does not read as the sanitized text") as info:
+        run(gen, TOXIC)
+    steps = info.value.verdict.details["escalations"]
+    assert [s["step"] for s in steps] == ["next_word", "next_word", "block"]
+    words = [steps[0]["replacements"][0], steps[1]["replacements"][0]]
+    assert "hope" not in words and words[0] != words[1]  # each step takes the next word of the order
+    assert info.value.verdict.sanitized_prompt == TOXIC.replace("shit", words[1])
+    # a fixed replacement has no other word: the step is skipped and recorded
+    default = load_policy("default")
+    fixed = Policy(default.config.model_copy(update={"replacement": ReplacementConfig(mode="fixed", word="peace")}))
+    gen = SafeTextGenerator(pipe, policy=fixed, layer_map=layer_map, verifier=replacement_verifier(SequenceOcr("XQZRT"), ("next_word",)))
+    out = call(gen, TOXIC)
+    assert out.verdict.details["escalations"] == [{"step": "next_word", "skipped": "no other replacement word of the span's length"}]
+    assert out.verdict.sanitized_prompt == TOXIC.replace("shit", "peace")
+    assert torch.equal(run(pipe, CLEAN), run(SafeTextGenerator(pipe, policy="default"), CLEAN))

@@ -226,6 +226,12 @@ class ToxicBenchmark:
         """Run every method on prompt ``index`` and score it: ``(record, timing, images)``."""
         item = self.suite.items[index]
         verdict = self.policy.scan(item.prompt)
+        legibility = self.resolved.layer_map.replacement_legibility
+        if legibility and verdict.action.value == "neutralize":
+            from safetext.policy.replacement import rechoose
+
+            # the words the generator writes for this model: every method replaces with the same ones
+            verdict = rechoose(verdict, self.policy.replacer, legibility)
         results: dict[str, MethodResult] = {}
         seconds: dict[str, float] = {}
         names = self.config.methods if item.kind == "toxic" else self.config.resolved_clean_methods

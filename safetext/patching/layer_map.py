@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from safetext.errors import LayerMapError
 from safetext.patching.adapters.base import TextAttentionLayer
@@ -205,6 +205,10 @@ class LayerMap(BaseModel):
         metrics: localization or benchmark numbers backing the map (name -> value).
         ranking: further layers in the localizer's order of influence (most first), tried by the
             verification escalation step ``next_layers``; None when the map carries none.
+        replacement_legibility: per benign replacement word, how legibly this model writes it as a
+            replacement (share of guarded generations read exactly, in [0, 1]); the generator then
+            prefers, among the policy's benign words of a span's length, the words read best (see
+            :meth:`~safetext.policy.replacement.Replacer.ranked`). None: the policy's own choice.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -217,6 +221,17 @@ class LayerMap(BaseModel):
     notes: str = ""
     metrics: dict[str, float] = Field(default_factory=dict)
     ranking: tuple[str, ...] | None = None
+    replacement_legibility: dict[str, float] | None = None
+
+    @field_validator("replacement_legibility")
+    @classmethod
+    def _legibility_in_range(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        if value is None:
+            return None
+        bad = {word: score for word, score in value.items() if not 0.0 <= float(score) <= 1.0}
+        if bad:
+            raise ValueError(f"replacement_legibility scores must be in [0, 1], got {bad}")
+        return {word.lower(): float(score) for word, score in value.items()}
 
     # -- construction --------------------------------------------------------------------------------
     @classmethod

@@ -177,6 +177,11 @@ class Policy:
         return self.config.name
 
     @property
+    def replacer(self) -> Replacer:
+        """The replacer of the policy's ``replacement:`` section (its benign words, :meth:`Replacer.ranked`)."""
+        return self._replacer
+
+    @property
     def backends(self) -> tuple[str, ...]:
         """Names of the backends, in the order they run."""
         return tuple(backend.name for backend in self._backends)
@@ -223,7 +228,7 @@ class Policy:
         findings = self._decide(document, allowed, slot)
         if self._packs:
             findings = self._other_languages(document, allowed, slot, findings)
-        sanitized = _apply_replacements(text, findings)
+        sanitized = apply_replacements(text, findings)
         action = max((f.action for f in findings), key=lambda a: a.severity, default=Action.ALLOW)
         verdict = Verdict(
             action=action,
@@ -492,7 +497,8 @@ class Policy:
         )
 
 
-def _apply_replacements(text: str, findings: Sequence[Finding]) -> str:
+def apply_replacements(text: str, findings: Sequence[Finding]) -> str:
+    """``text`` with every finding that has a replacement replaced (findings sorted by offset)."""
     pieces: list[str] = []
     cursor = 0
     for finding in findings:

@@ -5,15 +5,26 @@ the span's case style (``FUCK`` -> ``LOVE``, ``Shit`` -> ``Star``) and, in ``aut
 as closely as the benign list allows, so the layout of the rendered text is preserved. The choice
 is deterministic per matched term (a BLAKE2b hash, never Python's salted ``hash()``), so the same
 word gets the same replacement in every slot of a request and in every process.
+
+A model can write some benign words better than others. A layer map that carries a per-word
+``replacement_legibility`` table (the glyph preset does, measured on the model itself by
+``benchmarks/glyph_legibility.py``) makes the generator re-choose each ``auto`` replacement with
+:func:`rechoose`: among the benign words of the span's length, the one the model writes best (ties:
+the policy's own hash order). :meth:`Replacer.ranked` gives the whole order, which the verification
+escalation step ``next_word`` walks when an image does not read as its replacement.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Sequence
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Sequence
 
 from safetext.errors import PolicyError
 from safetext.policy.schema import ReplacementConfig
+
+if TYPE_CHECKING:
+    from safetext.policy.verdict import Verdict
 
 
 def _stable_index(key: str, modulo: int) -> int:
@@ -73,6 +84,26 @@ class Replacer:
         group = self._by_length[best]
         return group[_stable_index(key, len(group))]
 
+    def ranked(self, key: str, length: int, legibility: Mapping[str, float] | None = None) -> tuple[str, ...]:
+        """Every benign word of the length closest to ``length``, best first.
+
+        Without ``legibility`` the order starts at :meth:`auto`'s choice and goes on through the group
+        (so ``ranked(...)[0] == auto(...)``). With it, words are ordered by their legibility on the model
+        (highest first; words missing from the table last), ties keeping that order.
+
+        Args:
+            key: what makes the order deterministic (the matched term).
+            length: length of the span being replaced.
+            legibility: lower-case word -> legibility in [0, 1] (a layer map's ``replacement_legibility``).
+        """
+        best = min(self._lengths, key=lambda n: (abs(n - length), n))
+        group = self._by_length[best]
+        first = _stable_index(key, len(group))
+        order = group[first:] + group[:first]
+        if legibility:
+            order = tuple(sorted(order, key=lambda word: -legibility.get(word.lower(), -1.0)))
+        return order
+
     def choose(self, term: str, base: str, original: str) -> str:
         """The replacement for one neutralized span.
 
@@ -99,3 +130,37 @@ class Replacer:
         """Every word this replacer can output (checked against the policy so it never flags itself)."""
         fixed = (self.config.word,) if self.config.word else ()
         return fixed + tuple(self._mapping.values()) + self.words
+
+
+def rechoose(
+    verdict: "Verdict", replacer: Replacer, legibility: Mapping[str, float] | None = None, rank: int = 0
+) -> "Verdict":
+    """``verdict`` (of one prompt slot) with each ``auto`` replacement re-chosen by :meth:`Replacer.ranked`.
+
+    The ``rank``-th word of the order replaces each neutralized span (wrapping around a short group),
+    with the span's case style when the policy preserves case; the sanitized prompt is rebuilt from the
+    new findings. Findings of other languages' word lists and replacements the policy fixed (``fixed``
+    and ``mapping`` modes) are left as they are.
+
+    Args:
+        verdict: a verdict from ``Policy.scan`` (offsets into ``verdict.prompt``).
+        replacer: the policy's replacer (``Policy.replacer``).
+        legibility: the layer map's ``replacement_legibility`` (None: the policy's own order).
+        rank: 0 for the best word, 1 for the next one (the escalation step ``next_word``), ...
+    """
+    from safetext.policy.engine import apply_replacements
+
+    config = replacer.config
+    if config.mode != "auto" or not any(f.replacement is not None and f.language == "en" for f in verdict.findings):
+        return verdict
+    findings = []
+    for finding in verdict.findings:
+        if finding.replacement is not None and finding.language == "en":
+            order = replacer.ranked(finding.normalized, len(finding.text), legibility)
+            word = order[rank % len(order)]
+            word = match_case(word, finding.text) if config.preserve_case else word
+            finding = finding.model_copy(update={"replacement": word})
+        findings.append(finding)
+    return verdict.model_copy(
+        update={"findings": tuple(findings), "sanitized_prompt": apply_replacements(verdict.prompt, findings)}
+    )

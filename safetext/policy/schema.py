@@ -162,7 +162,7 @@ class RenderedTextConfig(_Strict):
     max_words: int = Field(default=8, ge=1, le=64, description="Longest unquoted span taken after a trigger word.")
 
 
-EscalationStep = Literal["earlier_start", "next_layers", "all_layers", "block"]
+EscalationStep = Literal["earlier_start", "next_layers", "all_layers", "next_word", "block"]
 
 
 class VerificationConfig(_Strict):
@@ -172,8 +172,10 @@ class VerificationConfig(_Strict):
     longer non-word token) or, with ``expect: replacement``, a patched image does not read as its
     sanitized text, the steps of ``escalation`` run in order until the image passes: ``earlier_start``
     (patch from step 0), ``next_layers`` (add the layer map's next ranked layers), ``all_layers`` (every
-    text-attention layer from step 0), ``block`` (raise PolicyViolation). Each step is recorded in
-    ``verdict.details["escalations"]``.
+    text-attention layer from step 0), ``next_word`` (the next benign word of each span's length, in the
+    model's legibility order when the layer map carries one, patched like the last run; later steps keep
+    it), ``block`` (raise PolicyViolation). Each step is recorded in ``verdict.details["escalations"]``,
+    and every re-run starts from the request's saved generator state (the same noise).
     """
 
     enabled: bool = Field(default=False, description="OCR generated images and escalate when toxic text is visible.")
