@@ -320,6 +320,18 @@ class Timers:
         return calls
 
 
+def attach_encoder_timers(timers: Timers, pipe: Any) -> None:
+    """Time the pipeline's text encoders (``encode``) and, where one is T5, each of its layers (``t5_layer``)."""
+    for name in ("text_encoder", "text_encoder_2", "text_encoder_3"):
+        if getattr(pipe, name, None) is not None:
+            timers.attach("encode", getattr(pipe, name))
+    t5 = next((getattr(pipe, n) for n in ("text_encoder_3", "text_encoder_2", "text_encoder")
+               if isinstance(getattr(pipe, n, None), T5EncoderModel)), None)
+    if t5 is not None:
+        for block in t5.encoder.block:
+            timers.attach("t5_layer", block)
+
+
 SPENT = {"hooks": 0.0, "recording": 0.0, "own": 0.0}
 
 
@@ -428,14 +440,7 @@ def measure(spec: Spec, rounds: int, steps: int, exit_only: bool = False) -> dic
     den = gen.patch.denoiser
     timers = Timers()
     timers.attach("denoiser", den)
-    for name in ("text_encoder", "text_encoder_2", "text_encoder_3"):
-        if getattr(pipe, name, None) is not None:
-            timers.attach("encode", getattr(pipe, name))
-    t5 = next((getattr(pipe, n) for n in ("text_encoder_3", "text_encoder_2", "text_encoder")
-               if isinstance(getattr(pipe, n, None), T5EncoderModel)), None)
-    if t5 is not None:
-        for block in t5.encoder.block:
-            timers.attach("t5_layer", block)
+    attach_encoder_timers(timers, pipe)
     if getattr(pipe, "vae", None) is not None:
         timers.attach("decode", pipe.vae.decoder)
     if spec.flux_blocks:
@@ -568,14 +573,7 @@ def measure_compiled(spec: Spec, mode: str, rounds: int, steps: int, alternating
     compile_denoiser(pipe, mode)
     compile_denoiser(raw_pipe, mode)
     timers = Timers()
-    for name in ("text_encoder", "text_encoder_2", "text_encoder_3"):
-        if getattr(pipe, name, None) is not None:
-            timers.attach("encode", getattr(pipe, name))
-    t5 = next((getattr(pipe, n) for n in ("text_encoder_3", "text_encoder_2", "text_encoder")
-               if isinstance(getattr(pipe, n, None), T5EncoderModel)), None)
-    if t5 is not None:
-        for block in t5.encoder.block:
-            timers.attach("t5_layer", block)
+    attach_encoder_timers(timers, pipe)
     gen.patch.prepare()  # the resident patch points first: their denoiser hooks run before the timer's
     for target in (pipe, raw_pipe):  # what the pipeline calls; its hooks run outside the compiled code
         timers.attach("denoiser", getattr(target, denoiser_attribute(target)))
