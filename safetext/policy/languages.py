@@ -133,13 +133,9 @@ def language_zipf(code: str, config: NormalizationConfig) -> dict[str, float]:
 _SEEN_ASCII = frozenset(chr(i) for i in range(128))
 
 
+@lru_cache(maxsize=16)
 def language_words(code: str, config: NormalizationConfig) -> frozenset[str]:
     """The words of :func:`language_zipf` (the guard for English-only rules in that language's prompts)."""
-    return _language_words(code, config)
-
-
-@lru_cache(maxsize=16)
-def _language_words(code: str, config: NormalizationConfig) -> frozenset[str]:
     return frozenset(language_zipf(code, config))
 
 
