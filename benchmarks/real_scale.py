@@ -653,14 +653,8 @@ def project_compiled(spec: Spec, part: dict[str, Any], eager_flagged_ratio: floa
 
     The A/A control (raw clean against itself), projected the same way, is the noise floor.
     """
-    runs = part["runs"]
-    guarded = runs["guarded_flagged"][0]
-    start_measured = guarded.get("start_step", 0)
-    raw = decompose(runs["raw_flagged"], part["steps"])
-    raw_clean = decompose(runs["raw_clean"], part["steps"])
+    runs, guarded, start_measured, raw, raw_clean, clean, flagged = decomposed(part)
     control = decompose(runs["raw_clean_control"], part["steps"])
-    clean = decompose(runs["guarded_clean"], part["steps"])
-    flagged = decompose(runs["guarded_flagged"], start_measured)
     ratios = part["flops"]
     steps = spec.default_steps
     start = start_step_for(float(guarded.get("start_fraction", 0.0)), steps)
@@ -831,6 +825,17 @@ def missing_weights_gib(spec: Spec) -> float:
     return missing * 2 / 2**30
 
 
+def decomposed(part: dict[str, Any]) -> tuple:
+    """A measured part's runs, its first guarded flagged run and its first patched step, and the raw flagged, raw
+    clean, guarded clean and guarded flagged calls split by :func:`decompose` into fixed and per-step time."""
+    runs = part["runs"]
+    guarded = runs["guarded_flagged"][0]
+    start_measured = guarded.get("start_step", 0)
+    return (runs, guarded, start_measured, decompose(runs["raw_flagged"], part["steps"]),
+            decompose(runs["raw_clean"], part["steps"]), decompose(runs["guarded_clean"], part["steps"]),
+            decompose(runs["guarded_flagged"], start_measured))
+
+
 def project(spec: Spec, part: dict[str, Any]) -> dict[str, Any]:
     """Measured inputs and the guarded/raw ratios and added peak memory projected to the default schedule.
 
@@ -840,13 +845,7 @@ def project(spec: Spec, part: dict[str, Any]) -> dict[str, Any]:
     added) and, per patched step, the hook bodies (``inject``) or the measured extra-row cost
     (``extra_rows``: patched step over raw step, fastest of the same rounds).
     """
-    runs = part["runs"]
-    guarded = runs["guarded_flagged"][0]
-    start_measured = guarded.get("start_step", 0)
-    raw = decompose(runs["raw_flagged"], part["steps"])
-    raw_clean = decompose(runs["raw_clean"], part["steps"])
-    clean = decompose(runs["guarded_clean"], part["steps"])
-    flagged = decompose(runs["guarded_flagged"], start_measured)
+    runs, guarded, start_measured, raw, raw_clean, clean, flagged = decomposed(part)
     ratios = part["flops"]
     steps, cfg_batch = spec.default_steps, 2 if spec.cfg else 1
     fraction = float(guarded.get("start_fraction", 0.0))
