@@ -34,6 +34,10 @@ languages, format and split), written after round 1 had informed the matcher. Re
 ``policy_eval_round2*.{json,md}`` (``--label first_test_run`` appends a label to the file names). The
 prompts of round-2 test misses and false positives are never written out (counts only), so that the test
 part cannot inform tuning; dev prompts are listed as in round 1.
+
+Round 3 (``--round 3``): a third blind set in ``benchmarks/data/policy_eval/round3/``, English only (the
+eight kinds and clean prompts; ``--languages`` is refused), written without reference to safetext's word
+lists or matcher. Results go to ``policy_eval_round3*.{json,md}``; test prompts are withheld as in round 2.
 """
 
 from __future__ import annotations
@@ -56,7 +60,7 @@ sys.path.insert(0, str(ROOT))
 from safetext.policy import load_policy  # noqa: E402
 
 DATA = ROOT / "benchmarks" / "data" / "policy_eval"
-DATA_ROUNDS = {1: DATA, 2: DATA / "round2"}
+DATA_ROUNDS = {1: DATA, 2: DATA / "round2", 3: DATA / "round3"}
 RESULTS = ROOT / "benchmarks" / "results"
 KINDS = (
     "misspellings", "compounds", "abbreviations", "homoglyphs", "leetspeak", "separators", "html_repeats", "vocabulary",
@@ -452,6 +456,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label", default="", help="appended to the result file names, e.g. first_test_run")
     args = parser.parse_args(argv)
     data_dir = DATA_ROUNDS[args.round]
+    if args.languages and not any(data_dir.glob("lang_*.jsonl")):
+        parser.error(f"--languages: round {args.round} has English cases only ({data_dir.relative_to(ROOT)}); use --round 1 or 2")
     suffix = ("" if args.round == 1 else f"_round{args.round}") + (f"_{args.label}" if args.label else "")
 
     def finish(result: dict) -> dict:
