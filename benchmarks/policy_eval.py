@@ -35,9 +35,9 @@ languages, format and split), written after round 1 had informed the matcher. Re
 prompts of round-2 test misses and false positives are never written out (counts only), so that the test
 part cannot inform tuning; dev prompts are listed as in round 1.
 
-Round 3 (``--round 3``): a third blind set in ``benchmarks/data/policy_eval/round3/``, English only (the
-eight kinds and clean prompts; ``--languages`` is refused), written without reference to safetext's word
-lists or matcher. Results go to ``policy_eval_round3*.{json,md}``; test prompts are withheld as in round 2.
+Round 3 (``--round 3``): a third blind set in ``benchmarks/data/policy_eval/round3/`` (the eight English
+kinds, clean prompts and the six languages' rows), written without reference to safetext's word lists or
+matcher and measured only after the matcher work it follows. Results go to ``policy_eval_round3*.{json,md}``; test prompts are withheld as in round 2.
 """
 
 from __future__ import annotations
