@@ -38,6 +38,54 @@ CLEAN_COMPOUND_ZIPF = 3.0
 #: after a glued-insult head, which is shorter and less specific than a list word, :data:`MIN_ZIPF`.
 PART_ZIPF = 2.0
 _LINKERS = ("", "s", "e", "n", "en", "es")
+#: A list word that ends (starts) at least this many ordinary words of its language (``wordfreq`` Zipf
+#: >= :data:`MIN_ZIPF`) is also a suffix (prefix) of the language: French *nique* in *technique*,
+#: Dutch *tering* in *vertering*, Italian *fica* in *pianifica*, Spanish *culo* in *vehículo*. A split on it
+#: alone marks a glued word only when ``wordfreq`` does not know the whole token (:attr:`Glued.affix`).
+AFFIX_WORDS = 3
+
+
+def affix_parts(toxic: Sequence[str], zipf: dict[str, float]) -> tuple[frozenset[str], frozenset[str]]:
+    """The list words of ``toxic`` that end / start at least :data:`AFFIX_WORDS` longer ordinary words of ``zipf``.
+
+    Each word of the language is cut once at every length a list word has, so the cost is linear in the
+    language's table, not in the table times the list.
+    """
+    parts = set(toxic)
+    lengths = sorted({len(part) for part in parts})
+    ends: dict[str, int] = {}
+    starts: dict[str, int] = {}
+    for word, value in zipf.items():
+        if value < MIN_ZIPF or word in parts:
+            continue
+        size = len(word)
+        for length in lengths:
+            if length >= size:
+                break
+            tail, head = word[size - length:], word[:length]
+            if tail in parts:
+                ends[tail] = ends.get(tail, 0) + 1
+            if head in parts:
+                starts[head] = starts.get(head, 0) + 1
+    return (
+        frozenset(part for part, count in ends.items() if count >= AFFIX_WORDS),
+        frozenset(part for part, count in starts.items() if count >= AFFIX_WORDS),
+    )
+
+
+@dataclass(frozen=True)
+class Glued:
+    """A glued word found by :meth:`CompoundFinder.find`.
+
+    Attributes:
+        match: the token's match.
+        affix: the split rests on a list word that is also a common suffix or prefix of the language
+            (:func:`affix_parts`) and on an ordinary word; the caller keeps it only when ``wordfreq``
+            does not know the token as written (``pianifica``, ``vertering`` are words, ``kutstrand`` none).
+    """
+
+    match: Match
+    affix: bool
 
 
 @dataclass(frozen=True)
@@ -66,6 +114,8 @@ class CompoundFinder:
     tails: frozenset[str]
     zipf: dict[str, float]
     established: frozenset[str] = frozenset()
+    suffixes: frozenset[str] = frozenset()
+    prefixes: frozenset[str] = frozenset()
 
     def candidates(self, tokens: Sequence[Token]) -> list[Token]:
         """Tokens that may be glued words: 6+ letters, no established word of a covered language
@@ -73,17 +123,18 @@ class CompoundFinder:
         established = self.established
         return [t for t in tokens if len(t.text) >= 6 and t.text not in established and t.text.isalpha()]
 
-    def find(self, candidates: Sequence[Token], taken: Sequence[tuple[int, int]]) -> list[Match]:
+    def find(self, candidates: Sequence[Token], taken: Sequence[tuple[int, int]]) -> list[Glued]:
         """Glued words among ``candidates`` (:meth:`candidates`) that overlap no span of ``taken``."""
         found = []
         for token in candidates:
             word = token.text
             if word in self.toxic or any(s < token.end and token.start < e for s, e in taken):
                 continue
-            term = self._split(word)
-            if term is not None:
+            split = self._split(word)
+            if split is not None:
+                term, affix = split
                 glued = Term(word, term.base, (word,), (), term.category, term.rule_id)
-                found.append(Match(glued, token.start, token.end, token.mask))
+                found.append(Glued(Match(glued, token.start, token.end, token.mask), affix))
         return found
 
     def _known_prefix(self, word: str, longer_than: int) -> bool:
@@ -94,7 +145,8 @@ class CompoundFinder:
             for cut in range(longer_than + 1, len(word))
         )
 
-    def _split(self, word: str) -> Term | None:
+    def _split(self, word: str) -> tuple[Term, bool] | None:
+        """The term of a split of ``word`` and whether it rests on an affix-like list word alone."""
         toxic, zipf = self.toxic, self.zipf
         for cut in range(3, len(word) - 2):
             head, rest = word[:cut], word[cut:]
@@ -110,7 +162,11 @@ class CompoundFinder:
                     if strong_tail or (not weak and zipf.get(tail, 0.0) >= least):
                         if not strong_tail and self._known_prefix(word, cut):
                             continue
-                        return head_term or toxic.get(tail) or self._any_term(head)
+                        term = head_term or toxic.get(tail) or self._any_term(head)
+                        if term is None:
+                            continue
+                        affix = head_term is not None and head in self.prefixes and not strong_tail
+                        return term, affix
             tail_term = toxic.get(rest) if len(rest) >= 4 else None
             if tail_term is not None:
                 for linker in _LINKERS:
@@ -118,7 +174,8 @@ class CompoundFinder:
                     if linker and not head.endswith(linker) or len(stem) < 3:
                         continue
                     if stem in self.heads or stem in self.weak_heads or zipf.get(stem, 0.0) >= MIN_ZIPF:
-                        return tail_term
+                        strong_head = stem in self.heads or stem in toxic
+                        return tail_term, rest in self.suffixes and not strong_head
         return None
 
     def _any_term(self, part: str) -> Term | None:

@@ -25,7 +25,7 @@ from safetext.policy.backends import (
 )
 from safetext.policy.confusables import REPEATS, SEPARATORS, step_names
 from safetext.policy.languages import (
-    ENGLISH_ONLY_RULES, MIN_ZIPF, guess_language, hyphen_joined, known_word, language_words, language_zipf, load_pack, written_known,
+    ENGLISH_ONLY_RULES, KNOWN_ZIPF, MIN_ZIPF, guess_language, hyphen_joined, known_word, language_words, language_zipf, load_pack, written_known, written_zipf,
 )
 from safetext.policy.lexicon import Lexicon, Match, TermSource, build_lexicon, normalized_forms, read_word_list
 from safetext.policy.normalize import normalize_chars, tokenize
@@ -368,6 +368,8 @@ class Policy:
                 if f.backend != "wordlist" or ENGLISH_ONLY_RULES.intersection(f.normalizations):
                     if len(words) == 1 and any(words[0] in table for table in foreign):
                         continue
+                    if len(words) == 1 and self._rarer_local_word(f.text, language):
+                        continue  # a rarer word of the prompt's language: French "incassable" is no "ass" compound
                 elif len(words) == 1 and (
                     "repeats" in f.normalizations and words[0] in local_words
                     or local_table.get(words[0], 0.0) > max(MIN_ZIPF, english_table.get(words[0], 0.0))
@@ -412,7 +414,11 @@ class Policy:
             if pack.compounds is not None:  # glued words: "Drecksfotze", "kutwijf", "comemierda"
                 glued = pack.compounds.candidates(tokens) if glued is None else glued
                 if glued:
-                    matches += [(m, ("glued",)) for m in pack.compounds.find(glued, [(m.start, m.end) for m, _ in matches])]
+                    for hit in pack.compounds.find(glued, [(m.start, m.end) for m, _ in matches]):
+                        start, end = norm.span(hit.match.start, hit.match.end)
+                        if self._known_elsewhere(document.text[start:end], code, language, hit.affix):
+                            continue
+                        matches.append((hit.match, ("glued",)))
             for match, how in matches:
                 start, end = norm.span(match.start, match.end)
                 if any(a <= start and end <= b for a, b in own_allowed) or any(s < end and start < e for s, e in taken):
@@ -455,6 +461,29 @@ class Policy:
             return findings
         findings = [f for f in findings if not (yields(f) and any(a.start < f.end and f.start < a.end for a in added))]
         return sorted(findings + added, key=lambda f: (f.start, f.end))
+
+    @staticmethod
+    def _rarer_local_word(text: str, language: str) -> bool:
+        """A word of the prompt's language rarer than its table (``wordfreq`` full list, :data:`KNOWN_ZIPF`),
+        at least as frequent there as in English."""
+        local = written_zipf(text, language)
+        return local >= KNOWN_ZIPF and local >= written_zipf(text, "en")
+
+    @staticmethod
+    def _known_elsewhere(text: str, code: str, language: str, affix: bool) -> bool:
+        """Whether a glued word of pack ``code`` is a word ``wordfreq`` knows (:data:`KNOWN_ZIPF`) as written.
+
+        A split on a list word that is also a common suffix or prefix (``affix``) stands only for a token
+        that its language does not know ("vertering", "pianifica", "technique" are words); a glued word of
+        another language than the prompt's stands only where the prompt's language does not know the
+        token better ("belemmerde" in a Dutch prompt is no French "merde").
+        """
+        if affix and written_zipf(text, code) >= KNOWN_ZIPF:
+            return True
+        if code != language and language != "en":
+            local = written_zipf(text, language)
+            return local >= KNOWN_ZIPF and local >= written_zipf(text, code)
+        return False
 
     # ------------------------------------------------------------------ requests with several prompts
     @staticmethod

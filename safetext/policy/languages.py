@@ -318,18 +318,19 @@ def load_pack(
             if folded in reviewed or own.get(folded, 0.0) < MIN_ZIPF:
                 # an LDNOOBW entry that is a frequent word is a part only when reviewed: Dutch "poep" in "poepsimpel"
                 toxic[folded] = Term(folded, folded, (folded,), (), source.category, term_rule)
-    from safetext.policy.compounds import COMPOUND_HEADS, COMPOUND_TAILS, COMPOUND_WEAK_HEADS, CompoundFinder
+    from safetext.policy.compounds import COMPOUND_HEADS, COMPOUND_TAILS, COMPOUND_WEAK_HEADS, CompoundFinder, affix_parts
 
+    suffixes, prefixes = affix_parts(tuple(toxic), own)
     compounds = CompoundFinder(
         toxic, COMPOUND_HEADS.get(code, frozenset()), COMPOUND_WEAK_HEADS.get(code, frozenset()),
-        COMPOUND_TAILS.get(code, frozenset()), own, established_words(config),
+        COMPOUND_TAILS.get(code, frozenset()), own, established_words(config), suffixes, prefixes,
     )
     scene_words = [_fold(w, config) for w in read_word_list(pack_path(shipped, f"scene_{code}.txt"))]
     scene = frozenset(scene_words + [form for word in scene_words for form, _ in inflected(word, code)])  # "perrita" too
     from safetext.policy.variants import VariantMatcher  # imported here: variants imports this module's neighbours
 
     return LanguagePack(
-        code, lexicon, allow, replacer, VariantMatcher(lexicon, config, fuzzy=False, compounds=False), compounds, scene,
+        code, lexicon, allow, replacer, VariantMatcher(lexicon, config, fuzzy=False, compounds=False, elisions=True), compounds, scene,
         frozenset(e.lower() for entries in by_category.values() for e in entries),
     )
 
@@ -350,6 +351,26 @@ def hyphen_joined(text: str, start: int, end: int, config: NormalizationConfig) 
         return None
     joined = (before.group(1) if before else "") + text[start:end] + (after.group(1) if after else "")
     return _fold(joined, config)
+
+
+#: ``wordfreq`` Zipf (full list) from which a word as written is a known word of a language for the
+#: rarer-word checks of :func:`written_zipf`: about once in 30 million words, above the noise of names and typos.
+KNOWN_ZIPF = 1.5
+
+
+def written_zipf(text: str, code: str) -> float:
+    """``wordfreq`` Zipf of ``text`` as written (lowercase, accents kept) in the full list of language ``code``.
+
+    The tables of :func:`language_zipf` hold the words of Zipf >= 3; rarer words (``vertering``,
+    ``incassable``, ``pianifica``) are looked up here, only for a token that a rule has already found
+    (the full list of a language loads once, on its first look-up, in about a fifth of a second).
+    """
+    import wordfreq
+
+    word = text.lower()
+    if not word.isalpha():
+        return 0.0
+    return wordfreq.zipf_frequency(word, code)
 
 
 def known_word(text: str, tables: Sequence[dict[str, float]], config: NormalizationConfig) -> bool:
