@@ -21,7 +21,7 @@ from safetext.policy.normalize import Token
 #: "typhoid") join only a list word or a glued-insult tail (``kankerlijer``, not ``kankeronderzoek``).
 COMPOUND_HEADS: dict[str, frozenset[str]] = {
     "de": frozenset("scheiss scheis drecks huren fotzen wichs fick kack nutten schlampen".split()),
-    "nl": frozenset("kut klote kloot hoeren hoere".split()),
+    "nl": frozenset("kut klote kloot hoeren hoere kkr".split()),
 }
 COMPOUND_WEAK_HEADS: dict[str, frozenset[str]] = {
     "de": frozenset("sau arsch mist".split()),
@@ -29,7 +29,7 @@ COMPOUND_WEAK_HEADS: dict[str, frozenset[str]] = {
 }
 COMPOUND_TAILS: dict[str, frozenset[str]] = {
     "de": frozenset("loch sau kerl sack stuck gesicht schwein fresse bock kopf lappen".split()),
-    "nl": frozenset("lijer lijers zooi wijf kop zak hoer hond jood mongool".split()),
+    "nl": frozenset("lijer lijers zooi wijf wijven kop zak hoer hond jood joden mongool homo homos turk turken".split()),
 }
 #: A word that starts a glued token past its list word and that ``wordfreq`` knows at least this well
 #: keeps the token whole ("flikkeren" in "flikkerende").

@@ -421,7 +421,9 @@ class Policy:
                         matches.append((hit.match, ("glued",)))
             for match, how in matches:
                 start, end = norm.span(match.start, match.end)
-                if any(a <= start and end <= b for a, b in own_allowed) or any(s < end and start < e for s, e in taken):
+                if any(s < end and start < e for s, e in taken):
+                    continue
+                if any(a <= start and end <= b for a, b in own_allowed) and not self._listed_as_written(document.text[start:end], pack):
                     continue
                 if code != language and not match.mask and (
                     match.term.form in english if language == "en" else local_zipf.get(match.term.form, 0.0) >= MIN_ZIPF
@@ -461,6 +463,13 @@ class Policy:
             return findings
         findings = [f for f in findings if not (yields(f) and any(a.start < f.end and f.start < a.end for a in added))]
         return sorted(findings + added, key=lambda f: (f.start, f.end))
+
+    @staticmethod
+    def _listed_as_written(text: str, pack) -> bool:
+        """``text`` carries accents and is, as written, an entry of ``pack``: French "négro" is not the
+        Spanish allow-listed "negro" (black) that it folds to."""
+        word = text.lower()
+        return not word.isascii() and word in pack.spellings
 
     @staticmethod
     def _rarer_local_word(text: str, language: str) -> bool:
