@@ -41,8 +41,16 @@ _LINKERS = ("", "s", "e", "n", "en", "es")
 #: A list word that ends (starts) at least this many ordinary words of its language (``wordfreq`` Zipf
 #: >= :data:`MIN_ZIPF`) is also a suffix (prefix) of the language: French *nique* in *technique*,
 #: Dutch *tering* in *vertering*, Italian *fica* in *pianifica*, Spanish *culo* in *vehículo*. A split on it
-#: alone marks a glued word only when ``wordfreq`` does not know the whole token (:attr:`Glued.affix`).
+#: alone marks a glued word only when ``wordfreq`` does not know the whole token (:attr:`Glued.limit`).
 AFFIX_WORDS = 3
+#: ``wordfreq`` Zipf (full list, the token as written) from which a token split into a list word and an
+#: ordinary word is a word of its own, not a glued insult: writers' everyday words that hold a list word
+#: (Spanish *computa*, French *cornichons*, Italian *assistette*) are this frequent, made-up insults
+#: (*neukpartij* 2.1, *vuistneuken* 2.4) mostly are not. Splits with a glued-insult part
+#: (:data:`COMPOUND_HEADS`, :data:`COMPOUND_TAILS`) or two list words have no limit.
+ESTABLISHED_GLUED_ZIPF = 2.5
+#: The limit of a split on an affix-like list word (:func:`affix_parts`): any word ``wordfreq`` knows.
+AFFIX_GLUED_ZIPF = 1.5
 
 
 def affix_parts(toxic: Sequence[str], zipf: dict[str, float]) -> tuple[frozenset[str], frozenset[str]]:
@@ -79,13 +87,15 @@ class Glued:
 
     Attributes:
         match: the token's match.
-        affix: the split rests on a list word that is also a common suffix or prefix of the language
-            (:func:`affix_parts`) and on an ordinary word; the caller keeps it only when ``wordfreq``
-            does not know the token as written (``pianifica``, ``vertering`` are words, ``kutstrand`` none).
+        limit: the ``wordfreq`` Zipf of the token as written (in the pack's language) from which it is a
+            word of its own and the caller drops it: :data:`AFFIX_GLUED_ZIPF` for a split on a list word
+            that is also a common suffix or prefix of the language (``pianifica``, ``vertering``),
+            :data:`ESTABLISHED_GLUED_ZIPF` for a list word and an ordinary word (``computa``), ``None``
+            for a split with a glued-insult part or two list words (``Drecksarbeit``, ``pijpslet``).
     """
 
     match: Match
-    affix: bool
+    limit: float | None
 
 
 @dataclass(frozen=True)
@@ -132,9 +142,9 @@ class CompoundFinder:
                 continue
             split = self._split(word)
             if split is not None:
-                term, affix = split
+                term, limit = split
                 glued = Term(word, term.base, (word,), (), term.category, term.rule_id)
-                found.append(Glued(Match(glued, token.start, token.end, token.mask), affix))
+                found.append(Glued(Match(glued, token.start, token.end, token.mask), limit))
         return found
 
     def _known_prefix(self, word: str, longer_than: int) -> bool:
@@ -145,8 +155,8 @@ class CompoundFinder:
             for cut in range(longer_than + 1, len(word))
         )
 
-    def _split(self, word: str) -> tuple[Term, bool] | None:
-        """The term of a split of ``word`` and whether it rests on an affix-like list word alone."""
+    def _split(self, word: str) -> tuple[Term, float | None] | None:
+        """The term of a split of ``word`` and its :attr:`Glued.limit`."""
         toxic, zipf = self.toxic, self.zipf
         for cut in range(3, len(word) - 2):
             head, rest = word[:cut], word[cut:]
@@ -165,8 +175,9 @@ class CompoundFinder:
                         term = head_term or toxic.get(tail) or self._any_term(head)
                         if term is None:
                             continue
-                        affix = head_term is not None and head in self.prefixes and not strong_tail
-                        return term, affix
+                        if strong_tail or head_term is None:
+                            return term, None
+                        return term, AFFIX_GLUED_ZIPF if head in self.prefixes else ESTABLISHED_GLUED_ZIPF
             tail_term = toxic.get(rest) if len(rest) >= 4 else None
             if tail_term is not None:
                 for linker in _LINKERS:
@@ -174,8 +185,9 @@ class CompoundFinder:
                     if linker and not head.endswith(linker) or len(stem) < 3:
                         continue
                     if stem in self.heads or stem in self.weak_heads or zipf.get(stem, 0.0) >= MIN_ZIPF:
-                        strong_head = stem in self.heads or stem in toxic
-                        return tail_term, rest in self.suffixes and not strong_head
+                        if stem in self.heads or stem in toxic:
+                            return tail_term, None
+                        return tail_term, AFFIX_GLUED_ZIPF if rest in self.suffixes else ESTABLISHED_GLUED_ZIPF
         return None
 
     def _any_term(self, part: str) -> Term | None:

@@ -362,6 +362,8 @@ class Policy:
                     continue
                 if f.backend == "wordlist" and "fuzzy" in f.normalizations:
                     continue  # English sound-alikes do not judge a prompt in another language ("Couillet" is not "clit")
+                if "confusables" in f.normalizations and self._accented_local_word(f, language):
+                    continue  # accents tell the words apart: French "râpé" (grated) is no English list word
                 if f.normalized in self._packs[language].scene_sense and not f.rendered:
                     continue  # the prompt language's scene sense: "schéma médical du pénis" (anatomy, not text to write)
                 words = [t.text for t in tokens if f.start < norm.span(t.start, t.end)[1] and norm.span(t.start, t.end)[0] < f.end]
@@ -416,7 +418,7 @@ class Policy:
                 if glued:
                     for hit in pack.compounds.find(glued, [(m.start, m.end) for m, _ in matches]):
                         start, end = norm.span(hit.match.start, hit.match.end)
-                        if self._known_elsewhere(document.text[start:end], code, language, hit.affix):
+                        if self._known_elsewhere(document.text[start:end], code, language, hit.limit):
                             continue
                         matches.append((hit.match, ("glued",)))
             for match, how in matches:
@@ -440,6 +442,8 @@ class Policy:
                     continue  # accents tell the words apart: Portuguese "caça" (hunt) is not "caca", Italian "Mosè" not "Möse"
                 if match.mask & REPEATS and known_word(document.text[start:end], tables, config.normalization):
                     continue  # a doubled letter of a real word is spelling, not stretching: "piccione", "huur"
+                if match.mask & REPEATS and code != language != "en" and written_zipf(document.text[start:end], language) >= KNOWN_ZIPF:
+                    continue  # ... also a rarer word of the prompt's language: Italian "connota", "boccetta"
                 joined = hyphen_joined(document.text, start, end, config.normalization) if not match.mask else None
                 if joined and local_zipf.get(joined, 0.0) >= MIN_ZIPF and (pack.compounds is None or joined not in pack.compounds.toxic):
                     continue  # half of a hyphenated ordinary word: "con-fort"
@@ -471,6 +475,18 @@ class Policy:
         word = text.lower()
         return not word.isascii() and word in pack.spellings
 
+    def _accented_local_word(self, f: Finding, language: str) -> bool:
+        """``f`` (an English finding in a prompt of ``language``) is a word written with accents that the
+        prompt's language knows (``wordfreq``, :data:`KNOWN_ZIPF`) and whose folded form is neither a scene
+        word nor a listed spelling of that language's pack ("pénis" stays the anatomy word it folds to)."""
+        word = f.text.lower()
+        if word.isascii() or not word.isalpha():
+            return False
+        pack = self._packs[language]
+        if word in pack.spellings or f.normalized in pack.scene_sense:
+            return False
+        return written_zipf(word, language) >= KNOWN_ZIPF
+
     @staticmethod
     def _rarer_local_word(text: str, language: str) -> bool:
         """A word of the prompt's language rarer than its table (``wordfreq`` full list, :data:`KNOWN_ZIPF`),
@@ -479,15 +495,15 @@ class Policy:
         return local >= KNOWN_ZIPF and local >= written_zipf(text, "en")
 
     @staticmethod
-    def _known_elsewhere(text: str, code: str, language: str, affix: bool) -> bool:
-        """Whether a glued word of pack ``code`` is a word ``wordfreq`` knows (:data:`KNOWN_ZIPF`) as written.
+    def _known_elsewhere(text: str, code: str, language: str, limit: float | None) -> bool:
+        """Whether a glued word of pack ``code`` is a word of its own that ``wordfreq`` knows as written.
 
-        A split on a list word that is also a common suffix or prefix (``affix``) stands only for a token
-        that its language does not know ("vertering", "pianifica", "technique" are words); a glued word of
-        another language than the prompt's stands only where the prompt's language does not know the
-        token better ("belemmerde" in a Dutch prompt is no French "merde").
+        ``limit`` (:attr:`~safetext.policy.compounds.Glued.limit`): the Zipf in the pack's language from
+        which the token is a word ("vertering", "pianifica", "computa"); a glued word of another language
+        than the prompt's stands only where the prompt's language does not know the token better
+        ("belemmerde" in a Dutch prompt is no French "merde").
         """
-        if affix and written_zipf(text, code) >= KNOWN_ZIPF:
+        if limit is not None and written_zipf(text, code) >= limit:
             return True
         if code != language and language != "en":
             local = written_zipf(text, language)
