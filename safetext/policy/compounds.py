@@ -8,6 +8,7 @@ language knows as an established word into a list word and a word of the languag
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -56,29 +57,22 @@ AFFIX_GLUED_ZIPF = 1.5
 def affix_parts(toxic: Sequence[str], zipf: dict[str, float]) -> tuple[frozenset[str], frozenset[str]]:
     """The list words of ``toxic`` that end / start at least :data:`AFFIX_WORDS` longer ordinary words of ``zipf``.
 
-    Each word of the language is cut once at every length a list word has, so the cost is linear in the
-    language's table, not in the table times the list.
+    Counted by two binary searches per list word in the language's words sorted forwards and
+    backwards, so the cost is one sort of the table, not the table times the list.
     """
-    parts = set(toxic)
-    lengths = sorted({len(part) for part in parts})
-    ends: dict[str, int] = {}
-    starts: dict[str, int] = {}
-    for word, value in zipf.items():
-        if value < MIN_ZIPF or word in parts:
-            continue
-        size = len(word)
-        for length in lengths:
-            if length >= size:
-                break
-            tail, head = word[size - length:], word[:length]
-            if tail in parts:
-                ends[tail] = ends.get(tail, 0) + 1
-            if head in parts:
-                starts[head] = starts.get(head, 0) + 1
-    return (
-        frozenset(part for part, count in ends.items() if count >= AFFIX_WORDS),
-        frozenset(part for part, count in starts.items() if count >= AFFIX_WORDS),
-    )
+    words = [word for word, value in zipf.items() if value >= MIN_ZIPF]
+    forwards = sorted(words)
+    backwards = sorted(word[::-1] for word in words)
+
+    known = set(words)
+
+    def longer(ordered: list[str], key: str, part: str) -> int:
+        found = bisect.bisect_left(ordered, key + "\U0010ffff") - bisect.bisect_left(ordered, key)
+        return found - (1 if part in known else 0)  # the list word itself is no longer word
+
+    suffixes = frozenset(part for part in toxic if longer(backwards, part[::-1], part) >= AFFIX_WORDS)
+    prefixes = frozenset(part for part in toxic if longer(forwards, part, part) >= AFFIX_WORDS)
+    return suffixes, prefixes
 
 
 @dataclass(frozen=True)
