@@ -32,6 +32,19 @@ COMPOUND_TAILS: dict[str, frozenset[str]] = {
     "de": frozenset("loch sau kerl sack stuck gesicht schwein fresse bock kopf lappen".split()),
     "nl": frozenset("lijer lijers zooi wijf wijven kop zak hoer hond jood joden mongool homo homos turk turken".split()),
 }
+#: Elements that end German and Dutch place names and surnames (``Fickmühlen``, ``Wichsenstein``,
+#: ``Klootwijk``, ``Kuttenhoeve``): a capitalized glued token ending in one is a name, not a glued insult.
+PLACE_TAILS: dict[str, tuple[str, ...]] = {
+    "de": tuple(
+        "berg berge burg dorf dorff heim hausen husen ingen stein feld felde bach hof hofen muhle muhlen thal tal "
+        "rode roda see wald brunn born hagen leben stedt stadt kirchen weiler reuth grun ried haus hausen furt "
+        "lingen beck horst busch weg strasse gasse platz".split()
+    ),
+    "nl": tuple(
+        "wijk hoeve berg dorp dam veen horst hoven rode dijk kerk burg broek meer hout loo huizen zand straat "
+        "laan weg plein gracht kade steeg hoek veld heide beek sloot dal".split()
+    ),
+}
 #: A word that starts a glued token past its list word and that ``wordfreq`` knows at least this well
 #: keeps the token whole ("flikkeren" in "flikkerende").
 CLEAN_COMPOUND_ZIPF = 3.0
@@ -110,6 +123,9 @@ class CompoundFinder:
         heads: glued-insult heads of the language.
         tails: glued-insult tails of the language.
         zipf: the language's ``wordfreq`` table (:func:`language_zipf`).
+        established: established words of every covered language (never split).
+        suffixes, prefixes: list words that are also common suffixes/prefixes (:func:`affix_parts`).
+        places: place-name elements of the language (:data:`PLACE_TAILS`, :meth:`place_name`).
     """
 
     toxic: dict[str, Term]
@@ -120,12 +136,20 @@ class CompoundFinder:
     established: frozenset[str] = frozenset()
     suffixes: frozenset[str] = frozenset()
     prefixes: frozenset[str] = frozenset()
+    places: tuple[str, ...] = ()
 
     def candidates(self, tokens: Sequence[Token]) -> list[Token]:
         """Tokens that may be glued words: 6+ letters, no established word of a covered language
         ("artículo" is no "arti" + "culo"); the same for every pack, so computed once per prompt."""
         established = self.established
         return [t for t in tokens if len(t.text) >= 6 and t.text not in established and t.text.isalpha()]
+
+    def place_name(self, word: str, original: str) -> bool:
+        """``original`` (the token as written, ``word`` folded) is capitalized like a name and ends in a
+        place-name element of :data:`PLACE_TAILS` that is not itself its list word."""
+        if not original[:1].isupper() or original.isupper():
+            return False
+        return any(word.endswith(tail) and len(word) - len(tail) >= 3 and word[-len(tail):] not in self.toxic for tail in self.places)
 
     def find(self, candidates: Sequence[Token], taken: Sequence[tuple[int, int]]) -> list[Glued]:
         """Glued words among ``candidates`` (:meth:`candidates`) that overlap no span of ``taken``."""

@@ -420,6 +420,8 @@ class Policy:
                         start, end = norm.span(hit.match.start, hit.match.end)
                         if self._known_elsewhere(document.text[start:end], code, language, hit.limit):
                             continue
+                        if pack.compounds.place_name(hit.match.term.form, document.text[start:end]):
+                            continue  # a place or family name: "Klootwijk", "Mösenberg"
                         matches.append((hit.match, ("glued",)))
             for match, how in matches:
                 start, end = norm.span(match.start, match.end)
