@@ -258,3 +258,11 @@ def test_dutch_insults_and_italian_augmentatives(everything):
         ('un cartello "coglionazzo"', "coglionazzo", "it"),
     ):
         assert _found(everything, prompt) == [(word, code)], prompt
+
+
+def test_inflections_of_accented_spellings_and_french_chat_k(everything):
+    # "bâtards" is the plural of the listed "bâtard", accents and all, not another word written with accents
+    assert _found(everything, 'une pancarte "bâtards"') == [("bâtards", "fr")]
+    assert _found(everything, 'un tag "enkulé"') == [("enkulé", "fr")]
+    assert _found(everything, 'un cartello "mortacci tua"') == [("mortacci tua", "it")]
+    assert not everything.scan("un kiosque à Kaboul, une robe sale et noire").findings

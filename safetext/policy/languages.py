@@ -385,12 +385,14 @@ def written_known(text: str, spellings: frozenset[str], languages: Sequence[str]
     """Whether ``text``, written with letters beyond ASCII, is an ordinary word of one of ``languages`` as written.
 
     Accent folding makes ``caça`` meet the list word ``caca``; when the word as written (not one of the
-    pack's listed ``spellings``) is itself a frequent word (``wordfreq`` Zipf >= :data:`MIN_ZIPF`), the
-    accents decide and it is not a finding.
+    pack's listed ``spellings``, nor one of them with an ending added: ``bâtards``, ``enculées``) is
+    itself a frequent word (``wordfreq`` Zipf >= :data:`MIN_ZIPF`), the accents decide and it is not a finding.
     """
     word = text.lower()
     if word.isascii() or not word.isalpha() or word in spellings:
         return False
+    if any(word.startswith(s) and len(word) - len(s) <= 3 for s in spellings if len(s) >= 4 and not s.isascii()):
+        return False  # an inflection of a listed spelling, accents and all
     import wordfreq
 
     return any(wordfreq.zipf_frequency(word, code) >= MIN_ZIPF for code in languages)

@@ -69,18 +69,19 @@ def inflected(word: str, code: str) -> list[tuple[str, bool]]:
     return forms
 
 
-#: Languages where chat spelling writes the hard ``c`` (and Spanish/Portuguese ``qu``, Italian ``ch``) as
-#: ``k``: ``kabrón``, ``kulero``, ``koño``; Italian ``kazzo``, ``minkia``, ``kulo``.
+#: Languages where chat spelling writes the hard ``c`` (and Spanish/Portuguese/French ``qu``, Italian ``ch``)
+#: as ``k``: ``kabrón``, ``kulero``, ``koño``; Italian ``kazzo``, ``minkia``, ``kulo``; French ``enkulé``.
 _HARD_C = {
     "es": re.compile(r"c(?=[aouñlr])|qu(?=[ei])"),
     "pt": re.compile(r"c(?=[aouñlr])|qu(?=[ei])"),
     "it": re.compile(r"ch(?=[ei])|c(?=[aoulrc])"),
+    "fr": re.compile(r"c(?=[aou])|qu(?=[ei])"),
 }
 K_SPELLING = frozenset(_HARD_C)
 
 
 def k_spelled(word: str, code: str) -> list[str]:
-    """The chat spelling of a listed word with every hard ``c`` as ``k`` (Spanish, Portuguese, Italian)."""
+    """The chat spelling of a listed word with every hard ``c`` as ``k`` (Spanish, Portuguese, Italian, French)."""
     if code not in K_SPELLING or len(word) < 4:
         return []
     spelled = _HARD_C[code].sub("k", word)
