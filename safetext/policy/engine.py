@@ -25,7 +25,8 @@ from safetext.policy.backends import (
 )
 from safetext.policy.confusables import REPEATS, SEPARATORS, step_names
 from safetext.policy.languages import (
-    ENGLISH_ONLY_RULES, KNOWN_ZIPF, MIN_ZIPF, guess_language, hyphen_joined, known_word, language_words, language_zipf, load_pack, written_known, written_zipf,
+    ENGLISH_ONLY_RULES, KNOWN_ZIPF, MIN_ZIPF, LanguagePack, guess_language, hyphen_joined, known_word, language_words, language_zipf, load_pack,
+    written_known, written_zipf,
 )
 from safetext.policy.lexicon import Lexicon, Match, TermSource, build_lexicon, normalized_forms, read_word_list
 from safetext.policy.normalize import normalize_chars, tokenize
@@ -471,7 +472,7 @@ class Policy:
         return sorted(findings + added, key=lambda f: (f.start, f.end))
 
     @staticmethod
-    def _listed_as_written(text: str, pack) -> bool:
+    def _listed_as_written(text: str, pack: LanguagePack) -> bool:
         """``text`` carries accents and is, as written, an entry of ``pack``: French "négro" is not the
         Spanish allow-listed "negro" (black) that it folds to."""
         word = text.lower()
