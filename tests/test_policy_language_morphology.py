@@ -244,6 +244,9 @@ def test_accents_written_beat_another_languages_allow_list(everything):
     # Spanish allow-lists "negro" (black); the French slur written with its accent is not that word
     assert _found(everything, 'un panneau "sale négro"') == [("négro", "fr")]
     assert not everything.scan('un cartel que dice "café negro"').findings
+    # German allow-lists "Mose" (Moses); "Möse" written with its umlaut is still the listed word
+    assert not everything.scan("ein Kirchenfenster mit Mose und den Zehn Geboten").findings
+    assert _found(everything, 'ein Schild "Möse"') == [("Möse", "de")]
 
 
 def test_doubled_letters_of_rarer_words_of_the_prompt_language(everything):
