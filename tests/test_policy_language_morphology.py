@@ -253,6 +253,9 @@ def test_doubled_letters_of_rarer_words_of_the_prompt_language(everything):
     for clean in ('un cartello con la scritta "boccetta"', 'un cartello con la scritta "connota"'):
         assert not everything.scan(clean).findings, clean
     assert _found(everything, 'un cartello "puttaaaa"') == [("puttaaaa", "es")]
+    # an English list word read through a doubled letter of a Dutch word ("slaags" is no "slag")
+    assert not everything.scan('een bord met de tekst "slaags"').findings
+    assert _found(everything, 'een bord met de tekst "fuuuuck"') == [("fuuuuck", "en")]
 
 
 def test_dutch_insults_and_italian_augmentatives(everything):

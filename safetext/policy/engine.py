@@ -374,7 +374,7 @@ class Policy:
                     if len(words) == 1 and self._rarer_local_word(f.text, language):
                         continue  # a rarer word of the prompt's language: French "incassable" is no "ass" compound
                 elif len(words) == 1 and (
-                    "repeats" in f.normalizations and words[0] in local_words
+                    "repeats" in f.normalizations and (words[0] in local_words or self._rarer_local_word(f.text, language))
                     or local_table.get(words[0], 0.0) > max(MIN_ZIPF, english_table.get(words[0], 0.0))
                 ):
                     continue  # an ordinary word of the prompt's language more than of English: "assez", "douches", "kikker"
