@@ -253,6 +253,12 @@ def test_doubled_letters_of_rarer_words_of_the_prompt_language(everything):
     for clean in ('un cartello con la scritta "boccetta"', 'un cartello con la scritta "connota"'):
         assert not everything.scan(clean).findings, clean
     assert _found(everything, 'un cartello "puttaaaa"') == [("puttaaaa", "es")]
+    # a doubled letter of a word of the list's own language is spelling: Italian "toppa" (patch), "ficca"
+    for clean in ('un cartello con la scritta "toppa"', 'un cartello con la scritta "ficca"'):
+        assert not everything.scan(clean).findings, clean
+    # ... but a doubled final consonant before a plural ending is the list word inflected ("drol" -> "drollen")
+    assert _found(everything, 'een bord met de tekst "drollen"') == [("drollen", "nl")]
+    assert _found(everything, 'un cartello "stronzzo"') == [("stronzzo", "it")]
     # an English list word read through a doubled letter of a Dutch word ("slaags" is no "slag")
     assert not everything.scan('een bord met de tekst "slaags"').findings
     assert _found(everything, 'een bord met de tekst "fuuuuck"') == [("fuuuuck", "en")]

@@ -8,6 +8,7 @@ A ``Policy`` holds only read-only data after construction, so one instance serve
 from __future__ import annotations
 
 import logging
+import re
 from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
@@ -78,6 +79,24 @@ def _located(loc: tuple[str | int, ...], func: Any, *args: Any) -> Any:
         raise
     except PolicyError as exc:
         raise LocatedPolicyError(loc, str(exc)) from exc
+
+
+_STRETCHED = re.compile(r"(.)\1\1")
+#: Endings after a doubled final consonant: Dutch and German plurals and inflections (``drol`` ->
+#: ``drollen``, ``smeerlap`` -> ``smeerlappen``), which are the list word, not another word.
+_DOUBLING_ENDINGS = ("en", "e", "er", "es", "s", "ers", "tje", "etje")
+
+
+def _doubled_spelling(written: str, folded: str, form: str, code: str) -> bool:
+    """A repeats reading that is only a doubled letter of a word ``wordfreq`` knows in ``code``
+    (:data:`KNOWN_ZIPF`), and not the list word ``form`` with a consonant doubled before an ending."""
+    if _STRETCHED.search(folded) or written_zipf(written, code) < KNOWN_ZIPF:
+        return False
+    for i in range(len(folded) - 1):
+        if folded[i] == folded[i + 1] and folded[:i] + folded[i + 1 :] == form:
+            inflection = folded[i] not in "aeiouy" and any(form.endswith(end) for end in _DOUBLING_ENDINGS)
+            return not (inflection and folded[i + 2 :] in _DOUBLING_ENDINGS)
+    return True
 
 
 class Policy:
@@ -447,6 +466,10 @@ class Policy:
                     continue  # a doubled letter of a real word is spelling, not stretching: "piccione", "huur"
                 if match.mask & REPEATS and code != language != "en" and written_zipf(document.text[start:end], language) >= KNOWN_ZIPF:
                     continue  # ... also a rarer word of the prompt's language: Italian "connota", "boccetta"
+                if match.mask & REPEATS and code == language and _doubled_spelling(
+                    document.text[start:end], norm.text[match.start : match.end], match.term.form, code
+                ):
+                    continue  # ... or of the list's own language: Italian "toppa", "ficca" (not "drollen", plural of "drol")
                 joined = hyphen_joined(document.text, start, end, config.normalization) if not match.mask else None
                 if joined and local_zipf.get(joined, 0.0) >= MIN_ZIPF and (pack.compounds is None or joined not in pack.compounds.toxic):
                     continue  # half of a hyphenated ordinary word: "con-fort"
