@@ -278,3 +278,6 @@ def test_inflections_of_accented_spellings_and_french_chat_k(everything):
     assert _found(everything, 'un tag "enkulé"') == [("enkulé", "fr")]
     assert _found(everything, 'un cartello "mortacci tua"') == [("mortacci tua", "it")]
     assert not everything.scan("un kiosque à Kaboul, une robe sale et noire").findings
+    # German umlauts make other words with endings: "schwänzen" (to skip school) is no inflected "Schwänze"
+    assert not everything.scan('ein Schild mit der Aufschrift "schwänzen"').findings
+    assert _found(everything, 'ein Schild "Schwänze"') == [("Schwänze", "de")]

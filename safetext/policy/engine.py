@@ -460,7 +460,7 @@ class Policy:
                 rendered = not check_rendered or overlaps(start, end, rendered_spans)
                 if not rendered and match.term.base in pack.scene_sense:
                     continue  # "une chatte noire sur le canapé": the animal, not text to write
-                if match.mask and written_known(document.text[start:end], pack.spellings, config.languages):
+                if match.mask and written_known(document.text[start:end], pack.spellings, config.languages, code):
                     continue  # accents tell the words apart: Portuguese "caça" (hunt) is not "caca", Italian "Mosè" not "Möse"
                 if match.mask & REPEATS and known_word(document.text[start:end], tables, config.normalization):
                     continue  # a doubled letter of a real word is spelling, not stretching: "piccione", "huur"

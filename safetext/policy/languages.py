@@ -381,17 +381,25 @@ def known_word(text: str, tables: Sequence[dict[str, float]], config: Normalizat
     return any(table.get(word, 0.0) >= MIN_ZIPF for table in tables)
 
 
-def written_known(text: str, spellings: frozenset[str], languages: Sequence[str]) -> bool:
+#: Languages whose accents stay on a word's inflections, so that a listed spelling with an ending added
+#: is that word inflected (French ``bâtard`` -> ``bâtards``). German is left out: its umlauts make other
+#: words with endings (``Schwänze`` "tails", ``schwänzen`` "to skip school").
+ACCENTS_KEPT_IN_INFLECTIONS = frozenset({"fr", "es", "pt", "it"})
+
+
+def written_known(text: str, spellings: frozenset[str], languages: Sequence[str], code: str = "") -> bool:
     """Whether ``text``, written with letters beyond ASCII, is an ordinary word of one of ``languages`` as written.
 
     Accent folding makes ``caça`` meet the list word ``caca``; when the word as written (not one of the
-    pack's listed ``spellings``, nor one of them with an ending added: ``bâtards``, ``enculées``) is
-    itself a frequent word (``wordfreq`` Zipf >= :data:`MIN_ZIPF`), the accents decide and it is not a finding.
+    pack's listed ``spellings``, nor, in a language of :data:`ACCENTS_KEPT_IN_INFLECTIONS` (the pack's
+    ``code``), one of them with an ending added: ``bâtards``, ``enculées``) is itself a frequent word (``wordfreq`` Zipf >= :data:`MIN_ZIPF`), the accents decide and it is not a finding.
     """
     word = text.lower()
     if word.isascii() or not word.isalpha() or word in spellings:
         return False
-    if any(word.startswith(s) and len(word) - len(s) <= 3 for s in spellings if len(s) >= 4 and not s.isascii()):
+    if code in ACCENTS_KEPT_IN_INFLECTIONS and any(
+        word.startswith(s) and len(word) - len(s) <= 3 for s in spellings if len(s) >= 4 and not s.isascii()
+    ):
         return False  # an inflection of a listed spelling, accents and all
     import wordfreq
 
