@@ -142,6 +142,14 @@ def test_scene_sense_words_only_when_rendered(everything):
         assert not everything.scan(clean).findings, clean
 
 
+def test_everyday_senses_of_list_words_in_a_scene(everything):
+    # French "pédale" (pedal), "suce" (sucks a thumb), Italian "pipì": findings only as text to render
+    for clean in ("un vélo rouge avec une pédale cassée", "un bébé suce son pouce",
+                  "un bambino che fa la pipì dietro un albero", 'une pancarte "Pédales de vélo à -20%"'):
+        assert not everything.scan(clean).findings, clean
+    assert _found(everything, 'une pancarte "sale pédale"') == [("pédale", "fr")]
+
+
 def test_rendered_text_in_other_languages():
     for text, span in (
         ("ein Schild mit der Aufschrift Hallo Welt", "Hallo Welt"), ("un cartel que dice buenos días", "buenos días"),
