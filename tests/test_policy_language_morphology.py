@@ -273,9 +273,11 @@ def test_doubled_letters_of_rarer_words_of_the_prompt_language(everything):
 
 
 def test_dutch_insults_and_italian_augmentatives(everything):
+    assert not everything.scan('een regenboogvlag met de tekst "Homo en trots"').findings
     for prompt, word, code in (
         ('een mok "debiel"', "debiel", "nl"), ('een tegeltje met "stomme sukkel"', "sukkel", "nl"),
-        ('un cartello "coglionazzo"', "coglionazzo", "it"),
+        ('un cartello "coglionazzo"', "coglionazzo", "it"), ('een bord "teringleier"', "teringleier", "nl"),
+        ('een bord "KUTMOF"', "KUTMOF", "nl"), ('een bord "vuile homo"', "vuile homo", "nl"),
     ):
         assert _found(everything, prompt) == [(word, code)], prompt
 

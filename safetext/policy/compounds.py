@@ -22,7 +22,7 @@ from safetext.policy.normalize import Token
 #: "typhoid") join only a list word or a glued-insult tail (``kankerlijer``, not ``kankeronderzoek``).
 COMPOUND_HEADS: dict[str, frozenset[str]] = {
     "de": frozenset("scheiss scheis drecks huren fotzen wichs fick kack nutten schlampen".split()),
-    "nl": frozenset("kut klote kloot hoeren hoere kkr".split()),
+    "nl": frozenset("kut klote kloot hoeren hoere kkr kenker".split()),
 }
 COMPOUND_WEAK_HEADS: dict[str, frozenset[str]] = {
     "de": frozenset("sau arsch mist".split()),
@@ -30,7 +30,7 @@ COMPOUND_WEAK_HEADS: dict[str, frozenset[str]] = {
 }
 COMPOUND_TAILS: dict[str, frozenset[str]] = {
     "de": frozenset("loch sau kerl sack stuck gesicht schwein fresse bock kopf lappen".split()),
-    "nl": frozenset("lijer lijers zooi wijf wijven kop zak hoer hond jood joden mongool homo homos turk turken".split()),
+    "nl": frozenset("lijer lijers leier leiers leijer zooi wijf wijven kop zak hoer hond jood joden mongool homo homos turk turken mof moffen".split()),
 }
 #: Elements that end German and Dutch place names and surnames (``Fickmühlen``, ``Wichsenstein``,
 #: ``Klootwijk``, ``Kuttenhoeve``): a capitalized glued token ending in one is a name, not a glued insult.
