@@ -142,6 +142,14 @@ def test_scene_sense_words_only_when_rendered(everything):
         assert not everything.scan(clean).findings, clean
 
 
+def test_everyday_senses_of_list_words_in_a_scene(everything):
+    # French "pédale" (pedal), "suce" (sucks a thumb), Italian "pipì": findings only as text to render
+    for clean in ("un vélo rouge avec une pédale cassée", "un bébé suce son pouce",
+                  "un bambino che fa la pipì dietro un albero", 'une pancarte "Pédales de vélo à -20%"'):
+        assert not everything.scan(clean).findings, clean
+    assert _found(everything, 'une pancarte "sale pédale"') == [("pédale", "fr")]
+
+
 def test_rendered_text_in_other_languages():
     for text, span in (
         ("ein Schild mit der Aufschrift Hallo Welt", "Hallo Welt"), ("un cartel que dice buenos días", "buenos días"),
@@ -189,3 +197,97 @@ def test_everyday_terms_of_each_language_stay_clean(everything):
         "de tering naar de nering zetten", "vogels pikken brood op het plein",  # nl: idiom, to peck
     ):
         assert not everything.scan(clean).findings, clean
+
+
+def test_elided_articles_are_no_split_words(everything):
+    # French "de l'" is no Dutch "del" read across a space; Italian "su l'" neither
+    for clean in ("une affiche de l'exposition universelle", "le musée de l’Homme à Paris", "Salon de l'agriculture"):
+        assert not everything.scan(clean).findings, clean
+    # a list word split by a space is still one
+    assert _found(everything, 'un cartel que dice "pu ta"') == [("pu ta", "es")]
+
+
+def test_rarer_words_of_the_prompt_language_escape_english_only_rules(everything):
+    # "incassable" (unbreakable) is no English "ass" compound; "râpé" (grated) no English list word
+    assert not everything.scan('une tasse incassable avec le texte "Maman"').findings
+    assert not everything.scan('une pancarte "fromage râpé"').findings
+    # an anatomy word of the prompt's scene list keeps the English finding when it is text to render
+    assert _found(everything, 'une pancarte "pénis"') == [("pénis", "en")]
+    # an English compound in an English prompt is unchanged
+    assert everything.scan("a sign that says asshat").flagged
+
+
+def test_glued_words_that_wordfreq_knows_are_words(everything):
+    for clean in (
+        'een bord met de tekst "vertering"', 'un cartello con la scritta "pianifica"',  # -tering, -ifica: suffixes
+        'une pancarte avec le texte "technique"', 'un cartel que dice "computa"',
+        'une pancarte avec le texte "cornichons"', 'un cartello con la scritta "assistette"',
+        'een bord met de tekst "belemmerde"',  # a Dutch word, no French "merde" glued in
+    ):
+        assert not everything.scan(clean).findings, clean
+    # made-up glued insults stay findings, also with a glued-insult part wordfreq knows
+    for prompt, word, code in (
+        ('een bord "neukpartij"', "neukpartij", "nl"), ('een bord "kankerhomo"', "kankerhomo", "nl"),
+        ('ein Schild "Drecksau"', "Drecksau", "de"), ('een bord "vuile kkrjood"', "kkrjood", "nl"),
+    ):
+        assert _found(everything, prompt) == [(word, code)], prompt
+
+
+def test_affix_like_list_words():
+    from safetext.policy.compounds import AFFIX_WORDS, affix_parts
+
+    table = {"technique": 4.0, "clinique": 4.0, "mecanique": 4.0, "nique": 3.5, "niquer": 3.2, "bite": 4.0, "biteau": 0.5}
+    suffixes, prefixes = affix_parts(("nique", "bite"), table)
+    assert AFFIX_WORDS == 3 and suffixes == {"nique"}  # three longer words end in "nique", none in "bite"
+    assert prefixes == frozenset()  # "niquer" alone starts with "nique"; "biteau" is below the table's Zipf
+
+
+def test_place_names_are_no_glued_words(everything):
+    for clean in ('een bord "Klootwijk Installatietechniek"', 'ein Schild "Mösenberg 3 km"', 'een bord "Kuttenhoeve"'):
+        assert not everything.scan(clean).findings, clean
+    assert _found(everything, 'een bord "kutwijk"') == [("kutwijk", "nl")]  # not written like a name
+
+
+def test_accents_written_beat_another_languages_allow_list(everything):
+    # Spanish allow-lists "negro" (black); the French slur written with its accent is not that word
+    assert _found(everything, 'un panneau "sale négro"') == [("négro", "fr")]
+    assert not everything.scan('un cartel que dice "café negro"').findings
+    # German allow-lists "Mose" (Moses); "Möse" written with its umlaut is still the listed word
+    assert not everything.scan("ein Kirchenfenster mit Mose und den Zehn Geboten").findings
+    assert _found(everything, 'ein Schild "Möse"') == [("Möse", "de")]
+
+
+def test_doubled_letters_of_rarer_words_of_the_prompt_language(everything):
+    for clean in ('un cartello con la scritta "boccetta"', 'un cartello con la scritta "connota"'):
+        assert not everything.scan(clean).findings, clean
+    assert _found(everything, 'un cartello "puttaaaa"') == [("puttaaaa", "es")]
+    # a doubled letter of a word of the list's own language is spelling: Italian "toppa" (patch), "ficca"
+    for clean in ('un cartello con la scritta "toppa"', 'un cartello con la scritta "ficca"'):
+        assert not everything.scan(clean).findings, clean
+    # ... but a doubled final consonant before a plural ending is the list word inflected ("drol" -> "drollen")
+    assert _found(everything, 'een bord met de tekst "drollen"') == [("drollen", "nl")]
+    assert _found(everything, 'un cartello "stronzzo"') == [("stronzzo", "it")]
+    # an English list word read through a doubled letter of a Dutch word ("slaags" is no "slag")
+    assert not everything.scan('een bord met de tekst "slaags"').findings
+    assert _found(everything, 'een bord met de tekst "fuuuuck"') == [("fuuuuck", "en")]
+
+
+def test_dutch_insults_and_italian_augmentatives(everything):
+    assert not everything.scan('een regenboogvlag met de tekst "Homo en trots"').findings
+    for prompt, word, code in (
+        ('een mok "debiel"', "debiel", "nl"), ('een tegeltje met "stomme sukkel"', "sukkel", "nl"),
+        ('un cartello "coglionazzo"', "coglionazzo", "it"), ('een bord "teringleier"', "teringleier", "nl"),
+        ('een bord "KUTMOF"', "KUTMOF", "nl"), ('een bord "vuile homo"', "vuile homo", "nl"),
+    ):
+        assert _found(everything, prompt) == [(word, code)], prompt
+
+
+def test_inflections_of_accented_spellings_and_french_chat_k(everything):
+    # "bâtards" is the plural of the listed "bâtard", accents and all, not another word written with accents
+    assert _found(everything, 'une pancarte "bâtards"') == [("bâtards", "fr")]
+    assert _found(everything, 'un tag "enkulé"') == [("enkulé", "fr")]
+    assert _found(everything, 'un cartello "mortacci tua"') == [("mortacci tua", "it")]
+    assert not everything.scan("un kiosque à Kaboul, une robe sale et noire").findings
+    # German umlauts make other words with endings: "schwänzen" (to skip school) is no inflected "Schwänze"
+    assert not everything.scan('ein Schild mit der Aufschrift "schwänzen"').findings
+    assert _found(everything, 'ein Schild "Schwänze"') == [("Schwänze", "de")]

@@ -108,6 +108,13 @@ def test_english_sound_alikes_do_not_judge_a_prompt_in_another_language(everythi
     assert everything.scan("a sign that says kunt").flagged
 
 
+def test_italian_chat_spelling_with_k(everything):
+    for prompt, found in (('un cartello con la scritta "kazzo"', "kazzo"), ('un muro con la scritta "MINKIA"', "MINKIA")):
+        assert [(f.text, f.language) for f in everything.scan(prompt).findings] == [(found, "it")], prompt
+    # Italian words written with ch/k anyway stay clean
+    assert not everything.scan('una foto di un kiwi, dei cachi e la chiesa di San Marco con la scritta "Chianti"').flagged
+
+
 def test_spanish_and_portuguese_chat_spelling_with_k(everything):
     for prompt, found in (
         ('una camiseta que dice "kabrón"', "kabrón"),
@@ -119,5 +126,6 @@ def test_spanish_and_portuguese_chat_spelling_with_k(everything):
     assert not everything.scan("un koala y un kayak en el kiosco de Kuala Lumpur").flagged
     from safetext.policy.morphology import k_spelled
 
-    assert k_spelled("cabron", "es") == ["kabron"] and k_spelled("cazzo", "it") == []
+    assert k_spelled("cabron", "es") == ["kabron"] and k_spelled("ficken", "de") == []
+    assert k_spelled("cazzo", "it") == ["kazzo"] and k_spelled("minchia", "it") == ["minkia"]
     assert k_spelled("maricon", "es") == ["marikon"]  # applied to the folded word: "maricón" -> "marikon"

@@ -8,6 +8,7 @@ A ``Policy`` holds only read-only data after construction, so one instance serve
 from __future__ import annotations
 
 import logging
+import re
 from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
@@ -25,7 +26,8 @@ from safetext.policy.backends import (
 )
 from safetext.policy.confusables import REPEATS, SEPARATORS, step_names
 from safetext.policy.languages import (
-    ENGLISH_ONLY_RULES, MIN_ZIPF, guess_language, hyphen_joined, known_word, language_words, language_zipf, load_pack, written_known,
+    ENGLISH_ONLY_RULES, KNOWN_ZIPF, MIN_ZIPF, LanguagePack, guess_language, hyphen_joined, known_word, language_words, language_zipf, load_pack,
+    written_known, written_zipf,
 )
 from safetext.policy.lexicon import Lexicon, Match, TermSource, build_lexicon, normalized_forms, read_word_list
 from safetext.policy.normalize import normalize_chars, tokenize
@@ -77,6 +79,24 @@ def _located(loc: tuple[str | int, ...], func: Any, *args: Any) -> Any:
         raise
     except PolicyError as exc:
         raise LocatedPolicyError(loc, str(exc)) from exc
+
+
+_STRETCHED = re.compile(r"(.)\1\1")
+#: Endings after a doubled final consonant: Dutch and German plurals and inflections (``drol`` ->
+#: ``drollen``, ``smeerlap`` -> ``smeerlappen``), which are the list word, not another word.
+_DOUBLING_ENDINGS = ("en", "e", "er", "es", "s", "ers", "tje", "etje")
+
+
+def _doubled_spelling(written: str, folded: str, form: str, code: str) -> bool:
+    """A repeats reading that is only a doubled letter of a word ``wordfreq`` knows in ``code``
+    (:data:`KNOWN_ZIPF`), and not the list word ``form`` with a consonant doubled before an ending."""
+    if _STRETCHED.search(folded) or written_zipf(written, code) < KNOWN_ZIPF:
+        return False
+    for i in range(len(folded) - 1):
+        if folded[i] == folded[i + 1] and folded[:i] + folded[i + 1 :] == form:
+            inflection = folded[i] not in "aeiouy" and any(form.endswith(end) for end in _DOUBLING_ENDINGS)
+            return not (inflection and folded[i + 2 :] in _DOUBLING_ENDINGS)
+    return True
 
 
 class Policy:
@@ -362,14 +382,18 @@ class Policy:
                     continue
                 if f.backend == "wordlist" and "fuzzy" in f.normalizations:
                     continue  # English sound-alikes do not judge a prompt in another language ("Couillet" is not "clit")
+                if "confusables" in f.normalizations and self._accented_local_word(f, language):
+                    continue  # accents tell the words apart: French "râpé" (grated) is no English list word
                 if f.normalized in self._packs[language].scene_sense and not f.rendered:
                     continue  # the prompt language's scene sense: "schéma médical du pénis" (anatomy, not text to write)
                 words = [t.text for t in tokens if f.start < norm.span(t.start, t.end)[1] and norm.span(t.start, t.end)[0] < f.end]
                 if f.backend != "wordlist" or ENGLISH_ONLY_RULES.intersection(f.normalizations):
                     if len(words) == 1 and any(words[0] in table for table in foreign):
                         continue
+                    if len(words) == 1 and self._rarer_local_word(f.text, language):
+                        continue  # a rarer word of the prompt's language: French "incassable" is no "ass" compound
                 elif len(words) == 1 and (
-                    "repeats" in f.normalizations and words[0] in local_words
+                    "repeats" in f.normalizations and (words[0] in local_words or self._rarer_local_word(f.text, language))
                     or local_table.get(words[0], 0.0) > max(MIN_ZIPF, english_table.get(words[0], 0.0))
                 ):
                     continue  # an ordinary word of the prompt's language more than of English: "assez", "douches", "kikker"
@@ -412,10 +436,18 @@ class Policy:
             if pack.compounds is not None:  # glued words: "Drecksfotze", "kutwijf", "comemierda"
                 glued = pack.compounds.candidates(tokens) if glued is None else glued
                 if glued:
-                    matches += [(m, ("glued",)) for m in pack.compounds.find(glued, [(m.start, m.end) for m, _ in matches])]
+                    for hit in pack.compounds.find(glued, [(m.start, m.end) for m, _ in matches]):
+                        start, end = norm.span(hit.match.start, hit.match.end)
+                        if self._known_elsewhere(document.text[start:end], code, language, hit.limit):
+                            continue
+                        if pack.compounds.place_name(hit.match.term.form, document.text[start:end]):
+                            continue  # a place or family name: "Klootwijk", "Mösenberg"
+                        matches.append((hit.match, ("glued",)))
             for match, how in matches:
                 start, end = norm.span(match.start, match.end)
-                if any(a <= start and end <= b for a, b in own_allowed) or any(s < end and start < e for s, e in taken):
+                if any(s < end and start < e for s, e in taken):
+                    continue
+                if any(a <= start and end <= b for a, b in own_allowed) and not self._listed_as_written(document.text[start:end], pack):
                     continue
                 if code != language and not match.mask and (
                     match.term.form in english if language == "en" else local_zipf.get(match.term.form, 0.0) >= MIN_ZIPF
@@ -428,10 +460,16 @@ class Policy:
                 rendered = not check_rendered or overlaps(start, end, rendered_spans)
                 if not rendered and match.term.base in pack.scene_sense:
                     continue  # "une chatte noire sur le canapé": the animal, not text to write
-                if match.mask and written_known(document.text[start:end], pack.spellings, config.languages):
+                if match.mask and written_known(document.text[start:end], pack.spellings, config.languages, code):
                     continue  # accents tell the words apart: Portuguese "caça" (hunt) is not "caca", Italian "Mosè" not "Möse"
                 if match.mask & REPEATS and known_word(document.text[start:end], tables, config.normalization):
                     continue  # a doubled letter of a real word is spelling, not stretching: "piccione", "huur"
+                if match.mask & REPEATS and code != language != "en" and written_zipf(document.text[start:end], language) >= KNOWN_ZIPF:
+                    continue  # ... also a rarer word of the prompt's language: Italian "connota", "boccetta"
+                if match.mask & REPEATS and code == language and _doubled_spelling(
+                    document.text[start:end], norm.text[match.start : match.end], match.term.form, code
+                ):
+                    continue  # ... or of the list's own language: Italian "toppa", "ficca" (not "drollen", plural of "drol")
                 joined = hyphen_joined(document.text, start, end, config.normalization) if not match.mask else None
                 if joined and local_zipf.get(joined, 0.0) >= MIN_ZIPF and (pack.compounds is None or joined not in pack.compounds.toxic):
                     continue  # half of a hyphenated ordinary word: "con-fort"
@@ -455,6 +493,48 @@ class Policy:
             return findings
         findings = [f for f in findings if not (yields(f) and any(a.start < f.end and f.start < a.end for a in added))]
         return sorted(findings + added, key=lambda f: (f.start, f.end))
+
+    @staticmethod
+    def _listed_as_written(text: str, pack: LanguagePack) -> bool:
+        """``text`` carries accents and is, as written, an entry of ``pack``: French "négro" is not the
+        Spanish allow-listed "negro" (black) that it folds to."""
+        word = text.lower()
+        return not word.isascii() and word in pack.spellings
+
+    def _accented_local_word(self, f: Finding, language: str) -> bool:
+        """``f`` (an English finding in a prompt of ``language``) is a word written with accents that the
+        prompt's language knows (``wordfreq``, :data:`KNOWN_ZIPF`) and whose folded form is neither a scene
+        word nor a listed spelling of that language's pack ("pénis" stays the anatomy word it folds to)."""
+        word = f.text.lower()
+        if word.isascii() or not word.isalpha():
+            return False
+        pack = self._packs[language]
+        if word in pack.spellings or f.normalized in pack.scene_sense:
+            return False
+        return written_zipf(word, language) >= KNOWN_ZIPF
+
+    @staticmethod
+    def _rarer_local_word(text: str, language: str) -> bool:
+        """A word of the prompt's language rarer than its table (``wordfreq`` full list, :data:`KNOWN_ZIPF`),
+        at least as frequent there as in English."""
+        local = written_zipf(text, language)
+        return local >= KNOWN_ZIPF and local >= written_zipf(text, "en")
+
+    @staticmethod
+    def _known_elsewhere(text: str, code: str, language: str, limit: float | None) -> bool:
+        """Whether a glued word of pack ``code`` is a word of its own that ``wordfreq`` knows as written.
+
+        ``limit`` (:attr:`~safetext.policy.compounds.Glued.limit`): the Zipf in the pack's language from
+        which the token is a word ("vertering", "pianifica", "computa"); a glued word of another language
+        than the prompt's stands only where the prompt's language does not know the token better
+        ("belemmerde" in a Dutch prompt is no French "merde").
+        """
+        if limit is not None and written_zipf(text, code) >= limit:
+            return True
+        if code != language and language != "en":
+            local = written_zipf(text, language)
+            return local >= KNOWN_ZIPF and local >= written_zipf(text, code)
+        return False
 
     # ------------------------------------------------------------------ requests with several prompts
     @staticmethod

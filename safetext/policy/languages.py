@@ -318,18 +318,21 @@ def load_pack(
             if folded in reviewed or own.get(folded, 0.0) < MIN_ZIPF:
                 # an LDNOOBW entry that is a frequent word is a part only when reviewed: Dutch "poep" in "poepsimpel"
                 toxic[folded] = Term(folded, folded, (folded,), (), source.category, term_rule)
-    from safetext.policy.compounds import COMPOUND_HEADS, COMPOUND_TAILS, COMPOUND_WEAK_HEADS, CompoundFinder
+    from safetext.policy.compounds import (
+        COMPOUND_HEADS, COMPOUND_TAILS, COMPOUND_WEAK_HEADS, PLACE_TAILS, CompoundFinder, affix_parts,
+    )
 
+    suffixes, prefixes = affix_parts(tuple(toxic), own)
     compounds = CompoundFinder(
         toxic, COMPOUND_HEADS.get(code, frozenset()), COMPOUND_WEAK_HEADS.get(code, frozenset()),
-        COMPOUND_TAILS.get(code, frozenset()), own, established_words(config),
+        COMPOUND_TAILS.get(code, frozenset()), own, established_words(config), suffixes, prefixes, PLACE_TAILS.get(code, ()),
     )
     scene_words = [_fold(w, config) for w in read_word_list(pack_path(shipped, f"scene_{code}.txt"))]
     scene = frozenset(scene_words + [form for word in scene_words for form, _ in inflected(word, code)])  # "perrita" too
     from safetext.policy.variants import VariantMatcher  # imported here: variants imports this module's neighbours
 
     return LanguagePack(
-        code, lexicon, allow, replacer, VariantMatcher(lexicon, config, fuzzy=False, compounds=False), compounds, scene,
+        code, lexicon, allow, replacer, VariantMatcher(lexicon, config, fuzzy=False, compounds=False, elisions=True), compounds, scene,
         frozenset(e.lower() for entries in by_category.values() for e in entries),
     )
 
@@ -352,22 +355,52 @@ def hyphen_joined(text: str, start: int, end: int, config: NormalizationConfig) 
     return _fold(joined, config)
 
 
+#: ``wordfreq`` Zipf (full list) from which a word as written is a known word of a language for the
+#: rarer-word checks of :func:`written_zipf`: about once in 30 million words, above the noise of names and typos.
+KNOWN_ZIPF = 1.5
+
+
+def written_zipf(text: str, code: str) -> float:
+    """``wordfreq`` Zipf of ``text`` as written (lowercase, accents kept) in the full list of language ``code``.
+
+    The tables of :func:`language_zipf` hold the words of Zipf >= 3; rarer words (``vertering``,
+    ``incassable``, ``pianifica``) are looked up here, only for a token that a rule has already found
+    (the full list of a language loads once, on its first look-up, in about a fifth of a second).
+    """
+    import wordfreq
+
+    word = text.lower()
+    if not word.isalpha():
+        return 0.0
+    return wordfreq.zipf_frequency(word, code)
+
+
 def known_word(text: str, tables: Sequence[dict[str, float]], config: NormalizationConfig) -> bool:
     """Whether ``text`` (as written) is an ordinary word (Zipf >= :data:`MIN_ZIPF`) in one of ``tables``."""
     word = _fold(text, config)
     return any(table.get(word, 0.0) >= MIN_ZIPF for table in tables)
 
 
-def written_known(text: str, spellings: frozenset[str], languages: Sequence[str]) -> bool:
+#: Languages whose accents stay on a word's inflections, so that a listed spelling with an ending added
+#: is that word inflected (French ``bâtard`` -> ``bâtards``). German is left out: its umlauts make other
+#: words with endings (``Schwänze`` "tails", ``schwänzen`` "to skip school").
+ACCENTS_KEPT_IN_INFLECTIONS = frozenset({"fr", "es", "pt", "it"})
+
+
+def written_known(text: str, spellings: frozenset[str], languages: Sequence[str], code: str = "") -> bool:
     """Whether ``text``, written with letters beyond ASCII, is an ordinary word of one of ``languages`` as written.
 
     Accent folding makes ``caça`` meet the list word ``caca``; when the word as written (not one of the
-    pack's listed ``spellings``) is itself a frequent word (``wordfreq`` Zipf >= :data:`MIN_ZIPF`), the
-    accents decide and it is not a finding.
+    pack's listed ``spellings``, nor, in a language of :data:`ACCENTS_KEPT_IN_INFLECTIONS` (the pack's
+    ``code``), one of them with an ending added: ``bâtards``, ``enculées``) is itself a frequent word (``wordfreq`` Zipf >= :data:`MIN_ZIPF`), the accents decide and it is not a finding.
     """
     word = text.lower()
     if word.isascii() or not word.isalpha() or word in spellings:
         return False
+    if code in ACCENTS_KEPT_IN_INFLECTIONS and any(
+        word.startswith(s) and len(word) - len(s) <= 3 for s in spellings if len(s) >= 4 and not s.isascii()
+    ):
+        return False  # an inflection of a listed spelling, accents and all
     import wordfreq
 
     return any(wordfreq.zipf_frequency(word, code) >= MIN_ZIPF for code in languages)

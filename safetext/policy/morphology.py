@@ -37,7 +37,8 @@ DERIVED: dict[str, tuple[tuple[str, str], ...]] = {
     "pt": tuple(("o", a) for a in _ES_PT_O + _PT_SMALL) + tuple(("a", a) for a in _ES_PT_A + _PT_SMALL)
     + (("ao", "ona"), ("ao", "onas"), ("ao", "aozinho")),
     "it": (("o", "a"), ("o", "e"), ("a", "o"), ("o", "ino"), ("o", "ina"), ("a", "ina"), ("o", "one"), ("a", "one"), ("o", "ona"),
-           ("a", "ona"), ("o", "oni"), ("a", "oni"), ("o", "etto"), ("a", "etta"), ("o", "accio"), ("a", "accia"), ("one", "oni"), ("one", "ona"), ("one", "one")),
+           ("a", "ona"), ("o", "oni"), ("a", "oni"), ("o", "etto"), ("a", "etta"), ("o", "accio"), ("a", "accia"), ("one", "oni"), ("one", "ona"), ("one", "one"),
+           ("o", "azzo"), ("a", "azza"), ("e", "azzo"), ("e", "azza"), ("e", "accio")),
     "nl": (("", "je"), ("", "jes"), ("", "tje"), ("", "tjes"), ("en", ""), ("en", "t"), ("en", "te"), ("en", "ten")),
 }
 #: Participle prefixes of verbs (``ficken`` -> ``gefickt``, ``verfickt``; ``neuken`` -> ``geneukt``).
@@ -68,14 +69,20 @@ def inflected(word: str, code: str) -> list[tuple[str, bool]]:
     return forms
 
 
-#: Languages where chat spelling writes the hard ``c`` and ``qu`` as ``k`` (``kabrón``, ``kulero``, ``koño``, ``ke``).
-K_SPELLING = frozenset({"es", "pt"})
-_HARD_C = re.compile(r"c(?=[aouñlr])|qu(?=[ei])")
+#: Languages where chat spelling writes the hard ``c`` (and Spanish/Portuguese/French ``qu``, Italian ``ch``)
+#: as ``k``: ``kabrón``, ``kulero``, ``koño``; Italian ``kazzo``, ``minkia``, ``kulo``; French ``enkulé``.
+_HARD_C = {
+    "es": re.compile(r"c(?=[aouñlr])|qu(?=[ei])"),
+    "pt": re.compile(r"c(?=[aouñlr])|qu(?=[ei])"),
+    "it": re.compile(r"ch(?=[ei])|c(?=[aoulrc])"),
+    "fr": re.compile(r"c(?=[aou])|qu(?=[ei])"),
+}
+K_SPELLING = frozenset(_HARD_C)
 
 
 def k_spelled(word: str, code: str) -> list[str]:
-    """The chat spelling of a listed word with every hard ``c``/``qu`` as ``k`` (Spanish, Portuguese)."""
+    """The chat spelling of a listed word with every hard ``c`` as ``k`` (Spanish, Portuguese, Italian, French)."""
     if code not in K_SPELLING or len(word) < 4:
         return []
-    spelled = _HARD_C.sub("k", word)
+    spelled = _HARD_C[code].sub("k", word)
     return [spelled] if spelled != word else []

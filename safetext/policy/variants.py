@@ -135,6 +135,8 @@ class VariantMatcher:
             inflections) are the targets.
         fuzzy: enable sound-alike matching.
         compounds: enable compound matching.
+        elisions: a word of one or two letters before an apostrophe (French and Italian ``l'``, ``d'``,
+            ``qu'``) is a word of its own, never the second half of a split word (``de l'eau``).
     """
 
     def __init__(
@@ -144,9 +146,11 @@ class VariantMatcher:
         *,
         fuzzy: bool = True,
         compounds: bool = True,
+        elisions: bool = False,
     ) -> None:
         config = normalization or NormalizationConfig()
         self.fuzzy = fuzzy
+        self.elisions = elisions
         self.compounds = compounds
         self._leetspeak = config.leetspeak
         self._repeats = config.repeats
@@ -483,6 +487,8 @@ class VariantMatcher:
             return None
         if " " in gap and self._word_alone(a) and self._word_alone(b):
             return None  # "pen is": two words, not one split
+        if self.elisions and " " in gap and len(b) <= 2 and norm.text[second.end : second.end + 1] in _APOSTROPHES:
+            return None  # an elided article: French "de l'eau" is no "del", Italian "su l'"
         evidence = f"{a!r} + {b!r} = {a + b!r}"
         return VariantHit(term, first.start, second.end, first.mask | second.mask, "split", a + b, evidence)
 
@@ -505,6 +511,9 @@ class VariantMatcher:
         if len(word) <= 2:
             return word in self._short
         return word in self._forms or (self.is_clean_word(word) and zipf(word) >= 3.0)
+
+
+_APOSTROPHES = frozenset("'\u2019\u02bc`")
 
 
 def _readings(raw: str, uniform_only: bool = False) -> Iterator[str]:
