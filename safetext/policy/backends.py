@@ -279,7 +279,9 @@ class WordListBackend(ClassifierBackend):
         return detections
 
 
-_VARIANT_SCORES = {"readings": READING_SCORE, "split": SPLIT_SCORE, "compound": COMPOUND_SCORE, "fuzzy": FUZZY_SCORE}
+_VARIANT_SCORES = {
+    "readings": READING_SCORE, "split": SPLIT_SCORE, "compound": COMPOUND_SCORE, "fuzzy": FUZZY_SCORE, "masked": WILDCARD_SCORE,
+}
 
 
 @lru_cache(maxsize=32)

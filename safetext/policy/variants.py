@@ -34,10 +34,13 @@ from typing import Iterator, Sequence
 
 from rapidfuzz.distance import Levenshtein
 
+from safetext.policy.confusables import WILDCARD
 from safetext.policy.lexicon import Lexicon, Term
 from safetext.policy.normalize import NormalizedText, Token, run_lengths
 from safetext.policy.schema import NormalizationConfig
-from safetext.policy.vocabulary import dictionary_words, english_words, is_english, is_known_name, name_shaped_at, short_words, zipf
+from safetext.policy.vocabulary import (
+    dictionary_words, english_words, frequent_words, is_english, is_known_name, name_shaped_at, short_words, zipf,
+)
 
 #: A sound-alike is never a word ``wordfreq`` has seen this often (Zipf): "Phuket" 3.0, "doormat" 2.7.
 MAX_FUZZY_ZIPF = 2.5
@@ -81,6 +84,18 @@ _MAX_COMPOUND_CHARS = 64
 #: the longest clean piece a compound split tries (longer English words are not split out)
 _MAX_PIECE_CHARS = 32
 _EDGE = "\"'`,.;:?!()[]{}<>“”‘’«»"
+# A word with letters hidden behind mask characters: "p__sy", "f--k", "s..t", "f%ck", "sh?t", "a__hole".
+# Each mask character stands for one letter. A single hyphen or dot joins words ("x-ray", "e.g"), so
+# those two mask only in runs of two or more; "*" and "#" are the lexicon's wildcards already.
+_MASKED = re.compile(r"[a-z]+(?:(?:[_%?]+|[-.]{2,}|[*#]+)[a-z]*)+")
+_MASK_RUN = re.compile(r"[_%?]+|[-.]{2,}|[*#]+")
+_MASK_CHARS = frozenset("_%?-.*#")
+#: a masked word shows at least this many of its letters (``f--k``), and is this long at most
+_MIN_SHOWN = 2
+_MAX_MASKED_CHARS = 16
+_VOWELS = frozenset("aeiou")
+#: a word with its vowels dropped keeps at least this many consonants ("btch", "pssy", "mthrfckr")
+_MIN_DROPPED_CONSONANTS = 4
 _VOWEL = "a"
 _SKELETON_MAP = str.maketrans({"c": "k", "q": "k", "x": "k", "z": "s", "y": "a", "e": "a", "i": "a", "o": "a", "u": "a"})
 _V_BETWEEN_CONSONANTS = re.compile(r"(?<=[^aeiouy])v(?=[^aeiouy])")
@@ -190,6 +205,19 @@ class VariantMatcher:
         # Entries that may be a part of a compound: three letters or more.
         self._parts = frozenset(form for form in forms if len(form) >= 3)
         self._max_part = max((len(p) for p in self._parts), default=0)
+        # Listed entries (and their plurals) by length, for masked words ("p__sy" is five letters).
+        by_length: dict[int, list[Term]] = {}
+        for form, term in forms.items():
+            if len(form) >= 4 and form in (term.base, term.base + "s", term.base + "es"):
+                by_length.setdefault(len(form), []).append(term)
+        self._by_length = {n: tuple(sorted(group, key=lambda t: (t.form != t.base, t.form))) for n, group in by_length.items()}
+        # Listed entries (and plurals) with vowels dropped ("btch", "pssy", "fckr", "mthrfcker").
+        dropped: dict[str, Term] = {}
+        for n in sorted(self._by_length):
+            for term in self._by_length[n]:
+                for reading in _vowels_dropped(term.form):
+                    dropped.setdefault(reading, term)
+        self._dropped = dropped
 
     # ------------------------------------------------------------------ single words
     def lookup(self, word: str) -> Term | None:
@@ -224,6 +252,10 @@ class VariantMatcher:
         frequency = zipf(word)
         if frequency >= MAX_FUZZY_ZIPF:
             return None
+        if frequency < MAX_EDIT_ZIPF:
+            dropped = self._dropped_vowels(word, name_shaped)
+            if dropped is not None:
+                return dropped
         if name_shaped:
             return self._masked_reading(word)
         key = skeleton(word, self._repeats)
@@ -255,6 +287,36 @@ class VariantMatcher:
         if best is None:
             return None
         return best[1], f"skeleton {key} ~ {best[2]} (1 edit)"
+
+    def _dropped_vowels(self, word: str, name_shaped: bool) -> tuple[Term, str] | None:
+        """An entry written without (some of) its vowels: ``btch``, ``pssy``, ``fckr``, ``mthrfcker``.
+
+        A word with no vowel left is no name (``Btch``); one that keeps vowels must have dropped two.
+        """
+        term = self._dropped.get(word)
+        if term is None:
+            return None
+        vowels = sum(c in _VOWELS for c in word)
+        if vowels and (name_shaped or sum(c in _VOWELS for c in term.form) - vowels < 2):
+            return None
+        common = _consonant_words().get(word)
+        if not vowels and common is not None and common[0] not in self._forms and common[1] > zipf(term.base):
+            return None  # the short form of a commoner English word: "grps" is "groups", not "gropes"
+        return term, f"{term.form!r} with vowels dropped"
+
+    def masked(self, chunk: str) -> tuple[Term, str] | None:
+        """The entry a word with masked letters spells, each mask character one letter (``p__sy``, ``f--k``)."""
+        if len(chunk) > _MAX_MASKED_CHARS:
+            return None
+        pattern = _MASK_RUN.sub(lambda m: "?" * len(m.group()), chunk)
+        shown = sum(c != "?" for c in pattern)
+        if shown < _MIN_SHOWN or shown == len(pattern):
+            return None
+        for term in self._by_length.get(len(pattern), ()):
+            form = term.form
+            if all(p == f or p == "?" for p, f in zip(pattern, form)):
+                return term, f"{chunk!r} masks letters of {form!r}"
+        return None
 
     def _masked_reading(self, word: str) -> tuple[Term, str] | None:
         """``x`` as a masked letter (``shxt``, ``fxck``) or ``l`` as an ``i`` (``shlt``)."""
@@ -399,6 +461,19 @@ class VariantMatcher:
             hit = self._match_chunk(norm, raw, start, end)
             if hit is not None:
                 add(hit)
+        for chunk in _RUN.finditer(text) if self._separators else ():
+            if _MASK_CHARS.isdisjoint(chunk.group()):
+                continue
+            for masked in _MASKED.finditer(text, chunk.start(), chunk.end()):
+                start, end = masked.start(), masked.end()
+                if (start > chunk.start() and text[start - 1].isalnum()) or (end < chunk.end() and text[end].isalnum()):
+                    continue  # part of a longer word with digits: not a masked word
+                if not free(start, end):
+                    continue
+                found = self.masked(masked.group())
+                if found is not None:
+                    word = masked.group()
+                    add(VariantHit(found[0], start, end, norm.mask(start, end) | WILDCARD, "masked", word, found[1]))
         gaps = self._split_gaps
         for first, second, third in zip(tokens, tokens[1:], tokens[2:]) if self._separators else ():
             # a word cut in three by punctuation, no spaces ("hu.ren.sohn", "mo-ther-fucker")
@@ -505,6 +580,29 @@ class VariantMatcher:
         if len(word) <= 2:
             return word in self._short
         return word in self._forms or (self.is_clean_word(word) and zipf(word) >= 3.0)
+
+
+@lru_cache(maxsize=1)
+def _consonant_words() -> dict[str, tuple[str, float]]:
+    """``{consonants: (word, Zipf)}``: the commonest English word (Zipf 3 or more) with those consonants
+    alone (``grps`` -> ``groups``)."""
+    found: dict[str, tuple[str, float]] = {}
+    for word, frequency in frequent_words(3.0).items():
+        key = "".join(c for c in word if c not in _VOWELS)
+        if len(key) >= _MIN_DROPPED_CONSONANTS and frequency > found.get(key, ("", 0.0))[1]:
+            found[key] = (word, frequency)
+    return found
+
+
+def _vowels_dropped(form: str) -> Iterator[str]:
+    """``form`` with two or more of its vowels (never the first letter) dropped, or with all of them,
+    when at least :data:`_MIN_DROPPED_CONSONANTS` consonants remain (``bitch`` -> ``btch``)."""
+    positions = [i for i, c in enumerate(form) if c in _VOWELS and i > 0]
+    if len(form) - len(positions) < _MIN_DROPPED_CONSONANTS or not positions or len(positions) > 6:
+        return
+    for count in range(1, len(positions) + 1):
+        for drop in itertools.combinations(positions, count):
+            yield "".join(c for i, c in enumerate(form) if i not in drop)
 
 
 def _readings(raw: str, uniform_only: bool = False) -> Iterator[str]:
