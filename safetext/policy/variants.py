@@ -52,6 +52,15 @@ MIN_PIECE_ZIPF = 3.5
 #: two-letter pieces never count ("as" + "slicker" must not make "asslicker" clean). Never the first piece.
 GLUE_WORDS = frozenset({"my", "me", "ur", "of", "on", "in", "up", "to", "it", "is", "at", "no", "so", "ya", "yo", "we"})
 
+#: Words that complete an insult after the word before them ("Phuk Off", "Fook You", "kok sucker",
+#: "Dikk Head"): a sound-alike just before one is matched even when written like a name, and up to a
+#: frequency at which a bare sound-alike is taken for somebody's word (``MAX_COMPLETED_ZIPF``).
+COMPLETING_WORDS = frozenset({
+    "off", "you", "u", "ya", "yourself", "urself", "sucker", "suckers", "head", "heads", "face", "hole",
+    "wad", "bag", "licker", "lickers",
+})
+MAX_COMPLETED_ZIPF = 3.5
+
 #: Scores of the matches found here (exact list hits score 1.0 / 0.9 / 0.8 in the word-list backend).
 READING_SCORE = 0.9
 SPLIT_SCORE = 0.9
@@ -236,7 +245,7 @@ class VariantMatcher:
         """True for an English word that is not itself an entry."""
         return word in self._english and word not in self._forms
 
-    def sound_alike(self, word: str, name_shaped: bool = False) -> tuple[Term, str] | None:
+    def sound_alike(self, word: str, name_shaped: bool = False, completed: bool = False) -> tuple[Term, str] | None:
         """The entry ``word`` sounds like, with the evidence, or None (English words never match).
 
         Args:
@@ -246,10 +255,20 @@ class VariantMatcher:
                 ``Bitche``: 2,118 of 34,384 place names before this rule), so such a word matches only an
                 entry with ``x`` masking a letter or ``l`` standing for ``i``; capitalized respellings
                 are matched through the lists (``Phuk``, ``Biatch``).
+            completed: the next word completes an insult (:data:`COMPLETING_WORDS`: ``Sloot Face``,
+                ``kok sucker``): a sound-alike with the entry's very skeleton is then matched even when
+                name-shaped, up to Zipf :data:`MAX_COMPLETED_ZIPF`.
         """
         if not self.fuzzy or len(word) < 3 or not word.isalpha() or is_english(word):
             return None
         frequency = zipf(word)
+        if completed and frequency < MAX_COMPLETED_ZIPF:
+            key = skeleton(word, self._repeats)
+            found = self._skeletons.get(key) if len(key) >= 3 else None
+            if found:
+                term = min(found, key=lambda t: Levenshtein.distance(word, t.form))
+                if not name_shaped or len(term.base) >= 4:  # "Kas Head" is a headland, not "kys"
+                    return term, f"skeleton {key} = {skeleton(term.form)} before a word that completes an insult"
         if frequency >= MAX_FUZZY_ZIPF:
             return None
         if frequency < MAX_EDIT_ZIPF:
@@ -496,7 +515,7 @@ class VariantMatcher:
             if hit is not None and free(hit.start, hit.end):
                 add(hit)
         english = self._english
-        for token in tokens if (self.fuzzy or self.compounds) else ():
+        for index, token in enumerate(tokens) if (self.fuzzy or self.compounds) else ():
             word = token.text
             if word in english or len(word) < 3 or token.wildcard or not word.isalpha():
                 continue  # an obfuscated English word ("blackc0ck") was read as a chunk above
@@ -512,7 +531,11 @@ class VariantMatcher:
             if found is None:
                 start, end = norm.span(token.start, token.end)
                 if _LEET_DIGIT.search(norm.original, start, end) is None:  # "h1n1": one guess (the digit) is enough
-                    found = self.sound_alike(word, name_shaped=name_shaped)
+                    following = tokens[index + 1] if index + 1 < len(tokens) else None
+                    completed = (
+                        following is not None and following.text in COMPLETING_WORDS and following.start - token.end <= 2
+                    )
+                    found = self.sound_alike(word, name_shaped=name_shaped, completed=completed)
                 how = "fuzzy"
             if found is not None:
                 add(VariantHit(found[0], token.start, token.end, token.mask, how, word, found[1]))
