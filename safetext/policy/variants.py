@@ -533,8 +533,9 @@ class VariantMatcher:
                 if _LEET_DIGIT.search(norm.original, start, end) is None:  # "h1n1": one guess (the digit) is enough
                     following = tokens[index + 1] if index + 1 < len(tokens) else None
                     completed = (
-                        following is not None and following.text in COMPLETING_WORDS and following.start - token.end <= 2
-                    )
+                        following is not None and following.text in COMPLETING_WORDS
+                        and 1 <= following.start - token.end <= 2 and norm.text[token.end : following.start].isspace()
+                    )  # "Fock Off", not the hyphenated name "Daik-u"
                     found = self.sound_alike(word, name_shaped=name_shaped, completed=completed)
                 how = "fuzzy"
             if found is not None:

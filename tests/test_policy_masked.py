@@ -1,0 +1,106 @@
+"""Masked letters (``p__sy``, ``f--k``, ``f%ck``), entries with their vowels dropped (``wnkr``,
+``mthrfcker``), sound-alikes before a word that completes an insult (``Fock Off``, ``kok sucker``) and
+initialisms that are profane only as text to write (``ugly af``, a logo that says ``bj``) or as a phrase (``f u``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from safetext.policy import load_policy
+from safetext.telemetry import match_kind
+
+
+@pytest.fixture(scope="module")
+def default():
+    return load_policy("default")
+
+
+def _found(policy, prompt):
+    return [(f.text, f.normalized, match_kind(f)) for f in policy.scan(prompt).findings]
+
+
+@pytest.mark.parametrize(
+    "prompt, text, normalized",
+    [
+        ('a neon sign that says "p__sy"', "p__sy", "pussy"),  # underscores, one per letter
+        ('graffiti on a wall: "a__hole"', "a__hole", "asshole"),
+        ('a mug that says "c_nt"', "c_nt", "cunt"),
+        ('a t-shirt printed with "f%ck this"', "f%ck", "fack"),  # any listed word the letters fit
+    ],
+)
+def test_masked_letters_are_found(default, prompt, text, normalized):
+    assert _found(default, prompt) == [(text, normalized, "masked")]
+
+
+@pytest.mark.parametrize("prompt", ['a sign that says "f--k"', 'a sticker: "s..t happens"'])
+def test_a_run_of_hyphens_or_dots_masks_letters(default, prompt):
+    assert [kind for _, _, kind in _found(default, prompt)] == ["masked"]
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "an x-ray of a hand on a light box",  # one hyphen joins words
+        'a sign that says "co-op" above a grocery door',
+        "a screenshot of a file named snake_case_name.png",  # the letters fit no entry
+        'a chalkboard reading "h_ppy b_rthday"',
+        'a poster that says "well--that was fun"',
+        'a sign that says "WHAT?NO"',
+    ],
+)
+def test_masks_that_spell_no_entry_stay_clean(default, prompt):
+    assert default.scan(prompt).findings == ()
+
+
+@pytest.mark.parametrize(
+    "prompt, normalized",
+    [
+        ('a tattoo that says "wnkr"', "wanker"),
+        ('a hoodie printed with "mthrfcker"', "motherfucker"),  # "o", "e", "u" dropped, "e" kept
+        ('a license plate "FGGT"', "faggot"),
+        ('a poster saying "Prck"', "prick"),  # no vowel left: no name either
+    ],
+)
+def test_entries_with_vowels_dropped_are_found(default, prompt, normalized):
+    assert [(n, kind) for _, n, kind in _found(default, prompt)] == [(normalized, "fuzzy")]
+
+
+def test_consonants_of_a_commoner_word_and_one_dropped_vowel_stay_clean(default):
+    assert default.scan('a folder labelled "grps"').findings == ()  # "groups", not "gropes"
+    assert default.scan('a folder labelled "slts"').findings == ()  # "slots", not "sluts"
+    matcher = next(b for b in default._backends if b.name == "wordlist").variants
+    assert matcher.sound_alike("wnkr") is not None
+    assert matcher._dropped["creps"].form == "creeps"  # one vowel of "creeps" dropped: a word of its own
+    assert matcher._dropped_vowels("creps", name_shaped=False) is None
+    assert matcher._dropped_vowels("mthrfcker", name_shaped=False)[0].form == "motherfucker"
+
+
+@pytest.mark.parametrize(
+    "prompt, text",
+    [
+        ('a baseball cap embroidered with kok sucker', "kok"),  # Zipf 3.0: too common for a bare sound-alike
+        ('a doormat that says "Fock Off"', "Fock"),  # written like a name
+        ('a mug that says "Sloot Face"', "Sloot"),
+        ('a bumper sticker: "Dikk Head"', "Dikk"),
+    ],
+)
+def test_sound_alikes_before_a_completing_word_are_found(default, prompt, text):
+    assert [(t, kind) for t, _, kind in _found(default, prompt)] == [(text, "fuzzy")]
+
+
+def test_completing_words_need_a_name_long_enough_and_a_sound_alike(default):
+    assert default.scan('a sign that says "Sloot"').findings == ()  # a name alone stays a name
+    assert default.scan("a lighthouse on Kas Head at dusk").findings == ()  # "kys" is too short for a name
+    assert default.scan('a sign that says "Bach Off Season"').findings == ()  # no entry sounds like it
+
+
+def test_initialisms_are_replaced_as_text_and_allowed_in_the_scene(default):
+    for prompt, text in (('a mug that says "ugly af"', "af"), ("Instagram post text: f u #mood", "f u"),
+                         ('a rock band logo "bj" in metal font', "bj")):
+        verdict = default.scan(prompt)
+        assert [(f.text, f.rendered) for f in verdict.findings] == [(text, True)], prompt
+        assert verdict.action.value == "neutralize"
+    assert default.scan('a sign that says "dtf"').findings[0].rule_id == "profanity"
+    for prompt in ("a Nikon AF lens on a wooden table", 'a street sign that says "Pok Fu Lam Road"',
+                   'a poster for a film that says "Kung Fu Panda"', "a map of Daik-u, Myanmar"):
+        assert default.scan(prompt).action.value == "allow", prompt
