@@ -24,6 +24,8 @@ _PLURAL_ES_ENDINGS = ("s", "x", "z", "ch", "sh")
 #: A word with one letter doubled that ``wordfreq`` sees this often is a spelling of its own ("bonner"
 #: 3.0), not an entry stretched ("fukk" 1.5, "shitt" 1.4); likewise an inflection of a dictionary word.
 MAX_DOUBLED_ZIPF = 2.5
+#: A "z" plural written like a name is matched unless ``wordfreq`` sees it this often ("Kuntz" 2.1, "Twatz" 0).
+MAX_Z_PLURAL_NAME_ZIPF = 1.5
 _VOWELS = "aeiouy"
 
 
@@ -147,6 +149,17 @@ def _is_plural(term: Term) -> bool:
     return term.form.rsplit(" ", 1)[-1] in _plural_forms(term.base.rsplit(" ", 1)[-1])
 
 
+def _is_z_plural(term: Term) -> bool:
+    """A generated "z" plural (``twatz``, ``hoez``, ``bitchez``): no name is spelled that way."""
+    return " " not in term.form and term.form in (term.base + "z", term.base + "ez")
+
+
+def _doubled_last(term: Term, runs: tuple[int, ...], wanted: tuple[int, ...]) -> bool:
+    """Only the last letter of an entry of four letters or more is doubled (``Slutt``, ``Shitt``, ``Whorr``):
+    a stretched ending, where names double a letter inside (``Bonner``, ``Losser``)."""
+    return len(term.base) >= 4 and runs[:-1] == wanted[:-1] and runs[-1] == wanted[-1] + 1
+
+
 def _name_shaped(norm: NormalizedText, token: Token) -> bool:
     """The word the token comes from looks like a proper name as typed (:func:`~safetext.policy.vocabulary.name_shaped_at`)."""
     start, end = norm.span(token.start, token.end)
@@ -264,8 +277,11 @@ class Lexicon:
                 key, runs = keys[i + k]
                 if token.wildcard or key != term.keys[k]:
                     break
-                if size == 1 and self._names and term.form != term.base and not _is_plural(term) and _name_shaped(norm, token):
-                    break  # a generated inflection never matches a name: "Arsin", "Assin"
+                if (
+                    size == 1 and self._names and term.form != term.base and not _is_plural(term)
+                    and not (_is_z_plural(term) and zipf(token.text) < MAX_Z_PLURAL_NAME_ZIPF) and _name_shaped(norm, token)
+                ):
+                    break  # a generated inflection never matches a name: "Arsin", "Assin"; a rare "z" plural does: "Twatz"
                 if self._repeats:
                     wanted = term.runs[k]
                     if runs != wanted:
@@ -274,9 +290,10 @@ class Lexicon:
                         if token.text in english_words():
                             break  # a doubled letter of a real word is spelling, not stretching: "rapping"
                         if all(have - need <= 1 for have, need in zip(runs, wanted)) and (
-                            zipf(token.text) >= MAX_DOUBLED_ZIPF or (self._names and _name_shaped(norm, token))
+                            zipf(token.text) >= MAX_DOUBLED_ZIPF
+                            or (self._names and not _doubled_last(term, runs, wanted) and _name_shaped(norm, token))
                         ):
-                            break  # ... and of a name: "Bonner", "Losser"; "Fuuuck" is still stretched
+                            break  # ... and of a name: "Bonner", "Losser"; "Fuuuck" and "Slutt" are still stretched
                         mask |= REPEATS
                 mask |= token.mask
             else:

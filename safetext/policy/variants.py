@@ -61,6 +61,11 @@ COMPLETING_WORDS = frozenset({
 })
 MAX_COMPLETED_ZIPF = 3.5
 
+#: A word written like a name is matched as a respelling only when ``wordfreq`` has (almost) never seen it ...
+MAX_RESPELLED_NAME_ZIPF = 1.0
+#: ... and only to an entry seen at least this often ("slut", "bitch", "faggot"; not "boong", "guro").
+MIN_RESPELLED_ENTRY_ZIPF = 3.0
+
 #: Scores of the matches found here (exact list hits score 1.0 / 0.9 / 0.8 in the word-list backend).
 READING_SCORE = 0.9
 SPLIT_SCORE = 0.9
@@ -245,7 +250,9 @@ class VariantMatcher:
         """True for an English word that is not itself an entry."""
         return word in self._english and word not in self._forms
 
-    def sound_alike(self, word: str, name_shaped: bool = False, completed: bool = False) -> tuple[Term, str] | None:
+    def sound_alike(
+        self, word: str, name_shaped: bool = False, completed: bool = False, plain: bool = True
+    ) -> tuple[Term, str] | None:
         """The entry ``word`` sounds like, with the evidence, or None (English words never match).
 
         Args:
@@ -255,6 +262,10 @@ class VariantMatcher:
                 ``Bitche``: 2,118 of 34,384 place names before this rule), so such a word matches only an
                 entry with ``x`` masking a letter or ``l`` standing for ``i``; capitalized respellings
                 are matched through the lists (``Phuk``, ``Biatch``).
+            plain: a name-shaped word is typed in plain ASCII letters, with no accent and no hyphen or
+                apostrophe joining it to another (``Beotch``, not ``Jucás`` or ``Saint-Josse-ten-Noode``):
+                then a respelling of a common entry's vowels and consonant sounds is matched
+                (:meth:`_respelled`) when ``wordfreq`` has not seen it (Zipf below :data:`MAX_RESPELLED_NAME_ZIPF`).
             completed: the next word completes an insult (:data:`COMPLETING_WORDS`: ``Sloot Face``,
                 ``kok sucker``): a sound-alike with the entry's very skeleton is then matched even when
                 name-shaped, up to Zipf :data:`MAX_COMPLETED_ZIPF`.
@@ -276,7 +287,10 @@ class VariantMatcher:
             if dropped is not None:
                 return dropped
         if name_shaped:
-            return self._masked_reading(word)
+            masked = self._masked_reading(word)
+            if masked is not None or frequency >= MAX_RESPELLED_NAME_ZIPF:
+                return masked
+            return self._respelled(word) if plain else None
         key = skeleton(word, self._repeats)
         if len(key) < 3:
             return None
@@ -306,6 +320,23 @@ class VariantMatcher:
         if best is None:
             return None
         return best[1], f"skeleton {key} ~ {best[2]} (1 edit)"
+
+    def _respelled(self, word: str) -> tuple[Term, str] | None:
+        """A common entry with its vowels respelled, for a word written like a name (``Sloot``, ``Beotch``,
+        ``Faggit``): the same skeleton, the same consonant letters (doubled ones too), first and last
+        letter, one edit (two from six letters), and an entry ``wordfreq`` sees often (Zipf :data:`MIN_RESPELLED_ENTRY_ZIPF`), where the
+        names that sound like entries mostly sound like rare ones ("Boeng", "Geiro", "Saaxo")."""
+        key = skeleton(word, self._repeats)
+        consonants = _consonants(word)
+        for term in self._skeletons.get(key, ()):
+            form = term.form
+            if (
+                len(form) >= 4 and form[0] == word[0] and form[-1] == word[-1] and _consonants(form) == consonants
+                and Levenshtein.distance(_sounds(word), _sounds(form)) <= (1 if len(word) <= 5 else 2)
+                and zipf(form) >= MIN_RESPELLED_ENTRY_ZIPF
+            ):
+                return term, f"vowels of {form!r} respelled"
+        return None
 
     def _dropped_vowels(self, word: str, name_shaped: bool) -> tuple[Term, str] | None:
         """An entry written without (some of) its vowels: ``btch``, ``pssy``, ``fckr``, ``mthrfcker``.
@@ -536,7 +567,8 @@ class VariantMatcher:
                         following is not None and following.text in COMPLETING_WORDS
                         and 1 <= following.start - token.end <= 2 and norm.text[token.end : following.start].isspace()
                     )  # "Fock Off", not the hyphenated name "Daik-u"
-                    found = self.sound_alike(word, name_shaped=name_shaped, completed=completed)
+                    plain = name_shaped and _plain_word(norm.original, start, end)
+                    found = self.sound_alike(word, name_shaped=name_shaped, completed=completed, plain=plain)
                 how = "fuzzy"
             if found is not None:
                 add(VariantHit(found[0], token.start, token.end, token.mask, how, word, found[1]))
@@ -616,6 +648,29 @@ def _consonant_words() -> dict[str, tuple[str, float]]:
         if len(key) >= _MIN_DROPPED_CONSONANTS and frequency > found.get(key, ("", 0.0))[1]:
             found[key] = (word, frequency)
     return found
+
+
+def _plain_word(text: str, start: int, end: int) -> bool:
+    """The whitespace-delimited word around ``text[start:end]``, edge punctuation off, is ASCII letters only."""
+    while start > 0 and not text[start - 1].isspace():
+        start -= 1
+    while end < len(text) and not text[end].isspace():
+        end += 1
+    word = text[start:end].strip(_EDGE + "„")
+    return word.isascii() and word.isalpha()
+
+
+_CONSONANT_SOUNDS = str.maketrans({"c": "k", "q": "k", "z": "s"})
+
+
+def _sounds(word: str) -> str:
+    """A word's letters with consonants that sound alike written alike, doubled letters once (``puzzy`` -> ``pusy``)."""
+    return run_lengths(word.replace("ph", "f").replace("ck", "k").translate(_CONSONANT_SOUNDS))[0]
+
+
+def _consonants(word: str) -> str:
+    """The consonant sounds of a word as spelled (``faggot`` -> ``fgt``, ``beotch`` -> ``btkh``, ``Dikk`` -> ``dk``)."""
+    return run_lengths("".join(c for c in _sounds(word) if c not in "aeiouy"))[0]
 
 
 def _vowels_dropped(form: str) -> Iterator[str]:
