@@ -27,6 +27,8 @@ MAX_DOUBLED_ZIPF = 2.5
 #: A "z" plural written like a name is matched unless ``wordfreq`` sees it this often ("Kuntz" 2.1, "Twatz" 0).
 MAX_Z_PLURAL_NAME_ZIPF = 1.5
 _VOWELS = "aeiouy"
+# What may stand between a one-letter word of a phrase and its neighbour: spaces and apostrophes.
+_WORD_GAP = " '’"
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,13 @@ def inflected_forms(word: str) -> tuple[str, ...]:
 
 def _is_plural(term: Term) -> bool:
     return term.form.rsplit(" ", 1)[-1] in _plural_forms(term.base.rsplit(" ", 1)[-1])
+
+
+def _inside_spelled_run(tokens: Sequence[Token], start: int, end: int, term: Term) -> bool:
+    """A phrase that starts or ends with a one-letter word has another one-letter word beside it."""
+    before = start > 0 and len(term.keys[0]) == 1 and len(tokens[start - 1].text) == 1
+    after = end < len(tokens) and len(term.keys[-1]) == 1 and len(tokens[end].text) == 1
+    return before or after
 
 
 def _is_z_plural(term: Term) -> bool:
@@ -277,6 +286,8 @@ class Lexicon:
                 key, runs = keys[i + k]
                 if token.wildcard or key != term.keys[k]:
                     break
+                if k and (len(term.keys[k]) == 1 or len(term.keys[k - 1]) == 1) and norm.text[tokens[i + k - 1].end : token.start].strip(_WORD_GAP):
+                    break  # a one-letter word of a phrase stands apart ("f u", "bite d'amarrage"), not "f^u^c^k"
                 if (
                     size == 1 and self._names and term.form != term.base and not _is_plural(term)
                     and not (_is_z_plural(term) and zipf(token.text) < MAX_Z_PLURAL_NAME_ZIPF) and _name_shaped(norm, token)
@@ -297,6 +308,8 @@ class Lexicon:
                         mask |= REPEATS
                 mask |= token.mask
             else:
+                if size > 1 and _inside_spelled_run(tokens, i, i + size, term):
+                    continue  # "f u" of a word spelled out letter by letter ("f u c k" with separators off)
                 return Match(term, tokens[i].start, tokens[i + size - 1].end, mask), i + size
         return None
 

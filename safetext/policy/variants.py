@@ -180,6 +180,7 @@ class VariantMatcher:
         self._leetspeak = config.leetspeak
         self._repeats = config.repeats
         self._separators = config.separators
+        self._wildcards = config.wildcards
         self._split_gaps = "-._~/" + ("*" if config.wildcards else "")
         forms: dict[str, Term] = {}
         collapsed: dict[str, list[Term]] = {}
@@ -511,7 +512,7 @@ class VariantMatcher:
             hit = self._match_chunk(norm, raw, start, end)
             if hit is not None:
                 add(hit)
-        for chunk in _RUN.finditer(text) if self._separators else ():
+        for chunk in _RUN.finditer(text) if self._wildcards else ():
             if _MASK_CHARS.isdisjoint(chunk.group()):
                 continue
             for masked in _MASKED.finditer(text, chunk.start(), chunk.end()):
