@@ -127,3 +127,40 @@ def test_name_shape_reads_the_whole_word_around_a_token():
     start = text.index("minki")
     assert name_shaped_at(text, start, start + len("minki"))
     assert not name_shaped_at("a sign: kuz’minki", 13, 18)
+
+
+@pytest.mark.parametrize(
+    "text, base, step",
+    [
+        ("Beotch", "bitch", "fuzzy"),  # the vowels of a common entry respelled, in a word wordfreq has not seen
+        ("Faggit", "faggot", "fuzzy"),
+        ("Puzzy", "pussy", "fuzzy"),  # "zz" sounds like "ss"
+        ("Dikk", "dick", "fuzzy"),  # "kk" sounds like "ck"
+        ("Twatz", "twatz", "exact"),  # a "z" plural wordfreq has not seen
+        ("Slutt", "slut", "normalized"),  # the last letter doubled
+        ("Shitt", "shit", "normalized"),
+    ],
+)
+def test_capitalized_respellings_of_common_entries_are_found(default, text, base, step):
+    from safetext.telemetry import match_kind
+
+    findings = default.scan(_sign(text)).findings
+    assert [(f.normalized, match_kind(f)) for f in findings] == [(base, step)]
+    assert default.scan(_sign(text.lower())).flagged  # as in lower case
+
+
+@pytest.mark.parametrize(
+    "place",
+    [
+        "Jucás",  # accents: a respelling is matched only in a plain ASCII word ("jucas" ~ "jackass")
+        "Bannūr",
+        "Saint-Josse-ten-Noode",  # hyphen-joined ("Noode" ~ "nude")
+        "Nagua",  # the consonant letters differ ("nigga" has two g)
+        "Shituo",  # the last letter differs ("shitty")
+        "Kuntz",  # a "z" plural wordfreq knows as a name
+        "Sloot",  # a word wordfreq knows (Zipf 2.1): Dutch for ditch, and a surname
+    ],
+)
+def test_names_that_sound_like_entries_stay_clean(default, place):
+    assert default.scan(_sign(place)).findings == (), place
+    assert default.scan(f"a street in {place} at dusk").findings == (), place
