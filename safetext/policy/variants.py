@@ -7,6 +7,8 @@ module tries, cheapest first, against the single-word entries of the same lexico
    character is kept (``1`` is ``i`` or ``l``, ``@`` is ``a``/``o``/``u``, ``!`` is ``i``/``l`` or a
    separator, ``|_|`` is ``u``, ``|)`` is ``d`` ...) and the chunk matches when ANY reading is an entry
    (``s1ut``, ``f!u!c!k``, ``@$$h073``, ``c|_|nt``).
+   **Masked words**: letters hidden behind ``_``, ``%``, ``?``, ``*``, ``#`` or runs of ``-``/``.``,
+   one letter each, that fit an entry of the same length (``p__sy``, ``f--k``, ``a__hole``).
 2. **Split words**: two neighbouring tokens whose concatenation is an entry (``fu ck``, ``as s``,
    ``a-hole``), unless both are ordinary words (``pen is``).
 3. **Sound-alikes**: a token that is not an English word (:mod:`safetext.policy.vocabulary`) and whose
@@ -19,6 +21,10 @@ module tries, cheapest first, against the single-word entries of the same lexico
    (three-letter ones only when common) with at least one entry (``bigass``, ``fagmouth``,
    ``shitshit``, ``blackc0ck``), unless it also splits into English words alone (``passover``,
    ``raccoonhat``).
+
+Step 3 also matches an entry with its vowels dropped (``wnkr``, ``mthrfcker``), a sound-alike before a
+word that completes an insult (``Fock Off``, ``kok sucker``), and, for words written like names, only
+what names practically never are (:meth:`VariantMatcher.sound_alike`).
 
 English words never match by 3 or 4, so ``assess``, ``cockpit``, ``therapist``, ``sextant`` stay clean;
 the policy's allow-list still drops any hit inside an allowed phrase.
