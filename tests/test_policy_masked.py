@@ -104,3 +104,31 @@ def test_initialisms_are_replaced_as_text_and_allowed_in_the_scene(default):
     for prompt in ("a Nikon AF lens on a wooden table", 'a street sign that says "Pok Fu Lam Road"',
                    'a poster for a film that says "Kung Fu Panda"', "a map of Daik-u, Myanmar"):
         assert default.scan(prompt).action.value == "allow", prompt
+
+
+@pytest.mark.parametrize(
+    "prompt, text",
+    [
+        ('a sign that says "F-ING AWESOME"', "F-ING"),  # a one-letter word of a phrase after a hyphen
+        ("a mug that says f'ing monday", "f'ing"),
+        ('a sticker: "f.u."', "f.u"),
+        ('a doormat that says "go f yourself"', "f yourself"),
+        ('a neon sign: "what the f"', "what the f"),
+        ('a mug that says "hot asf"', "asf"),
+    ],
+)
+def test_phrases_with_a_one_letter_word_are_found(default, prompt, text):
+    assert [f.text for f in default.scan(prompt).findings] == [text]
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        'a sign that says "Plan F: this way"',  # a colon is no gap inside a phrase
+        "an alphabet chart: e f g h",
+        "Philip K. Dick book covers on a shelf",  # allow-list phrases match across any punctuation
+        'a sign that says "f^u"',  # "^" joins the letters of a word, not the words of a phrase
+    ],
+)
+def test_one_letter_words_beside_other_punctuation_stay_clean(default, prompt):
+    assert default.scan(prompt).findings == ()

@@ -27,8 +27,8 @@ MAX_DOUBLED_ZIPF = 2.5
 #: A "z" plural written like a name is matched unless ``wordfreq`` sees it this often ("Kuntz" 2.1, "Twatz" 0).
 MAX_Z_PLURAL_NAME_ZIPF = 1.5
 _VOWELS = "aeiouy"
-# What may stand between a one-letter word of a phrase and its neighbour: spaces and apostrophes.
-_WORD_GAP = " '’"
+# What may stand between a one-letter word of a phrase and its neighbour: spaces, apostrophes, hyphens, dots.
+_WORD_GAP = " '’-."
 
 
 @dataclass(frozen=True)
@@ -286,7 +286,10 @@ class Lexicon:
                 key, runs = keys[i + k]
                 if token.wildcard or key != term.keys[k]:
                     break
-                if k and (len(term.keys[k]) == 1 or len(term.keys[k - 1]) == 1) and norm.text[tokens[i + k - 1].end : token.start].strip(_WORD_GAP):
+                if (
+                    k and not self._exact_runs and (len(term.keys[k]) == 1 or len(term.keys[k - 1]) == 1)
+                    and norm.text[tokens[i + k - 1].end : token.start].strip(_WORD_GAP)
+                ):
                     break  # a one-letter word of a phrase stands apart ("f u", "bite d'amarrage"), not "f^u^c^k"
                 if (
                     size == 1 and self._names and term.form != term.base and not _is_plural(term)
