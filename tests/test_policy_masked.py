@@ -59,6 +59,7 @@ def test_masks_that_spell_no_entry_stay_clean(default, prompt):
         ('a hoodie printed with "mthrfcker"', "motherfucker"),  # "o", "e", "u" dropped, "e" kept
         ('a license plate "FGGT"', "faggot"),
         ('a poster saying "Prck"', "prick"),  # no vowel left: no name either
+        ('a sticker that says "rtard"', "retard"),  # one vowel dropped between two consonants
     ],
 )
 def test_entries_with_vowels_dropped_are_found(default, prompt, normalized):

@@ -348,13 +348,16 @@ class VariantMatcher:
     def _dropped_vowels(self, word: str, name_shaped: bool) -> tuple[Term, str] | None:
         """An entry written without (some of) its vowels: ``btch``, ``pssy``, ``fckr``, ``mthrfcker``.
 
-        A word with no vowel left is no name (``Btch``); one that keeps vowels must have dropped two.
+        A word with no vowel left is no name (``Btch``); one that keeps vowels must have dropped two, or
+        one between two consonants from an entry of five letters or more (``rtard``, ``wankr``): a vowel
+        dropped beside another is a spelling of its own (``creps``, ``hymes``).
         """
         term = self._dropped.get(word)
         if term is None:
             return None
         vowels = sum(c in _VOWELS for c in word)
-        if vowels and (name_shaped or sum(c in _VOWELS for c in term.form) - vowels < 2):
+        dropped = sum(c in _VOWELS for c in term.form) - vowels
+        if vowels and (name_shaped or (dropped < 2 and not _between_consonants(term.form, word))):
             return None
         common = _consonant_words().get(word)
         if not vowels and common is not None and common[0] not in self._forms and common[1] > zipf(term.base):
@@ -678,6 +681,14 @@ def _sounds(word: str) -> str:
 def _consonants(word: str) -> str:
     """The consonant sounds of a word as spelled (``faggot`` -> ``fgt``, ``beotch`` -> ``btkh``, ``Dikk`` -> ``dk``)."""
     return run_lengths("".join(c for c in _sounds(word) if c not in "aeiouy"))[0]
+
+
+def _between_consonants(form: str, word: str) -> bool:
+    """``word`` is ``form`` (five letters or more) less one vowel that stood between two consonants."""
+    if len(form) < 5 or len(word) != len(form) - 1:
+        return False
+    i = next((k for k in range(len(word)) if word[k] != form[k]), len(word))
+    return 0 < i < len(form) - 1 and form[i - 1] not in "aeiouy" and form[i + 1] not in "aeiouy"
 
 
 def _vowels_dropped(form: str) -> Iterator[str]:
