@@ -25,16 +25,14 @@ def _found(policy, prompt):
         ('a neon sign that says "p__sy"', "p__sy", "pussy"),  # underscores, one per letter
         ('graffiti on a wall: "a__hole"', "a__hole", "asshole"),
         ('a mug that says "c_nt"', "c_nt", "cunt"),
-        ('a t-shirt printed with "f%ck this"', "f%ck", "fack"),  # any listed word the letters fit
+        ('a t-shirt printed with "f%ck this"', "f%ck", "fuck"),  # the commonest listed word the letters fit
+        ('a chalkboard that says "p___y"', "p___y", "pussy"),  # ... not "panty"
+        ('a sign that says "f--k"', "f--k", "fuck"),  # a run of hyphens
+        ('a sticker: "s..t happens"', "s..t", "shit"),  # a run of dots
     ],
 )
 def test_masked_letters_are_found(default, prompt, text, normalized):
     assert _found(default, prompt) == [(text, normalized, "masked")]
-
-
-@pytest.mark.parametrize("prompt", ['a sign that says "f--k"', 'a sticker: "s..t happens"'])
-def test_a_run_of_hyphens_or_dots_masks_letters(default, prompt):
-    assert [kind for _, _, kind in _found(default, prompt)] == ["masked"]
 
 
 @pytest.mark.parametrize(
@@ -46,6 +44,8 @@ def test_a_run_of_hyphens_or_dots_masks_letters(default, prompt):
         'a chalkboard reading "h_ppy b_rthday"',
         'a poster that says "well--that was fun"',
         'a sign that says "WHAT?NO"',
+        'a sign that says "wait a bit..."',  # an ellipsis is no mask ("bitchy")
+        'a sign that says "hell?? no"',
     ],
 )
 def test_masks_that_spell_no_entry_stay_clean(default, prompt):

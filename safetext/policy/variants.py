@@ -107,9 +107,10 @@ _EDGE = "\"'`,.;:?!()[]{}<>“”‘’«»"
 # A word with letters hidden behind mask characters: "p__sy", "f--k", "s..t", "f%ck", "sh?t", "a__hole".
 # Each mask character stands for one letter. A single hyphen or dot joins words ("x-ray", "e.g"), so
 # those two mask only in runs of two or more; "*" and "#" are the lexicon's wildcards already.
-_MASKED = re.compile(r"[a-z]+(?:(?:[_%?]+|[-.]{2,}|[*#]+)[a-z]*)+")
+# A trailing mask is only "_", "*" or "#": "bit..." is an ellipsis and "what??" a question, not "bitchy".
+_MASKED = re.compile(r"(?<![\w*#%?.\-])[a-z]+(?:(?:[_%?]+|[-.]{2,}|[*#]+)[a-z]+)+[_*#]*(?![\w*#%?\-])|(?<![\w*#%?.\-])[a-z]+[_*#]{2,}(?![\w*#%?\-])")
 _MASK_RUN = re.compile(r"[_%?]+|[-.]{2,}|[*#]+")
-_MASK_CHARS = frozenset("_%?-.*#")
+_MASK_HINT = re.compile(r"[a-z](?:[_%?*#]|[-.]{2})")
 #: a masked word shows at least this many of its letters (``f--k``), and is this long at most
 _MIN_SHOWN = 2
 _MAX_MASKED_CHARS = 16
@@ -231,7 +232,8 @@ class VariantMatcher:
         for form, term in forms.items():
             if len(form) >= 4 and form in (term.base, term.base + "s", term.base + "es"):
                 by_length.setdefault(len(form), []).append(term)
-        self._by_length = {n: tuple(sorted(group, key=lambda t: (t.form != t.base, t.form))) for n, group in by_length.items()}
+        # commonest first: "f--k" reads "fuck" before the respelling "fack"
+        self._by_length = {n: tuple(sorted(group, key=lambda t: (-zipf(t.form), t.form))) for n, group in by_length.items()}
         # Listed entries (and plurals) with vowels dropped ("btch", "pssy", "fckr", "mthrfcker").
         dropped: dict[str, Term] = {}
         for n in sorted(self._by_length):
@@ -521,19 +523,13 @@ class VariantMatcher:
             hit = self._match_chunk(norm, raw, start, end)
             if hit is not None:
                 add(hit)
-        for chunk in _RUN.finditer(text) if self._wildcards else ():
-            if _MASK_CHARS.isdisjoint(chunk.group()):
+        for masked in _MASKED.finditer(text) if self._wildcards and _MASK_HINT.search(text) else ():
+            start, end = masked.start(), masked.end()
+            if not free(start, end):
                 continue
-            for masked in _MASKED.finditer(text, chunk.start(), chunk.end()):
-                start, end = masked.start(), masked.end()
-                if (start > chunk.start() and text[start - 1].isalnum()) or (end < chunk.end() and text[end].isalnum()):
-                    continue  # part of a longer word with digits: not a masked word
-                if not free(start, end):
-                    continue
-                found = self.masked(masked.group())
-                if found is not None:
-                    word = masked.group()
-                    add(VariantHit(found[0], start, end, norm.mask(start, end) | WILDCARD, "masked", word, found[1]))
+            found = self.masked(masked.group())
+            if found is not None:
+                add(VariantHit(found[0], start, end, norm.mask(start, end) | WILDCARD, "masked", masked.group(), found[1]))
         gaps = self._split_gaps
         for first, second, third in zip(tokens, tokens[1:], tokens[2:]) if self._separators else ():
             # a word cut in three by punctuation, no spaces ("hu.ren.sohn", "mo-ther-fucker")
