@@ -133,3 +133,15 @@ def test_phrases_with_a_one_letter_word_are_found(default, prompt, text):
 )
 def test_one_letter_words_beside_other_punctuation_stay_clean(default, prompt):
     assert default.scan(prompt).findings == ()
+
+
+@pytest.mark.parametrize("written", ["f=u=c=k", "f;u;c;k", "f\\u\\c\\k", "f * u * c * k"])
+def test_more_symbols_separate_spaced_letters(default, written):
+    assert [(f.normalized, match_kind(f)) for f in default.scan(f'a neon sign that says "{written}"').findings] == [
+        ("fuck", "normalized")
+    ]
+
+
+@pytest.mark.parametrize("prompt", ["a whiteboard with a = b = c", "a sign: A + B = C", "coordinates x; y; z on a chart"])
+def test_letters_of_formulas_stay_clean(default, prompt):
+    assert default.scan(prompt).findings == ()

@@ -164,3 +164,17 @@ def test_capitalized_respellings_of_common_entries_are_found(default, text, base
 def test_names_that_sound_like_entries_stay_clean(default, place):
     assert default.scan(_sign(place)).findings == (), place
     assert default.scan(f"a street in {place} at dusk").findings == (), place
+
+
+@pytest.mark.parametrize(
+    "word, category",
+    [("tosspot", "insult"), ("slapper", "insult"), ("clunge", "sexual"), ("todger", "sexual"),
+     ("shirtlifter", "slur"), ("bum bandit", "slur")],
+)
+def test_reviewed_additions_are_matched_with_their_category(default, word, category):
+    assert [f.category for f in default.scan(_sign(word)).findings] == [category]
+
+
+@pytest.mark.parametrize("prompt", ["a photo of a dirt bag in the back of a truck", 'a sign that says "Münster"'])
+def test_neighbours_of_the_additions_stay_clean(default, prompt):
+    assert default.scan(prompt).findings == ()
