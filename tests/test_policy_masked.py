@@ -29,6 +29,9 @@ def _found(policy, prompt):
         ('a chalkboard that says "p___y"', "p___y", "pussy"),  # ... not "panty"
         ('a sign that says "f--k"', "f--k", "fuck"),  # a run of hyphens
         ('a sticker: "s..t happens"', "s..t", "shit"),  # a run of dots
+        ('a mug that says "f&ck"', "f&ck", "fuck"),
+        ('a sign that says "sh💩t"', "sh💩t", "shit"),  # an emoji for a letter
+        ('graffiti: "a🍑🍑hole"', "a🍑🍑hole", "asshole"),
     ],
 )
 def test_masked_letters_are_found(default, prompt, text, normalized):
@@ -46,6 +49,9 @@ def test_masked_letters_are_found(default, prompt, text, normalized):
         'a sign that says "WHAT?NO"',
         'a sign that says "wait a bit..."',  # an ellipsis is no mask ("bitchy")
         'a sign that says "hell?? no"',
+        'a sign that says "AT&T"',  # four letters that fit no entry
+        "a neon sign: rock&roll forever",
+        "a card that says love💕you",
     ],
 )
 def test_masks_that_spell_no_entry_stay_clean(default, prompt):

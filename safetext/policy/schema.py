@@ -67,7 +67,7 @@ class NormalizationConfig(_Strict):
     repeats: bool = Field(default=True, description="Accept stretched letters ('fuuuck').")
     wildcards: bool = Field(default=True, description=(
         "Read '*' and '#' inside a word as any one letter ('f*ck', 'sh#t'); the wordlist backend also reads "
-        "'_', '%', '?' and runs of '-' or '.' as hidden letters ('p__sy', 'f--k')."
+        "'_', '%', '?', '&', emoji and runs of '-' or '.' as hidden letters ('p__sy', 'f--k', 'sh💩t')."
     ))
 
     def enabled_steps(self) -> tuple[str, ...]:

@@ -104,13 +104,19 @@ _MAX_COMPOUND_CHARS = 64
 #: the longest clean piece a compound split tries (longer English words are not split out)
 _MAX_PIECE_CHARS = 32
 _EDGE = "\"'`,.;:?!()[]{}<>“”‘’«»"
-# A word with letters hidden behind mask characters: "p__sy", "f--k", "s..t", "f%ck", "sh?t", "a__hole".
-# Each mask character stands for one letter. A single hyphen or dot joins words ("x-ray", "e.g"), so
-# those two mask only in runs of two or more; "*" and "#" are the lexicon's wildcards already.
-# A trailing mask is only "_", "*" or "#": "bit..." is an ellipsis and "what??" a question, not "bitchy".
-_MASKED = re.compile(r"(?<![\w*#%?.\-])[a-z]+(?:(?:[_%?]+|[-.]{2,}|[*#]+)[a-z]+)+[_*#]*(?![\w*#%?\-])|(?<![\w*#%?.\-])[a-z]+[_*#]{2,}(?![\w*#%?\-])")
-_MASK_RUN = re.compile(r"[_%?]+|[-.]{2,}|[*#]+")
-_MASK_HINT = re.compile(r"[a-z](?:[_%?*#]|[-.]{2})")
+# A word with letters hidden behind mask characters: "p__sy", "f--k", "s..t", "f%ck", "sh?t", "f&ck",
+# "sh💩t". Each mask character (an emoji too) stands for one letter. A single hyphen or dot joins words
+# ("x-ray", "e.g"), so those two mask only in runs of two or more; "*" and "#" are the lexicon's
+# wildcards already. A trailing mask is only "_", "*" or "#": "bit..." is an ellipsis and "what??" a
+# question, not "bitchy".
+_EMOJI = "\u2600-\u27bf\U0001f000-\U0001faff"
+_ONE_MASK = f"[_%?&{_EMOJI}]+|[-.]{{2,}}|[*#]+"
+_MASKED = re.compile(
+    rf"(?<![\w*#%?&.\-{_EMOJI}])[a-z]+(?:(?:{_ONE_MASK})[a-z]+)+[_*#]*(?![\w*#%?&\-{_EMOJI}])"
+    rf"|(?<![\w*#%?&.\-{_EMOJI}])[a-z]+[_*#]{{2,}}(?![\w*#%?&\-{_EMOJI}])"
+)
+_MASK_RUN = re.compile(_ONE_MASK)
+_MASK_HINT = re.compile(rf"[a-z](?:[_%?*#&{_EMOJI}]|[-.]{{2}})")
 #: a masked word shows at least this many of its letters (``f--k``), and is this long at most
 _MIN_SHOWN = 2
 _MAX_MASKED_CHARS = 16
