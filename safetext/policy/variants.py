@@ -303,9 +303,9 @@ class VariantMatcher:
                 return dropped
         if name_shaped:
             masked = self._masked_reading(word)
-            if masked is not None or frequency >= MAX_RESPELLED_NAME_ZIPF:
+            if masked is not None or not plain or frequency >= MAX_RESPELLED_NAME_ZIPF:
                 return masked
-            return self._respelled(word) if plain else None
+            return self._respelled(word)
         key = skeleton(word, self._repeats)
         if len(key) < 3:
             return None
@@ -337,20 +337,25 @@ class VariantMatcher:
         return best[1], f"skeleton {key} ~ {best[2]} (1 edit)"
 
     def _respelled(self, word: str) -> tuple[Term, str] | None:
-        """A common entry with its vowels respelled, for a word written like a name (``Sloot``, ``Beotch``,
-        ``Faggit``): the same skeleton, the same consonant letters (doubled ones too), first and last
-        letter, one edit (two from six letters), and an entry ``wordfreq`` sees often (Zipf :data:`MIN_RESPELLED_ENTRY_ZIPF`), where the
-        names that sound like entries mostly sound like rare ones ("Boeng", "Geiro", "Saaxo")."""
+        """A common entry respelled, for a plain word written like a name that ``wordfreq`` has not seen
+        (``Beotch``, ``Faggit``, ``Dikk``).
+
+        The word has the entry's skeleton, first and last letter and consonant sounds (:func:`_consonants`),
+        and its sounds (:func:`_sounds`) are one edit from the entry's (two from six letters); the entry is
+        one ``wordfreq`` sees often (Zipf :data:`MIN_RESPELLED_ENTRY_ZIPF`: the names that sound like
+        entries mostly sound like rare ones, "Boeng", "Geiro", "Saaxo").
+        """
         key = skeleton(word, self._repeats)
         consonants = _consonants(word)
+        sounds = _sounds(word)
+        edits = 1 if len(word) <= 5 else 2
         for term in self._skeletons.get(key, ()):
             form = term.form
             if (
                 len(form) >= 4 and form[0] == word[0] and form[-1] == word[-1] and _consonants(form) == consonants
-                and Levenshtein.distance(_sounds(word), _sounds(form)) <= (1 if len(word) <= 5 else 2)
-                and zipf(form) >= MIN_RESPELLED_ENTRY_ZIPF
+                and Levenshtein.distance(sounds, _sounds(form)) <= edits and zipf(form) >= MIN_RESPELLED_ENTRY_ZIPF
             ):
-                return term, f"vowels of {form!r} respelled"
+                return term, f"a respelling of {form!r}"
         return None
 
     def _dropped_vowels(self, word: str, name_shaped: bool) -> tuple[Term, str] | None:
