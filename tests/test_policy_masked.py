@@ -32,6 +32,9 @@ def _found(policy, prompt):
         ('a mug that says "f&ck"', "f&ck", "fuck"),
         ('a sign that says "sh💩t"', "sh💩t", "shit"),  # an emoji for a letter
         ('graffiti: "a🍑🍑hole"', "a🍑🍑hole", "asshole"),
+        ('a sign that says "f—k"', "f—k", "fuck"),  # a dash drawn for two letters
+        ('a sign that says "b---h"', "b---h", "bitch"),  # ... or for as many as it has
+        ('a mug that says "sh…t"', "sh…t", "shit"),  # an ellipsis character (NFKC: three dots)
     ],
 )
 def test_masked_letters_are_found(default, prompt, text, normalized):
@@ -52,6 +55,8 @@ def test_masked_letters_are_found(default, prompt, text, normalized):
         'a sign that says "AT&T"',  # four letters that fit no entry
         "a neon sign: rock&roll forever",
         "a card that says love💕you",
+        "a poster that says well—that was fun",
+        'a sign that says "so...so"',
     ],
 )
 def test_masks_that_spell_no_entry_stay_clean(default, prompt):

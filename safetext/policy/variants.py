@@ -105,18 +105,21 @@ _MAX_COMPOUND_CHARS = 64
 _MAX_PIECE_CHARS = 32
 _EDGE = "\"'`,.;:?!()[]{}<>“”‘’«»"
 # A word with letters hidden behind mask characters: "p__sy", "f--k", "s..t", "f%ck", "sh?t", "f&ck",
-# "sh💩t". Each mask character (an emoji too) stands for one letter. A single hyphen or dot joins words
+# "sh💩t", "f—k". Each mask character (an emoji too) stands for one letter, a run of dashes or dots for one
+# to three (:meth:`VariantMatcher.masked`). A single hyphen or dot joins words
 # ("x-ray", "e.g"), so those two mask only in runs of two or more; "*" and "#" are the lexicon's
 # wildcards already. A trailing mask is only "_", "*" or "#": "bit..." is an ellipsis and "what??" a
 # question, not "bitchy".
 _EMOJI = "\u2600-\u27bf\U0001f000-\U0001faff"
-_ONE_MASK = f"[_%?&{_EMOJI}]+|[-.]{{2,}}|[*#]+"
+_ONE_MASK = f"[_%?&{_EMOJI}]+|[-.]{{2,}}|[—–]+|[*#]+"
+# Dashes and dots drawn at any length: a run of them hides one to three letters, or as many as it has.
+_DRAWN_MASKS = frozenset("-.—–")
 _MASKED = re.compile(
-    rf"(?<![\w*#%?&.\-{_EMOJI}])[a-z]+(?:(?:{_ONE_MASK})[a-z]+)+[_*#]*(?![\w*#%?&\-{_EMOJI}])"
-    rf"|(?<![\w*#%?&.\-{_EMOJI}])[a-z]+[_*#]{{2,}}(?![\w*#%?&\-{_EMOJI}])"
+    rf"(?<![\w*#%?&.\-—–{_EMOJI}])[a-z]+(?:(?:{_ONE_MASK})[a-z]+)+[_*#]*(?![\w*#%?&\-—–{_EMOJI}])"
+    rf"|(?<![\w*#%?&.\-—–{_EMOJI}])[a-z]+[_*#]{{2,}}(?![\w*#%?&\-—–{_EMOJI}])"
 )
 _MASK_RUN = re.compile(_ONE_MASK)
-_MASK_HINT = re.compile(rf"[a-z](?:[_%?*#&{_EMOJI}]|[-.]{{2}})")
+_MASK_HINT = re.compile(rf"[a-z](?:[_%?*#&—–{_EMOJI}]|[-.]{{2}})")
 #: a masked word shows at least this many of its letters (``f--k``), and is this long at most
 _MIN_SHOWN = 2
 _MAX_MASKED_CHARS = 16
@@ -378,17 +381,25 @@ class VariantMatcher:
         return term, f"{term.form!r} with vowels dropped"
 
     def masked(self, chunk: str) -> tuple[Term, str] | None:
-        """The entry a word with masked letters spells, each mask character one letter (``p__sy``, ``f--k``)."""
+        """The entry a word with masked letters spells (``p__sy``, ``f--k``, ``f—k``).
+
+        Each mask character is one letter, except a run of dashes or dots, which a writer draws at any
+        length: it stands for one to three letters or for as many as it has (``f—k``, ``a—hole``).
+        """
         if len(chunk) > _MAX_MASKED_CHARS:
             return None
-        pattern = _MASK_RUN.sub(lambda m: "?" * len(m.group()), chunk)
-        shown = sum(c != "?" for c in pattern)
-        if shown < _MIN_SHOWN or shown == len(pattern):
+        pieces = _MASK_RUN.split(chunk)
+        runs = _MASK_RUN.findall(chunk)
+        shown = sum(len(piece) for piece in pieces)
+        if shown < _MIN_SHOWN or not runs:
             return None
-        for term in self._by_length.get(len(pattern), ()):
-            form = term.form
-            if all(p == f or p == "?" for p, f in zip(pattern, form)):
-                return term, f"{chunk!r} masks letters of {form!r}"
+        widths = [[len(run)] + [w for w in (1, 2, 3) if w != len(run)] if run[0] in _DRAWN_MASKS else [len(run)] for run in runs]
+        for combo in itertools.islice(itertools.product(*widths), _MAX_READINGS):
+            pattern = pieces[0] + "".join("?" * width + piece for width, piece in zip(combo, pieces[1:]))
+            for term in self._by_length.get(len(pattern), ()):
+                form = term.form
+                if all(p == f or p == "?" for p, f in zip(pattern, form)):
+                    return term, f"{chunk!r} masks letters of {form!r}"
         return None
 
     def _masked_reading(self, word: str) -> tuple[Term, str] | None:
