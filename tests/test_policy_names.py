@@ -178,3 +178,9 @@ def test_reviewed_additions_are_matched_with_their_category(default, word, categ
 @pytest.mark.parametrize("prompt", ["a photo of a dirt bag in the back of a truck", 'a sign that says "Münster"'])
 def test_neighbours_of_the_additions_stay_clean(default, prompt):
     assert default.scan(prompt).findings == ()
+
+
+@pytest.mark.parametrize("text, base", [("Cuntface", "cunt"), ("Shitstain", "shit"), ("Fuckstick", "fuck"), ("Thundercunt", "cunt")])
+def test_capitalized_compounds_wordfreq_knows_are_found_when_their_entry_has_no_clean_sense(default, text, base):
+    # wordfreq has seen these insults (Zipf 1.0-1.5), which alone made them names before
+    assert [(f.normalized, f.normalizations) for f in default.scan(_sign(text)).findings] == [(base, ("compound",))]

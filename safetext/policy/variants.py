@@ -45,7 +45,7 @@ from safetext.policy.lexicon import Lexicon, Term
 from safetext.policy.normalize import NormalizedText, Token, run_lengths
 from safetext.policy.schema import NormalizationConfig
 from safetext.policy.vocabulary import (
-    dictionary_words, english_words, frequent_words, is_english, is_known_name, name_shaped_at, short_words, zipf,
+    dictionary_words, english_words, frequent_words, is_english, name_shaped_at, short_words, zipf,
 )
 
 #: A sound-alike is never a word ``wordfreq`` has seen this often (Zipf): "Phuket" 3.0, "doormat" 2.7.
@@ -460,7 +460,8 @@ class VariantMatcher:
             return None
         entries = [p for p in dirty[n] if isinstance(p, Term)]
         if name_shaped and (
-            any(self._has_dictionary_sense(t) for t in entries)
+            len(dirty[n]) < 2  # a name that is one generated form ("Kuntz") is the lexicon's to judge
+            or any(self._has_dictionary_sense(t) for t in entries)
             or any(len(p) < 4 or zipf(p) < MAX_FUZZY_ZIPF for p in dirty[n] if isinstance(p, str))
         ):
             return None
@@ -584,8 +585,7 @@ class VariantMatcher:
             if not obfuscated and is_english(word):
                 continue
             name_shaped = self._name_shaped(norm, token)
-            known_name = name_shaped and self._known_name(norm, token)
-            found = None if known_name else self.compound(word, obfuscated, name_shaped=name_shaped)
+            found = self.compound(word, obfuscated, name_shaped=name_shaped)
             how = "compound"
             if found is None:
                 start, end = norm.span(token.start, token.end)
@@ -607,12 +607,6 @@ class VariantMatcher:
         """Written like a proper name: capitalized (``Abala``) or with accented letters (``Afuá``)."""
         start, end = norm.span(token.start, token.end)
         return name_shaped_at(norm.original, start, end)
-
-    @staticmethod
-    def _known_name(norm: NormalizedText, token: Token) -> bool:
-        """A capitalized word (``Cockburn``, ``Dickmann``) that ``wordfreq`` knows: a name, not a glued word."""
-        start, end = norm.span(token.start, token.end)
-        return is_known_name(norm.original[start:end], token.text)
 
     def _match_chunk(self, norm: NormalizedText, raw: str, start: int, end: int) -> VariantHit | None:
         readings = [r for r in _readings(raw, uniform_only=len(raw) > _MAX_COMPOUND_CHARS) if len(r) >= 2 and r.isalpha()]
