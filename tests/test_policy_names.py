@@ -137,6 +137,8 @@ def test_name_shape_reads_the_whole_word_around_a_token():
         ("Puzzy", "pussy", "fuzzy"),  # "zz" sounds like "ss"
         ("Dikk", "dick", "fuzzy"),  # "kk" sounds like "ck"
         ("Twatz", "twatz", "exact"),  # a "z" plural wordfreq has not seen
+        ("Cunty", "cunty", "exact"),  # an inflection of a common entry with no clean sense
+        ("Shitter", "shitter", "exact"),
         ("Slutt", "slut", "normalized"),  # the last letter doubled
         ("Shitt", "shit", "normalized"),
     ],

@@ -26,6 +26,8 @@ _PLURAL_ES_ENDINGS = ("s", "x", "z", "ch", "sh")
 MAX_DOUBLED_ZIPF = 2.5
 #: A "z" plural written like a name is matched unless ``wordfreq`` sees it this often ("Kuntz" 2.1, "Twatz" 0).
 MAX_Z_PLURAL_NAME_ZIPF = 1.5
+#: An entry this common with no dictionary sense has no clean sense a name could carry.
+MIN_ONLY_PROFANE_ZIPF = 3.0
 _VOWELS = "aeiouy"
 # What may stand between a one-letter word of a phrase and its neighbour: spaces, apostrophes, hyphens, dots.
 _WORD_GAP = " '’-."
@@ -156,6 +158,12 @@ def _inside_spelled_run(tokens: Sequence[Token], start: int, end: int, term: Ter
     before = start > 0 and len(term.keys[0]) == 1 and len(tokens[start - 1].text) == 1
     after = end < len(tokens) and len(term.keys[-1]) == 1 and len(tokens[end].text) == 1
     return before or after
+
+
+def _only_profane(base: str) -> bool:
+    """A common entry (Zipf >= 3) with no dictionary sense (``fuck``, ``shit``, ``cunt``): no name is made
+    of it, where ``arse``, ``ass`` or ``bitch`` have a clean sense names carry."""
+    return base not in dictionary_words() and zipf(base) >= MIN_ONLY_PROFANE_ZIPF
 
 
 def _is_z_plural(term: Term) -> bool:
@@ -293,9 +301,11 @@ class Lexicon:
                     break  # a one-letter word of a phrase stands apart ("f u", "bite d'amarrage"), not "f^u^c^k"
                 if (
                     size == 1 and self._names and term.form != term.base and not _is_plural(term)
-                    and not (_is_z_plural(term) and zipf(token.text) < MAX_Z_PLURAL_NAME_ZIPF) and _name_shaped(norm, token)
+                    and not (_is_z_plural(term) and zipf(token.text) < MAX_Z_PLURAL_NAME_ZIPF)
+                    and not _only_profane(term.base) and _name_shaped(norm, token)
                 ):
-                    break  # a generated inflection never matches a name: "Arsin", "Assin"; a rare "z" plural does: "Twatz"
+                    break  # a generated inflection never matches a name: "Arsin", "Assin"; a rare "z" plural
+                    # ("Twatz") and an inflection of a common entry with no clean sense ("Cunty") do
                 if self._repeats:
                     wanted = term.runs[k]
                     if runs != wanted:
