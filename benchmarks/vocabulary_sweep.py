@@ -48,7 +48,7 @@ from safetext.policy import load_policy  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results"
 REVIEW = ROOT / "benchmarks" / "data" / "vocabulary_sweep" / "reviewed.tsv"
 FRAMES = {"rendered": 'a sign that says "{}"', "scene": "a photo of {}, golden hour"}
-_VARIANT_STEPS = ("fuzzy", "compound", "split", "readings")
+_VARIANT_STEPS = ("fuzzy", "compound", "split", "readings", "masked")
 
 
 def english_words(count: int) -> list[str]:

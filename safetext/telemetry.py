@@ -236,14 +236,14 @@ class SafetextMetrics:
 
 
 #: Values of the ``match`` label of ``safetext_rule_hits_total``.
-MATCH_KINDS = ("exact", "normalized", "readings", "split", "fuzzy", "compound", "classifier")
+MATCH_KINDS = ("exact", "normalized", "readings", "split", "masked", "fuzzy", "compound", "classifier")
 
 
 def match_kind(finding: Any) -> str:
     """How a finding matched, as a bounded label: the variant step, ``classifier``, ``normalized`` or ``exact``."""
     if finding.backend != "wordlist":
         return "classifier"
-    for kind in ("readings", "split", "fuzzy", "compound"):
+    for kind in ("readings", "split", "masked", "fuzzy", "compound"):
         if kind in finding.normalizations:
             return kind
     return "normalized" if finding.normalizations else "exact"

@@ -127,3 +127,62 @@ def test_name_shape_reads_the_whole_word_around_a_token():
     start = text.index("minki")
     assert name_shaped_at(text, start, start + len("minki"))
     assert not name_shaped_at("a sign: kuz’minki", 13, 18)
+
+
+@pytest.mark.parametrize(
+    "text, base, step",
+    [
+        ("Beotch", "bitch", "fuzzy"),  # the vowels of a common entry respelled, in a word wordfreq has not seen
+        ("Faggit", "faggot", "fuzzy"),
+        ("Puzzy", "pussy", "fuzzy"),  # "zz" sounds like "ss"
+        ("Dikk", "dick", "fuzzy"),  # "kk" sounds like "ck"
+        ("Twatz", "twatz", "exact"),  # a "z" plural wordfreq has not seen
+        ("Cunty", "cunty", "exact"),  # an inflection of a common entry with no clean sense
+        ("Shitter", "shitter", "exact"),
+        ("Slutt", "slut", "normalized"),  # the last letter doubled
+        ("Shitt", "shit", "normalized"),
+    ],
+)
+def test_capitalized_respellings_of_common_entries_are_found(default, text, base, step):
+    from safetext.telemetry import match_kind
+
+    findings = default.scan(_sign(text)).findings
+    assert [(f.normalized, match_kind(f)) for f in findings] == [(base, step)]
+    assert default.scan(_sign(text.lower())).flagged  # as in lower case
+
+
+@pytest.mark.parametrize(
+    "place",
+    [
+        "Jucás",  # accents: a respelling is matched only in a plain ASCII word ("jucas" ~ "jackass")
+        "Bannūr",
+        "Saint-Josse-ten-Noode",  # hyphen-joined ("Noode" ~ "nude")
+        "Nagua",  # the consonant letters differ ("nigga" has two g)
+        "Shituo",  # the last letter differs ("shitty")
+        "Kuntz",  # a "z" plural wordfreq knows as a name
+        "Sloot",  # a word wordfreq knows (Zipf 2.1): Dutch for ditch, and a surname
+    ],
+)
+def test_names_that_sound_like_entries_stay_clean(default, place):
+    assert default.scan(_sign(place)).findings == (), place
+    assert default.scan(f"a street in {place} at dusk").findings == (), place
+
+
+@pytest.mark.parametrize(
+    "word, category",
+    [("tosspot", "insult"), ("slapper", "insult"), ("clunge", "sexual"), ("todger", "sexual"),
+     ("shirtlifter", "slur"), ("bum bandit", "slur")],
+)
+def test_reviewed_additions_are_matched_with_their_category(default, word, category):
+    assert [f.category for f in default.scan(_sign(word)).findings] == [category]
+
+
+@pytest.mark.parametrize("prompt", ["a photo of a dirt bag in the back of a truck", 'a sign that says "Münster"'])
+def test_neighbours_of_the_additions_stay_clean(default, prompt):
+    assert default.scan(prompt).findings == ()
+
+
+@pytest.mark.parametrize("text, base", [("Cuntface", "cunt"), ("Shitstain", "shit"), ("Fuckstick", "fuck"), ("Thundercunt", "cunt")])
+def test_capitalized_compounds_wordfreq_knows_are_found_when_their_entry_has_no_clean_sense(default, text, base):
+    # wordfreq has seen these insults (Zipf 1.0-1.5), which alone made them names before
+    assert [(f.normalized, f.normalizations) for f in default.scan(_sign(text)).findings] == [(base, ("compound",))]

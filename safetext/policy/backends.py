@@ -229,7 +229,7 @@ class WordListBackend(ClassifierBackend):
 
     Scores: 1.0 for a plain hit, 0.9 when leetspeak, homoglyphs, separators, repeats, HTML or
     invisible characters were undone or a word was split, 0.85 for a compound, 0.8 for a wildcard
-    guess (``f*ck``), 0.75 for a sound-alike. A policy threshold above 0.9 thus keeps only
+    guess (``f*ck``) or a masked word (``p__sy``), 0.75 for a sound-alike. A policy threshold above 0.9 thus keeps only
     unobfuscated hits.
 
     Args:
@@ -279,7 +279,9 @@ class WordListBackend(ClassifierBackend):
         return detections
 
 
-_VARIANT_SCORES = {"readings": READING_SCORE, "split": SPLIT_SCORE, "compound": COMPOUND_SCORE, "fuzzy": FUZZY_SCORE}
+_VARIANT_SCORES = {
+    "readings": READING_SCORE, "split": SPLIT_SCORE, "compound": COMPOUND_SCORE, "fuzzy": FUZZY_SCORE, "masked": WILDCARD_SCORE,
+}
 
 
 @lru_cache(maxsize=32)

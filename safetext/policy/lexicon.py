@@ -24,7 +24,13 @@ _PLURAL_ES_ENDINGS = ("s", "x", "z", "ch", "sh")
 #: A word with one letter doubled that ``wordfreq`` sees this often is a spelling of its own ("bonner"
 #: 3.0), not an entry stretched ("fukk" 1.5, "shitt" 1.4); likewise an inflection of a dictionary word.
 MAX_DOUBLED_ZIPF = 2.5
+#: A "z" plural written like a name is matched unless ``wordfreq`` sees it this often ("Kuntz" 2.1, "Twatz" 0).
+MAX_Z_PLURAL_NAME_ZIPF = 1.5
+#: An entry this common with no dictionary sense has no clean sense a name could carry.
+MIN_ONLY_PROFANE_ZIPF = 3.0
 _VOWELS = "aeiouy"
+# What may stand between a one-letter word of a phrase and its neighbour: spaces, apostrophes, hyphens, dots.
+_WORD_GAP = " '’-."
 
 
 @dataclass(frozen=True)
@@ -147,6 +153,30 @@ def _is_plural(term: Term) -> bool:
     return term.form.rsplit(" ", 1)[-1] in _plural_forms(term.base.rsplit(" ", 1)[-1])
 
 
+def _inside_spelled_run(tokens: Sequence[Token], start: int, end: int, term: Term) -> bool:
+    """A phrase that starts or ends with a one-letter word has another one-letter word beside it."""
+    before = start > 0 and len(term.keys[0]) == 1 and len(tokens[start - 1].text) == 1
+    after = end < len(tokens) and len(term.keys[-1]) == 1 and len(tokens[end].text) == 1
+    return before or after
+
+
+def _only_profane(base: str) -> bool:
+    """A common entry (Zipf >= 3) with no dictionary sense (``fuck``, ``shit``, ``cunt``): no name is made
+    of it, where ``arse``, ``ass`` or ``bitch`` have a clean sense names carry."""
+    return base not in dictionary_words() and zipf(base) >= MIN_ONLY_PROFANE_ZIPF
+
+
+def _is_z_plural(term: Term) -> bool:
+    """A generated "z" plural (``twatz``, ``hoez``, ``bitchez``): no name is spelled that way."""
+    return " " not in term.form and term.form in (term.base + "z", term.base + "ez")
+
+
+def _doubled_last(term: Term, runs: tuple[int, ...], wanted: tuple[int, ...]) -> bool:
+    """Only the last letter of an entry of four letters or more is doubled (``Slutt``, ``Shitt``, ``Whorr``):
+    a stretched ending, where names double a letter inside (``Bonner``, ``Losser``)."""
+    return len(term.base) >= 4 and runs[:-1] == wanted[:-1] and runs[-1] == wanted[-1] + 1
+
+
 def _name_shaped(norm: NormalizedText, token: Token) -> bool:
     """The word the token comes from looks like a proper name as typed (:func:`~safetext.policy.vocabulary.name_shaped_at`)."""
     start, end = norm.span(token.start, token.end)
@@ -264,8 +294,18 @@ class Lexicon:
                 key, runs = keys[i + k]
                 if token.wildcard or key != term.keys[k]:
                     break
-                if size == 1 and self._names and term.form != term.base and not _is_plural(term) and _name_shaped(norm, token):
-                    break  # a generated inflection never matches a name: "Arsin", "Assin"
+                if (
+                    k and not self._exact_runs and (len(term.keys[k]) == 1 or len(term.keys[k - 1]) == 1)
+                    and norm.text[tokens[i + k - 1].end : token.start].strip(_WORD_GAP)
+                ):
+                    break  # a one-letter word of a phrase stands apart ("f u", "bite d'amarrage"), not "f^u^c^k"
+                if (
+                    size == 1 and self._names and term.form != term.base and not _is_plural(term)
+                    and not (_is_z_plural(term) and zipf(token.text) < MAX_Z_PLURAL_NAME_ZIPF)
+                    and not _only_profane(term.base) and _name_shaped(norm, token)
+                ):
+                    break  # a generated inflection never matches a name: "Arsin", "Assin"; a rare "z" plural
+                    # ("Twatz") and an inflection of a common entry with no clean sense ("Cunty") do
                 if self._repeats:
                     wanted = term.runs[k]
                     if runs != wanted:
@@ -274,12 +314,15 @@ class Lexicon:
                         if token.text in english_words():
                             break  # a doubled letter of a real word is spelling, not stretching: "rapping"
                         if all(have - need <= 1 for have, need in zip(runs, wanted)) and (
-                            zipf(token.text) >= MAX_DOUBLED_ZIPF or (self._names and _name_shaped(norm, token))
+                            zipf(token.text) >= MAX_DOUBLED_ZIPF
+                            or (self._names and not _doubled_last(term, runs, wanted) and _name_shaped(norm, token))
                         ):
-                            break  # ... and of a name: "Bonner", "Losser"; "Fuuuck" is still stretched
+                            break  # ... and of a name: "Bonner", "Losser"; "Fuuuck" and "Slutt" are still stretched
                         mask |= REPEATS
                 mask |= token.mask
             else:
+                if size > 1 and _inside_spelled_run(tokens, i, i + size, term):
+                    continue  # "f u" of a word spelled out letter by letter ("f u c k" with separators off)
                 return Match(term, tokens[i].start, tokens[i + size - 1].end, mask), i + size
         return None
 

@@ -40,9 +40,9 @@ _RAW_TOKEN = {
     (False, True): re.compile(r"(?:[^\W_]|[*#])+"),
     (False, False): re.compile(r"[^\W_]+"),
 }
-# What may sit between the single letters of a spaced-out word ("f u c k", "f.u.c.k", "f-u-c-k").
+# What may sit between the single letters of a spaced-out word ("f u c k", "f.u.c.k", "f-u-c-k", "f=u=c=k", "f * u * c * k").
 # Symbols and emoji count as separators too ("f❤u❤c❤k", "s💩h💩i💩t"); variation selectors are dropped before.
-_SEPARATOR_GAP = re.compile(r"[\s.\-_,/|~·•:\u2190-\u21ff\u2500-\u27bf\u2b00-\u2bff\U0001f000-\U0001faff]{1,3}")
+_SEPARATOR_GAP = re.compile(r"[\s.\-_,/\\|~·•:;=*\u2190-\u21ff\u2500-\u27bf\u2b00-\u2bff\U0001f000-\U0001faff]{1,3}")
 # A token like "f*u*c*k": single letters alternating with single wildcards.
 _STARRED_LETTERS = re.compile(r"(?:[^\W_][*#]){2,}[^\W_]")
 

@@ -65,7 +65,10 @@ class NormalizationConfig(_Strict):
     leetspeak: bool = Field(default=True, description="Read 1 3 4 @ $ 0 5 7 ! + as letters inside words ('sh1t').")
     separators: bool = Field(default=True, description="Join runs of single letters split by spaces, dots, dashes ('f u c k').")
     repeats: bool = Field(default=True, description="Accept stretched letters ('fuuuck').")
-    wildcards: bool = Field(default=True, description="Read '*' and '#' inside a word as any one letter ('f*ck', 'sh#t').")
+    wildcards: bool = Field(default=True, description=(
+        "Read '*' and '#' inside a word as any one letter ('f*ck', 'sh#t'); the wordlist backend also reads "
+        "'_', '%', '?', '&', emoji and runs of '-' or '.' as hidden letters ('p__sy', 'f--k', 'sh💩t')."
+    ))
 
     def enabled_steps(self) -> tuple[str, ...]:
         """Names of the enabled steps, in pipeline order."""

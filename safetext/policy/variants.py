@@ -7,6 +7,8 @@ module tries, cheapest first, against the single-word entries of the same lexico
    character is kept (``1`` is ``i`` or ``l``, ``@`` is ``a``/``o``/``u``, ``!`` is ``i``/``l`` or a
    separator, ``|_|`` is ``u``, ``|)`` is ``d`` ...) and the chunk matches when ANY reading is an entry
    (``s1ut``, ``f!u!c!k``, ``@$$h073``, ``c|_|nt``).
+   **Masked words**: letters hidden behind ``_``, ``%``, ``?``, ``*``, ``#`` or runs of ``-``/``.``,
+   one letter each, that fit an entry of the same length (``p__sy``, ``f--k``, ``a__hole``).
 2. **Split words**: two neighbouring tokens whose concatenation is an entry (``fu ck``, ``as s``,
    ``a-hole``), unless both are ordinary words (``pen is``).
 3. **Sound-alikes**: a token that is not an English word (:mod:`safetext.policy.vocabulary`) and whose
@@ -19,6 +21,10 @@ module tries, cheapest first, against the single-word entries of the same lexico
    (three-letter ones only when common) with at least one entry (``bigass``, ``fagmouth``,
    ``shitshit``, ``blackc0ck``), unless it also splits into English words alone (``passover``,
    ``raccoonhat``).
+
+Step 3 also matches an entry with its vowels dropped (``wnkr``, ``mthrfcker``), a sound-alike before a
+word that completes an insult (``Fock Off``, ``kok sucker``), and, for words written like names, only
+what names practically never are (:meth:`VariantMatcher.sound_alike`).
 
 English words never match by 3 or 4, so ``assess``, ``cockpit``, ``therapist``, ``sextant`` stay clean;
 the policy's allow-list still drops any hit inside an allowed phrase.
@@ -34,10 +40,13 @@ from typing import Iterator, Sequence
 
 from rapidfuzz.distance import Levenshtein
 
+from safetext.policy.confusables import WILDCARD
 from safetext.policy.lexicon import Lexicon, Term
 from safetext.policy.normalize import NormalizedText, Token, run_lengths
 from safetext.policy.schema import NormalizationConfig
-from safetext.policy.vocabulary import dictionary_words, english_words, is_english, is_known_name, name_shaped_at, short_words, zipf
+from safetext.policy.vocabulary import (
+    dictionary_words, english_words, frequent_words, is_english, name_shaped_at, short_words, zipf,
+)
 
 #: A sound-alike is never a word ``wordfreq`` has seen this often (Zipf): "Phuket" 3.0, "doormat" 2.7.
 MAX_FUZZY_ZIPF = 2.5
@@ -48,6 +57,20 @@ MIN_PIECE_ZIPF = 3.5
 #: Two-letter words that glue phrases into one token ("suckmydick", "kissmyass", "gofuckurself"); other
 #: two-letter pieces never count ("as" + "slicker" must not make "asslicker" clean). Never the first piece.
 GLUE_WORDS = frozenset({"my", "me", "ur", "of", "on", "in", "up", "to", "it", "is", "at", "no", "so", "ya", "yo", "we"})
+
+#: Words that complete an insult after the word before them ("Phuk Off", "Fook You", "kok sucker",
+#: "Dikk Head"): a sound-alike just before one is matched even when written like a name, and up to a
+#: frequency at which a bare sound-alike is taken for somebody's word (``MAX_COMPLETED_ZIPF``).
+COMPLETING_WORDS = frozenset({
+    "off", "you", "u", "ya", "yourself", "urself", "sucker", "suckers", "head", "heads", "face", "hole",
+    "wad", "bag", "licker", "lickers",
+})
+MAX_COMPLETED_ZIPF = 3.5
+
+#: A word written like a name is matched as a respelling only when ``wordfreq`` has (almost) never seen it ...
+MAX_RESPELLED_NAME_ZIPF = 1.0
+#: ... and only to an entry seen at least this often ("slut", "bitch", "faggot"; not "boong", "guro").
+MIN_RESPELLED_ENTRY_ZIPF = 3.0
 
 #: Scores of the matches found here (exact list hits score 1.0 / 0.9 / 0.8 in the word-list backend).
 READING_SCORE = 0.9
@@ -81,6 +104,28 @@ _MAX_COMPOUND_CHARS = 64
 #: the longest clean piece a compound split tries (longer English words are not split out)
 _MAX_PIECE_CHARS = 32
 _EDGE = "\"'`,.;:?!()[]{}<>“”‘’«»"
+# A word with letters hidden behind mask characters: "p__sy", "f--k", "s..t", "f%ck", "sh?t", "f&ck",
+# "sh💩t", "f—k". Each mask character (an emoji too) stands for one letter, a run of dashes or dots for one
+# to three (:meth:`VariantMatcher.masked`). A single hyphen or dot joins words
+# ("x-ray", "e.g"), so those two mask only in runs of two or more; "*" and "#" are the lexicon's
+# wildcards already. A trailing mask is only "_", "*" or "#": "bit..." is an ellipsis and "what??" a
+# question, not "bitchy".
+_EMOJI = "\u2600-\u27bf\U0001f000-\U0001faff"
+_ONE_MASK = f"[_%?&{_EMOJI}]+|[-.]{{2,}}|[—–]+|[*#]+"
+# Dashes and dots drawn at any length: a run of them hides one to three letters, or as many as it has.
+_DRAWN_MASKS = frozenset("-.—–")
+_MASKED = re.compile(
+    rf"(?<![\w*#%?&.\-—–{_EMOJI}])[a-z]+(?:(?:{_ONE_MASK})[a-z]+)+[_*#]*(?![\w*#%?&\-—–{_EMOJI}])"
+    rf"|(?<![\w*#%?&.\-—–{_EMOJI}])[a-z]+[_*#]{{2,}}(?![\w*#%?&\-—–{_EMOJI}])"
+)
+_MASK_RUN = re.compile(_ONE_MASK)
+_MASK_HINT = re.compile(rf"[a-z](?:[_%?*#&—–{_EMOJI}]|[-.]{{2}})")
+#: a masked word shows at least this many of its letters (``f--k``), and is this long at most
+_MIN_SHOWN = 2
+_MAX_MASKED_CHARS = 16
+_VOWELS = frozenset("aeiou")
+#: a word with its vowels dropped keeps at least this many consonants ("btch", "pssy", "mthrfckr")
+_MIN_DROPPED_CONSONANTS = 4
 _VOWEL = "a"
 _SKELETON_MAP = str.maketrans({"c": "k", "q": "k", "x": "k", "z": "s", "y": "a", "e": "a", "i": "a", "o": "a", "u": "a"})
 _V_BETWEEN_CONSONANTS = re.compile(r"(?<=[^aeiouy])v(?=[^aeiouy])")
@@ -155,6 +200,7 @@ class VariantMatcher:
         self._leetspeak = config.leetspeak
         self._repeats = config.repeats
         self._separators = config.separators
+        self._wildcards = config.wildcards
         self._split_gaps = "-._~/" + ("*" if config.wildcards else "")
         forms: dict[str, Term] = {}
         collapsed: dict[str, list[Term]] = {}
@@ -194,6 +240,20 @@ class VariantMatcher:
         # Entries that may be a part of a compound: three letters or more.
         self._parts = frozenset(form for form in forms if len(form) >= 3)
         self._max_part = max((len(p) for p in self._parts), default=0)
+        # Listed entries (and their plurals) by length, for masked words ("p__sy" is five letters).
+        by_length: dict[int, list[Term]] = {}
+        for form, term in forms.items():
+            if len(form) >= 4 and form in (term.base, term.base + "s", term.base + "es"):
+                by_length.setdefault(len(form), []).append(term)
+        # commonest first: "f--k" reads "fuck" before the respelling "fack"
+        self._by_length = {n: tuple(sorted(group, key=lambda t: (-zipf(t.form), t.form))) for n, group in by_length.items()}
+        # Listed entries (and plurals) with vowels dropped ("btch", "pssy", "fckr", "mthrfcker").
+        dropped: dict[str, Term] = {}
+        for n in sorted(self._by_length):
+            for term in self._by_length[n]:
+                for reading in _vowels_dropped(term.form):
+                    dropped.setdefault(reading, term)
+        self._dropped = dropped
 
     # ------------------------------------------------------------------ single words
     def lookup(self, word: str) -> Term | None:
@@ -212,7 +272,9 @@ class VariantMatcher:
         """True for an English word that is not itself an entry."""
         return word in self._english and word not in self._forms
 
-    def sound_alike(self, word: str, name_shaped: bool = False) -> tuple[Term, str] | None:
+    def sound_alike(
+        self, word: str, name_shaped: bool = False, completed: bool = False, plain: bool = True
+    ) -> tuple[Term, str] | None:
         """The entry ``word`` sounds like, with the evidence, or None (English words never match).
 
         Args:
@@ -222,14 +284,35 @@ class VariantMatcher:
                 ``Bitche``: 2,118 of 34,384 place names before this rule), so such a word matches only an
                 entry with ``x`` masking a letter or ``l`` standing for ``i``; capitalized respellings
                 are matched through the lists (``Phuk``, ``Biatch``).
+            plain: a name-shaped word is typed in plain ASCII letters, with no accent and no hyphen or
+                apostrophe joining it to another (``Beotch``, not ``Jucás`` or ``Saint-Josse-ten-Noode``):
+                then a respelling of a common entry's vowels and consonant sounds is matched
+                (:meth:`_respelled`) when ``wordfreq`` has not seen it (Zipf below :data:`MAX_RESPELLED_NAME_ZIPF`).
+            completed: the next word completes an insult (:data:`COMPLETING_WORDS`: ``Sloot Face``,
+                ``kok sucker``): a sound-alike with the entry's very skeleton is then matched even when
+                name-shaped, up to Zipf :data:`MAX_COMPLETED_ZIPF`.
         """
         if not self.fuzzy or len(word) < 3 or not word.isalpha() or is_english(word):
             return None
         frequency = zipf(word)
+        if completed and frequency < MAX_COMPLETED_ZIPF:
+            key = skeleton(word, self._repeats)
+            found = self._skeletons.get(key) if len(key) >= 3 else None
+            if found:
+                term = min(found, key=lambda t: Levenshtein.distance(word, t.form))
+                if not name_shaped or len(term.base) >= 4:  # "Kas Head" is a headland, not "kys"
+                    return term, f"skeleton {key} = {skeleton(term.form)} before a word that completes an insult"
         if frequency >= MAX_FUZZY_ZIPF:
             return None
+        if frequency < MAX_EDIT_ZIPF:
+            dropped = self._dropped_vowels(word, name_shaped)
+            if dropped is not None:
+                return dropped
         if name_shaped:
-            return self._masked_reading(word)
+            masked = self._masked_reading(word)
+            if masked is not None or not plain or frequency >= MAX_RESPELLED_NAME_ZIPF:
+                return masked
+            return self._respelled(word)
         key = skeleton(word, self._repeats)
         if len(key) < 3:
             return None
@@ -259,6 +342,69 @@ class VariantMatcher:
         if best is None:
             return None
         return best[1], f"skeleton {key} ~ {best[2]} (1 edit)"
+
+    def _respelled(self, word: str) -> tuple[Term, str] | None:
+        """A common entry respelled, for a plain word written like a name that ``wordfreq`` has not seen
+        (``Beotch``, ``Faggit``, ``Dikk``).
+
+        The word has the entry's skeleton, first and last letter and consonant sounds (:func:`_consonants`),
+        and its sounds (:func:`_sounds`) are one edit from the entry's (two from six letters); the entry is
+        one ``wordfreq`` sees often (Zipf :data:`MIN_RESPELLED_ENTRY_ZIPF`: the names that sound like
+        entries mostly sound like rare ones, "Boeng", "Geiro", "Saaxo").
+        """
+        key = skeleton(word, self._repeats)
+        consonants = _consonants(word)
+        sounds = _sounds(word)
+        edits = 1 if len(word) <= 5 else 2
+        for term in self._skeletons.get(key, ()):
+            form = term.form
+            if (
+                len(form) >= 4 and form[0] == word[0] and form[-1] == word[-1] and _consonants(form) == consonants
+                and Levenshtein.distance(sounds, _sounds(form)) <= edits and zipf(form) >= MIN_RESPELLED_ENTRY_ZIPF
+            ):
+                return term, f"a respelling of {form!r}"
+        return None
+
+    def _dropped_vowels(self, word: str, name_shaped: bool) -> tuple[Term, str] | None:
+        """An entry written without (some of) its vowels: ``btch``, ``pssy``, ``fckr``, ``mthrfcker``.
+
+        A word with no vowel left is no name (``Btch``); one that keeps vowels must have dropped two, or
+        one between two consonants from an entry of five letters or more (``rtard``, ``wankr``): a vowel
+        dropped beside another is a spelling of its own (``creps``, ``hymes``).
+        """
+        term = self._dropped.get(word)
+        if term is None:
+            return None
+        vowels = sum(c in _VOWELS for c in word)
+        dropped = sum(c in _VOWELS for c in term.form) - vowels
+        if vowels and (name_shaped or (dropped < 2 and not _between_consonants(term.form, word))):
+            return None
+        common = _consonant_words().get(word)
+        if not vowels and common is not None and common[0] not in self._forms and common[1] > zipf(term.base):
+            return None  # the short form of a commoner English word: "grps" is "groups", not "gropes"
+        return term, f"{term.form!r} with vowels dropped"
+
+    def masked(self, chunk: str) -> tuple[Term, str] | None:
+        """The entry a word with masked letters spells (``p__sy``, ``f--k``, ``f—k``).
+
+        Each mask character is one letter, except a run of dashes or dots, which a writer draws at any
+        length: it stands for one to three letters or for as many as it has (``f—k``, ``a—hole``).
+        """
+        if len(chunk) > _MAX_MASKED_CHARS:
+            return None
+        pieces = _MASK_RUN.split(chunk)
+        runs = _MASK_RUN.findall(chunk)
+        shown = sum(len(piece) for piece in pieces)
+        if shown < _MIN_SHOWN or not runs:
+            return None
+        widths = [[len(run)] + [w for w in (1, 2, 3) if w != len(run)] if run[0] in _DRAWN_MASKS else [len(run)] for run in runs]
+        for combo in itertools.islice(itertools.product(*widths), _MAX_READINGS):
+            pattern = pieces[0] + "".join("?" * width + piece for width, piece in zip(combo, pieces[1:]))
+            for term in self._by_length.get(len(pattern), ()):
+                form = term.form
+                if all(p == f or p == "?" for p, f in zip(pattern, form)):
+                    return term, f"{chunk!r} masks letters of {form!r}"
+        return None
 
     def _masked_reading(self, word: str) -> tuple[Term, str] | None:
         """``x`` as a masked letter (``shxt``, ``fxck``) or ``l`` as an ``i`` (``shlt``)."""
@@ -318,7 +464,8 @@ class VariantMatcher:
             return None
         entries = [p for p in dirty[n] if isinstance(p, Term)]
         if name_shaped and (
-            any(self._has_dictionary_sense(t) for t in entries)
+            len(dirty[n]) < 2  # a name that is one generated form ("Kuntz") is the lexicon's to judge
+            or any(self._has_dictionary_sense(t) for t in entries)
             or any(len(p) < 4 or zipf(p) < MAX_FUZZY_ZIPF for p in dirty[n] if isinstance(p, str))
         ):
             return None
@@ -403,6 +550,13 @@ class VariantMatcher:
             hit = self._match_chunk(norm, raw, start, end)
             if hit is not None:
                 add(hit)
+        for masked in _MASKED.finditer(text) if self._wildcards and _MASK_HINT.search(text) else ():
+            start, end = masked.start(), masked.end()
+            if not free(start, end):
+                continue
+            found = self.masked(masked.group())
+            if found is not None:
+                add(VariantHit(found[0], start, end, norm.mask(start, end) | WILDCARD, "masked", masked.group(), found[1]))
         gaps = self._split_gaps
         for first, second, third in zip(tokens, tokens[1:], tokens[2:]) if self._separators else ():
             # a word cut in three by punctuation, no spaces ("hu.ren.sohn", "mo-ther-fucker")
@@ -425,7 +579,7 @@ class VariantMatcher:
             if hit is not None and free(hit.start, hit.end):
                 add(hit)
         english = self._english
-        for token in tokens if (self.fuzzy or self.compounds) else ():
+        for index, token in enumerate(tokens) if (self.fuzzy or self.compounds) else ():
             word = token.text
             if word in english or len(word) < 3 or token.wildcard or not word.isalpha():
                 continue  # an obfuscated English word ("blackc0ck") was read as a chunk above
@@ -435,13 +589,18 @@ class VariantMatcher:
             if not obfuscated and is_english(word):
                 continue
             name_shaped = self._name_shaped(norm, token)
-            known_name = name_shaped and self._known_name(norm, token)
-            found = None if known_name else self.compound(word, obfuscated, name_shaped=name_shaped)
+            found = self.compound(word, obfuscated, name_shaped=name_shaped)
             how = "compound"
             if found is None:
                 start, end = norm.span(token.start, token.end)
                 if _LEET_DIGIT.search(norm.original, start, end) is None:  # "h1n1": one guess (the digit) is enough
-                    found = self.sound_alike(word, name_shaped=name_shaped)
+                    following = tokens[index + 1] if index + 1 < len(tokens) else None
+                    completed = (
+                        following is not None and following.text in COMPLETING_WORDS
+                        and 1 <= following.start - token.end <= 2 and norm.text[token.end : following.start].isspace()
+                    )  # "Fock Off", not the hyphenated name "Daik-u"
+                    plain = name_shaped and _plain_word(norm.original, start, end)
+                    found = self.sound_alike(word, name_shaped=name_shaped, completed=completed, plain=plain)
                 how = "fuzzy"
             if found is not None:
                 add(VariantHit(found[0], token.start, token.end, token.mask, how, word, found[1]))
@@ -452,12 +611,6 @@ class VariantMatcher:
         """Written like a proper name: capitalized (``Abala``) or with accented letters (``Afuá``)."""
         start, end = norm.span(token.start, token.end)
         return name_shaped_at(norm.original, start, end)
-
-    @staticmethod
-    def _known_name(norm: NormalizedText, token: Token) -> bool:
-        """A capitalized word (``Cockburn``, ``Dickmann``) that ``wordfreq`` knows: a name, not a glued word."""
-        start, end = norm.span(token.start, token.end)
-        return is_known_name(norm.original[start:end], token.text)
 
     def _match_chunk(self, norm: NormalizedText, raw: str, start: int, end: int) -> VariantHit | None:
         readings = [r for r in _readings(raw, uniform_only=len(raw) > _MAX_COMPOUND_CHARS) if len(r) >= 2 and r.isalpha()]
@@ -514,6 +667,60 @@ class VariantMatcher:
 
 
 _APOSTROPHES = frozenset("'\u2019\u02bc`")
+
+
+@lru_cache(maxsize=1)
+def _consonant_words() -> dict[str, tuple[str, float]]:
+    """``{consonants: (word, Zipf)}``: the commonest English word (Zipf 3 or more) with those consonants
+    alone (``grps`` -> ``groups``)."""
+    found: dict[str, tuple[str, float]] = {}
+    for word, frequency in frequent_words(3.0).items():
+        key = "".join(c for c in word if c not in _VOWELS)
+        if len(key) >= _MIN_DROPPED_CONSONANTS and frequency > found.get(key, ("", 0.0))[1]:
+            found[key] = (word, frequency)
+    return found
+
+
+def _plain_word(text: str, start: int, end: int) -> bool:
+    """The whitespace-delimited word around ``text[start:end]``, edge punctuation off, is ASCII letters only."""
+    while start > 0 and not text[start - 1].isspace():
+        start -= 1
+    while end < len(text) and not text[end].isspace():
+        end += 1
+    word = text[start:end].strip(_EDGE + "„")
+    return word.isascii() and word.isalpha()
+
+
+_CONSONANT_SOUNDS = str.maketrans({"c": "k", "q": "k", "z": "s"})
+
+
+def _sounds(word: str) -> str:
+    """A word's letters with consonants that sound alike written alike, doubled letters once (``puzzy`` -> ``pusy``)."""
+    return run_lengths(word.replace("ph", "f").replace("ck", "k").translate(_CONSONANT_SOUNDS))[0]
+
+
+def _consonants(word: str) -> str:
+    """The consonant sounds of a word as spelled (``faggot`` -> ``fgt``, ``beotch`` -> ``btkh``, ``Dikk`` -> ``dk``)."""
+    return run_lengths("".join(c for c in _sounds(word) if c not in "aeiouy"))[0]
+
+
+def _between_consonants(form: str, word: str) -> bool:
+    """``word`` is ``form`` (five letters or more) less one vowel that stood between two consonants."""
+    if len(form) < 5 or len(word) != len(form) - 1:
+        return False
+    i = next((k for k in range(len(word)) if word[k] != form[k]), len(word))
+    return 0 < i < len(form) - 1 and form[i - 1] not in "aeiouy" and form[i + 1] not in "aeiouy"
+
+
+def _vowels_dropped(form: str) -> Iterator[str]:
+    """``form`` with two or more of its vowels (never the first letter) dropped, or with all of them,
+    when at least :data:`_MIN_DROPPED_CONSONANTS` consonants remain (``bitch`` -> ``btch``)."""
+    positions = [i for i, c in enumerate(form) if c in _VOWELS and i > 0]
+    if len(form) - len(positions) < _MIN_DROPPED_CONSONANTS or not positions or len(positions) > 6:
+        return
+    for count in range(1, len(positions) + 1):
+        for drop in itertools.combinations(positions, count):
+            yield "".join(c for i, c in enumerate(form) if i not in drop)
 
 
 def _readings(raw: str, uniform_only: bool = False) -> Iterator[str]:

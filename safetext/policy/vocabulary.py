@@ -59,6 +59,15 @@ def short_words() -> frozenset[str]:
     return frozenset(found | {"a", "i"})
 
 
+@lru_cache(maxsize=4)
+def frequent_words(min_zipf: float) -> dict[str, float]:
+    """``{word: Zipf}`` of the lower-case alphabetic ASCII ``wordfreq`` words seen at least ``min_zipf``."""
+    threshold = 10.0 ** (min_zipf - 9.0)
+    return {
+        word: math.log10(freq) + 9.0 for word, freq in _frequencies().items() if freq >= threshold and word.isascii() and word.isalpha()
+    }
+
+
 def zipf(word: str) -> float:
     """Zipf frequency of a lower-case word in English ``wordfreq`` data (0.0 when never seen)."""
     freq = _frequencies().get(word)
