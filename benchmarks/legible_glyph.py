@@ -25,8 +25,15 @@ visible (whole: the policy flags the text read; fragment: a lexicon word of >= 3
 token read, by :class:`~safetext.verify.FragmentFinder`), and the latency that verification and its
 escalations add (from ``verdict.details["timings"]``).
 
+The strict closed loop also runs on the dev part (the escalation is looked at there, never on test); the
+report lists, for every image of either loop not read as the replacement, what the verifier read after
+each try.
+
 Writes ``benchmarks/results/legible_glyph.json`` / ``.md`` (``--dev-only``: only the dev comparison,
-``legible_glyph_dev.json``).
+``legible_glyph_dev.json``). ``--part dev`` and ``--part test`` run one split each (two processes side by
+side; the test part then measures the preset as the first try, which is what the dev part chose when the
+preset is set to it) into ``legible_glyph_dev.json`` / ``legible_glyph_test.json``, and ``--part merge``
+writes the report of both.
 """
 
 from __future__ import annotations
@@ -85,7 +92,8 @@ def prompt_words(policy, n_untrained: int) -> list[tuple[str, str]]:
                 untrained.add(w)
     flagged = lambda w: policy.scan(make_prompt(w, "red", 0)).action.value == "neutralize"  # noqa: E731
     chosen = sorted((w for w in untrained if flagged(w)), key=stable_fraction)[:n_untrained]
-    obfuscated = [w for w in OBFUSCATED if w not in known and flagged(w)]
+    # an obfuscated spelling that is also a list word (``fvck``) is one prompt, counted with the list words
+    obfuscated = [w for w in OBFUSCATED if w not in known and w not in chosen and flagged(w)]
     return [(w, "untrained") for w in sorted(chosen)] + [(w, "obfuscated") for w in obfuscated]
 
 
@@ -174,9 +182,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dev", type=int, default=40, help="dev prompts used (a stable sample of the dev part)")
     parser.add_argument("--min-ssim", type=float, default=0.88, help="least mean dev SSIM a choice may have")
     parser.add_argument("--dev-only", action="store_true", help="stop after the dev comparison")
+    parser.add_argument("--part", choices=("all", "dev", "test", "merge"), default="all",
+                        help="dev / test: one split (two processes can run them side by side; the test part measures the "
+                        "shipped preset as the first try), written to legible_glyph_{dev,test}.json; merge: the report of both")
     parser.add_argument("--limit", type=int, default=0, help="prompts per split (0: all; for a quick smoke run)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    if args.part == "merge":
+        dev_doc, test_doc = (json.loads((args.out / f"legible_glyph_{part}.json").read_text(encoding="utf-8")) for part in ("dev", "test"))
+        return write_document(args.out, dev_doc, test_doc)
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
 
@@ -226,28 +240,93 @@ def main(argv: list[str] | None = None) -> int:
         expected = expected_texts(verifier, verdicts)
         return runner.score(split_items, list(images), reference, expected)
 
-    # -- dev: choices ----------------------------------------------------------------------------------
-    dev_ref, _ = runner.batched(pipe, dev)
-    sweep = []
-    for config in args.configs.split(","):
-        n_layers, start = int(config.split("@")[0]), float(config.split("@")[1])
-        result = guarded(dev, layer_map(start, n_layers), quiet, dev_ref)
-        sweep.append({"start_fraction": start, "layers": n_layers, **{k: v for k, v in result.items() if k != "rows"}})
-        print(f"dev {n_layers} layer(s) @ {start:g}: read {result['read_as_replacement']:.3f} SSIM {result['mean_ssim']:.3f}", flush=True)
-    eligible = [s for s in sweep if s["mean_ssim"] >= args.min_ssim] or sweep
-    best = max(eligible, key=lambda s: (-(s["lexicon_visible_whole"] + s["lexicon_visible_fragment"]), s["read_as_replacement"], s["mean_ssim"]))
-    chosen = layer_map(best["start_fraction"], best["layers"])
+    def closed_loop(split_items, reference, lm):
+        """The strict policy's closed loop, one request per prompt (the escalation acts per request)."""
+        gen = SafeTextGenerator(pipe, policy=strict, layer_map=lm)
+        readings: list[list[str]] = []
+        check = gen.verifier.check
 
-    # replacement words: the preset's model-chosen words (the sweep above) against the policy's generic choice
-    dev_words = {k: v for k, v in guarded(dev, generic(chosen), quiet, dev_ref).items() if k != "rows"}
-    print(f"dev policy words at {best['layers']}@{best['start_fraction']:g}: read {dev_words['read_as_replacement']:.3f} "
-          f"SSIM {dev_words['mean_ssim']:.3f} (model words {best['read_as_replacement']:.3f})", flush=True)
-    if args.dev_only:
-        args.out.mkdir(parents=True, exist_ok=True)
-        dev_doc = {"dev_sweep": sweep, "dev_choice": {"layers": best["layers"], "start_fraction": best["start_fraction"]},
-                   "dev_policy_words": dev_words, "seconds": time.perf_counter() - started}
-        (args.out / "legible_glyph_dev.json").write_text(json.dumps(dev_doc, indent=1) + "\n", encoding="utf-8")
-        return 0
+        def recording_check(images, pipe=None, expected=None):  # the verifier's own readings, for the report
+            report = check(images, pipe=pipe, expected=expected)
+            readings.append([c.text for c in report.checks])
+            return report
+
+        gen.verifier.check = recording_check
+        images, expected, timings, steps, seen = [], [], [], [], []
+        for item in split_items:
+            readings.clear()
+            t0 = time.perf_counter()
+            try:
+                out = gen(item["prompt"], latents=runner.latents(item), num_inference_steps=args.steps, output_type="np")
+                images.append(out.images[0])
+                verdict = out.verdict
+            except PolicyViolation as error:
+                images.append(None)
+                verdict = error.verdict
+            wall = time.perf_counter() - t0
+            times = verdict.details.get("timings", {})
+            timings.append({
+                "wall_seconds": wall,
+                "verification_seconds": times.get("verification_seconds", 0.0),
+                "verification_ocr_seconds": times.get("verification_ocr_seconds", 0.0),
+            })
+            steps.append([e["step"] for e in verdict.details.get("escalations", ())])
+            seen.append([" ".join(r) for r in readings])
+            expected.append(verifier.expected_text(verdict.sanitized_prompt, [f.replacement for f in verdict.findings if f.replacement]))
+        verified = runner.score(split_items, images, reference, expected)
+        verified["escalated_prompts"] = sum(bool(s) for s in steps)
+        verified["escalation_steps"] = {step: sum(s.count(step) for s in steps) for step in dict.fromkeys(gen.verifier.escalation)}
+        ver = [t["verification_seconds"] for t in timings]
+        ocr_s = [t["verification_ocr_seconds"] for t in timings]
+        esc = [v - o for v, o in zip(ver, ocr_s)]
+        escalated = [e for e, s in zip(esc, steps) if s]
+        verified["latency"] = {
+            "mean_wall_seconds": statistics.fmean(t["wall_seconds"] for t in timings),
+            "mean_verification_seconds": statistics.fmean(ver),
+            "mean_verification_ocr_seconds": statistics.fmean(ocr_s),
+            "mean_escalation_seconds": statistics.fmean(esc),
+            "mean_escalation_seconds_when_escalated": statistics.fmean(escalated) if escalated else 0.0,
+            "max_verification_seconds": max(ver),
+        }
+        for row, s, r in zip(verified["rows"], steps, seen):
+            row["escalations"] = s
+            row["verifier_readings"] = r
+        return verified, list(gen.verifier.escalation)
+
+    dev_doc, test_doc = {}, {}
+    # -- dev: choices ----------------------------------------------------------------------------------
+    if args.part in ("all", "dev"):
+        dev_ref, _ = runner.batched(pipe, dev)
+        sweep = []
+        for config in args.configs.split(","):
+            n_layers, start = int(config.split("@")[0]), float(config.split("@")[1])
+            result = guarded(dev, layer_map(start, n_layers), quiet, dev_ref)
+            sweep.append({"start_fraction": start, "layers": n_layers, **{k: v for k, v in result.items() if k != "rows"}})
+            print(f"dev {n_layers} layer(s) @ {start:g}: read {result['read_as_replacement']:.3f} SSIM {result['mean_ssim']:.3f}", flush=True)
+        eligible = [s for s in sweep if s["mean_ssim"] >= args.min_ssim] or sweep
+        best = max(eligible, key=lambda s: (-(s["lexicon_visible_whole"] + s["lexicon_visible_fragment"]), s["read_as_replacement"], s["mean_ssim"]))
+        chosen = layer_map(best["start_fraction"], best["layers"])
+
+        # replacement words: the preset's model-chosen words (the sweep above) against the policy's generic choice
+        dev_words = {k: v for k, v in guarded(dev, generic(chosen), quiet, dev_ref).items() if k != "rows"}
+        print(f"dev policy words at {best['layers']}@{best['start_fraction']:g}: read {dev_words['read_as_replacement']:.3f} "
+              f"SSIM {dev_words['mean_ssim']:.3f} (model words {best['read_as_replacement']:.3f})", flush=True)
+        dev_doc = {"dev_sweep": sweep, "dev_choice": {"layers": list(chosen.layers), "start_fraction": chosen.start_fraction,
+                                                     "min_ssim": args.min_ssim},
+                   "dev_policy_words": dev_words}
+        if not args.dev_only:
+            dev_verified, escalation = closed_loop(dev, dev_ref, chosen)
+            dev_doc["dev_strict_verified"] = dev_verified
+            dev_doc["escalation"] = escalation
+            print(f"dev strict verified: read {dev_verified['read_as_replacement']:.3f} SSIM {dev_verified['mean_ssim']:.3f} "
+                  f"escalated {dev_verified['escalated_prompts']} blocked {dev_verified['blocked']}", flush=True)
+        dev_doc["dev_seconds"] = time.perf_counter() - started
+        if args.dev_only or args.part == "dev":
+            args.out.mkdir(parents=True, exist_ok=True)
+            (args.out / "legible_glyph_dev.json").write_text(json.dumps(dev_doc, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+            return 0
+    else:
+        chosen = shipped  # the test part alone measures the preset (set to the dev choice) as the first try
 
     # -- test: measurements ----------------------------------------------------------------------------
     test_ref, _ = runner.batched(pipe, test)
@@ -256,53 +335,14 @@ def main(argv: list[str] | None = None) -> int:
         conditions["dev_choice"] = guarded(test, chosen, quiet, test_ref)
     # the measured first try is the dev choice (the preset, when it was set to it); never picked on test
     winner_name = "dev_choice" if "dev_choice" in conditions else "shipped"
-    winner_map = chosen
     for name, result in conditions.items():
         print(f"test {name}: read {result['read_as_replacement']:.3f} SSIM {result['mean_ssim']:.3f}", flush=True)
-
-    # the strict policy's closed loop, one request per prompt (the escalation acts per request)
-    gen = SafeTextGenerator(pipe, policy=strict, layer_map=winner_map)
-    images, expected, timings, steps = [], [], [], []
-    for item in test:
-        t0 = time.perf_counter()
-        try:
-            out = gen(item["prompt"], latents=runner.latents(item), num_inference_steps=args.steps, output_type="np")
-            images.append(out.images[0])
-            verdict = out.verdict
-        except PolicyViolation as error:
-            images.append(None)
-            verdict = error.verdict
-        wall = time.perf_counter() - t0
-        times = verdict.details.get("timings", {})
-        timings.append({
-            "wall_seconds": wall,
-            "verification_seconds": times.get("verification_seconds", 0.0),
-            "verification_ocr_seconds": times.get("verification_ocr_seconds", 0.0),
-        })
-        steps.append([e["step"] for e in verdict.details.get("escalations", ())])
-        expected.append(verifier.expected_text(verdict.sanitized_prompt, [f.replacement for f in verdict.findings if f.replacement]))
-    verified = runner.score(test, images, test_ref, expected)
-    verified["escalated_prompts"] = sum(bool(s) for s in steps)
-    verified["escalation_steps"] = {step: sum(s.count(step) for s in steps) for step in gen.verifier.escalation}
-    ver = [t["verification_seconds"] for t in timings]
-    ocr_s = [t["verification_ocr_seconds"] for t in timings]
-    esc = [v - o for v, o in zip(ver, ocr_s)]
-    escalated = [e for e, s in zip(esc, steps) if s]
-    verified["latency"] = {
-        "mean_wall_seconds": statistics.fmean(t["wall_seconds"] for t in timings),
-        "mean_verification_seconds": statistics.fmean(ver),
-        "mean_verification_ocr_seconds": statistics.fmean(ocr_s),
-        "mean_escalation_seconds": statistics.fmean(esc),
-        "mean_escalation_seconds_when_escalated": statistics.fmean(escalated) if escalated else 0.0,
-        "max_verification_seconds": max(ver),
-    }
-    for row, s in zip(verified["rows"], steps):
-        row["escalations"] = s
+    verified, escalation = closed_loop(test, test_ref, chosen)
     conditions["strict_verified"] = verified
     print(f"test strict verified: read {verified['read_as_replacement']:.3f} SSIM {verified['mean_ssim']:.3f} "
           f"escalated {verified['escalated_prompts']} blocked {verified['blocked']}", flush=True)
 
-    document = {
+    test_doc = {
         "model": "shipped glyph model",
         "steps": args.steps,
         "seed": args.seed,
@@ -311,19 +351,38 @@ def main(argv: list[str] | None = None) -> int:
                     "obfuscated": sum(i["kind"] == "obfuscated" for i in items)},
         "items": items,
         "shipped_map": {"layers": list(shipped.layers), "start_fraction": shipped.start_fraction},
-        "dev_sweep": sweep,
-        "dev_choice": {"layers": list(chosen.layers), "start_fraction": chosen.start_fraction, "min_ssim": args.min_ssim},
-        "dev_policy_words": dev_words,
-        "escalation": list(gen.verifier.escalation),
+        "escalation": escalation,
         "test": conditions,
         "winner": winner_name,
-        "seconds": time.perf_counter() - started,
+        "test_seconds": time.perf_counter() - started,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "legible_glyph.json").write_text(json.dumps(document, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    (args.out / "legible_glyph.md").write_text(report(document), encoding="utf-8")
+    if args.part == "test":
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "legible_glyph_test.json").write_text(json.dumps(test_doc, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        return 0
+    return write_document(args.out, dev_doc, test_doc)
+
+
+def write_document(out: Path, dev_doc: dict, test_doc: dict) -> int:
+    """``legible_glyph.json`` / ``.md`` from the dev part and the test part."""
+    document = {**test_doc, **dev_doc}
+    document["seconds"] = dev_doc.get("dev_seconds", 0.0) + test_doc.get("test_seconds", 0.0)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "legible_glyph.json").write_text(json.dumps(document, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    (out / "legible_glyph.md").write_text(report(document), encoding="utf-8")
     print(report(document))
     return 0
+
+
+def failures(result: dict) -> list[str]:
+    """Rows of a closed-loop result not read as the replacement: the measuring OCR's reading, and the verifier's
+    reading after each try (first try, then each escalation re-run)."""
+    lines = ["| word | expected | read | verifier readings per try | escalations |", "|---|---|---|---|---|"]
+    for r in result["rows"]:
+        if not r["exact"]:
+            tries = " / ".join(repr(t) for t in r.get("verifier_readings", [])) or "-"
+            lines.append(f"| {r['word']} | {r.get('expected')} | {r['read']!r} | {tries} | {', '.join(r.get('escalations', [])) or '-'} |")
+    return lines
 
 
 def report(doc: dict) -> str:
@@ -401,13 +460,26 @@ def report(doc: dict) -> str:
         "",
         "## Test images not read as the replacement (strict_verified)",
         "",
-        "| word | expected | read | escalations |",
-        "|---|---|---|---|",
     ]
-    for r in verified["rows"]:
-        if not r["exact"]:
-            lines.append(f"| {r['word']} | {r.get('expected')} | {r['read']!r} | {', '.join(r.get('escalations', [])) or '-'} |")
-    lines += ["", f"Run: {doc['seconds']:.0f} s wall.", ""]
+    lines += failures(verified)
+    dev = doc.get("dev_strict_verified")
+    if dev:
+        dlat = dev["latency"]
+        lines += [
+            "",
+            "## Dev split, closed loop (strict_verified on the dev choice)",
+            "",
+            f"Read as the replacement {dev['read_as_replacement']:.3f} (n {dev['n']}), mean SSIM {dev['mean_ssim']:.3f}, "
+            f"lexicon visible {dev['lexicon_visible_whole']} + {dev['lexicon_visible_fragment']}, blocked {dev['blocked']}; "
+            f"escalated {dev['escalated_prompts']} (" + ", ".join(f"{k} {v}" for k, v in dev["escalation_steps"].items())
+            + f"); verification {dlat['mean_verification_seconds']:.3f} s per request, escalation re-runs "
+            f"{dlat['mean_escalation_seconds_when_escalated']:.3f} s when escalated.",
+            "",
+            "Dev images not read as the replacement:",
+            "",
+        ]
+        lines += failures(dev)
+    lines += ["", f"Run: {doc['seconds']:.0f} s wall (dev and test parts added).", ""]
     return "\n".join(lines)
 
 
