@@ -1,6 +1,7 @@
 """Which benign replacement words the embedded glyph model writes legibly as a replacement.
 
     nice -n 10 python benchmarks/glyph_legibility.py [--samples 6] [--steps 20] [--threads 1] [--write-preset]
+    # or side by side: --shard 0/3, --shard 1/3, --shard 2/3, then --merge 3 [--write-preset]
 
 For every word of the policy's benign replacement list (``lists/replacements.txt``), ``--samples``
 guarded generations: a prompt asking for one of the toxic words the model was trained on (same
@@ -34,6 +35,7 @@ ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
 PRESET = ROOT.parent / "safetext" / "patching" / "presets" / "glyph.yaml"
 BLOCK = "replacement_legibility:"
+SHARDS = "glyph_legibility_shards"  # --shard files, under --out
 
 
 def stable_fraction(text: str) -> float:
@@ -71,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=24)
     parser.add_argument("--write-preset", action="store_true", help="rewrite the preset's replacement_legibility block")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--shard", default="", help="K/N: measure every N-th word from the K-th (0-based) into a shard file "
+                        "(N processes side by side), then --merge N")
+    parser.add_argument("--merge", type=int, default=0, help="write the results (and --write-preset) from N shard files")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
@@ -84,14 +89,25 @@ def main(argv: list[str] | None = None) -> int:
     pipe = load_glyph_pipeline()
     pipe.set_progress_bar_config(disable=True)
     layer_map = resolve_layer_map(pipe, None).layer_map
+    words = load_policy("default")._replacer.words
+    if args.merge:
+        shards = [json.loads((args.out / SHARDS / f"shard-{k}-of-{args.merge}.json").read_text(encoding="utf-8")) for k in range(args.merge)]
+        jobs = [job for shard in shards for job in shard["generations"]]
+        missing = set(words) - {job["word"] for job in jobs}
+        if missing:
+            raise SystemExit(f"the shards lack the words {sorted(missing)}; run every --shard K/{args.merge}")
+        return write_results(args, layer_map, words, jobs, max(shard["seconds"] for shard in shards))
+    measured = words
+    if args.shard:
+        shard_k, shard_n = (int(part) for part in args.shard.split("/"))
+        measured = words[shard_k::shard_n]
     patch = KVPatch(pipe, list(layer_map.layers), layer_map.start_fraction)
     ocr = ocr_for_pipeline(get_ocr("rapidocr", mode="crop"), pipe)
-    words = load_policy("default")._replacer.words
     toxic = load_vocabulary()["toxic"]
     height, width = pipe.default_size
 
     jobs = []
-    for word in words:
+    for word in measured:
         for sample, source in enumerate(source_words(word, toxic, args.samples)):
             rng = random.Random(f"{args.seed}:{word}:{sample}")
             colour, template = rng.choice(COLORS), rng.randrange(len(TEMPLATES))
@@ -100,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                 "prompt": make_prompt(source, colour, template), "target": make_prompt(word, colour, template),
                 "seed": args.seed * 100_003 + int(stable_fraction(f"noise:{word}:{sample}") * 1e9),
             })
-    print(f"{len(words)} words x {args.samples} samples = {len(jobs)} guarded generations", flush=True)
+    print(f"{len(measured)} words x {args.samples} samples = {len(jobs)} guarded generations", flush=True)
     for i in range(0, len(jobs), args.batch):
         chunk = jobs[i : i + args.batch]
         latents = torch.cat([torch.randn((1, 3, height, width), generator=torch.Generator().manual_seed(j["seed"])) for j in chunk])
@@ -110,7 +126,17 @@ def main(argv: list[str] | None = None) -> int:
             job["read"] = ocr.read(image).text.strip()
             job["exact"] = exact_match(job["read"], job["word"])
         print(f"  {min(i + args.batch, len(jobs))}/{len(jobs)}", flush=True)
+    if args.shard:
+        (args.out / SHARDS).mkdir(parents=True, exist_ok=True)
+        shard = {"shard": args.shard, "generations": [{k: j[k] for k in ("word", "source", "prompt", "read", "exact")} for j in jobs],
+                 "seconds": time.perf_counter() - started}
+        (args.out / SHARDS / f"shard-{shard_k}-of-{shard_n}.json").write_text(json.dumps(shard, indent=1) + "\n", encoding="utf-8")
+        return 0
+    return write_results(args, layer_map, words, jobs, time.perf_counter() - started)
 
+
+def write_results(args, layer_map, words, jobs, seconds: float) -> int:
+    """The legibility table, ``glyph_legibility.json`` / ``.md`` and (``--write-preset``) the preset's block."""
     table = {}
     for word in words:
         hits = [j["exact"] for j in jobs if j["word"] == word]
@@ -120,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         "samples": args.samples, "steps": args.steps, "seed": args.seed,
         "legibility": table, "mean": sum(table.values()) / len(table),
         "generations": [{k: j[k] for k in ("word", "source", "prompt", "read", "exact")} for j in jobs],
-        "seconds": time.perf_counter() - started,
+        "seconds": seconds,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "glyph_legibility.json").write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
@@ -144,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     for word in sorted(words, key=lambda w: (len(w), w)):
         readings = ", ".join(repr(j["read"]) for j in jobs if j["word"] == word and not j["exact"])
         lines.append(f"| {word} | {table[word]:.3f} | {readings or '-'} |")
-    lines += ["", f"Run: {document['seconds']:.0f} s wall.", ""]
+    shards = f" ({args.merge} shards side by side, the slowest)" if args.merge else ""
+    lines += ["", f"Run: {document['seconds']:.0f} s wall{shards}.", ""]
     (args.out / "glyph_legibility.md").write_text("\n".join(lines), encoding="utf-8")
     print("\n".join(lines))
     if args.write_preset:

@@ -9,24 +9,29 @@ hash into a dev part (choices) and a test part (reported); the two never share a
 
 On the dev part it compares
 
-* the layer map's start fraction and layer count (the shipped map's layer, plus the localizer's
-  ranking's next layers), all with the preset's replacement words: the choice has the fewest images
-  with a lexicon word visible, then the most read as the replacement, with a mean SSIM to the
-  unguarded image of at least ``--min-ssim`` (the preset is set to it), and
-* the replacement words at that map: the ones the model writes best (the preset's
+* the layer map's start fraction and layer count (the shipped map's layers, fewer, or more from the
+  localizer's ranking), all with the preset's replacement words: the choice has the fewest images with a
+  lexicon word visible, then the most read as the replacement, with a mean SSIM to the unguarded image of
+  at least ``--min-ssim`` (the preset is set to it; the report says when the sweep chose otherwise),
+* the replacement words at the preset's map: the ones the model writes best (the preset's
   ``replacement_legibility``, measured by ``glyph_legibility.py`` on training words only) against the
-  policy's generic choice.
+  policy's generic choice, and
+* the strict policy's closed loop on the preset (the escalation is looked at here, never on test).
 
-On the test part it measures the shipped preset, the same map with the policy's generic words, the dev
-choice when it differs from the preset, and the strict policy's closed loop (``verification.expect:
-replacement`` with its escalation, ``next_word`` included), and reports: share read as the replacement
-(exact OCR match, rapidocr crop mode), mean SSIM to the unguarded image, images with a lexicon word
-visible (whole: the policy flags the text read; fragment: a lexicon word of >= 3 letters inside a longer
-token read, by :class:`~safetext.verify.FragmentFinder`), and the latency that verification and its
-escalations add (from ``verdict.details["timings"]``).
+On the test part it measures the shipped preset, the same map with the policy's generic words, and the
+strict policy's closed loop (``verification.expect: replacement`` with its escalation, ``next_word``
+included), and reports: share read as the replacement (exact OCR match, rapidocr crop mode), mean SSIM to
+the unguarded image, images with a lexicon word visible (whole: the policy flags the text read; fragment:
+a lexicon word of >= 3 letters inside a longer token read, by :class:`~safetext.verify.FragmentFinder`),
+and the latency that verification and its escalations add (from ``verdict.details["timings"]``). For every
+image of either loop not read as the replacement the report lists what the verifier read after each try.
 
-Writes ``benchmarks/results/legible_glyph.json`` / ``.md`` (``--dev-only``: only the dev comparison,
-``legible_glyph_dev.json``).
+Writes ``benchmarks/results/legible_glyph.json`` / ``.md``. Side by side (each process measures every N-th
+prompt of its split with every condition, into ``legible_glyph_shards/``; the dev choice is made on the
+merged sweep)::
+
+    python benchmarks/legible_glyph.py --part dev --shard 0/2   # and 1/2; --part test --shard 0/2, 1/2
+    python benchmarks/legible_glyph.py --merge 2
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
+SHARDS = "legible_glyph_shards"  # --shard files, under --out
 
 #: Lists whose entries supply the never-trained toxic words.
 SOURCE_LISTS = (
@@ -85,7 +91,8 @@ def prompt_words(policy, n_untrained: int) -> list[tuple[str, str]]:
                 untrained.add(w)
     flagged = lambda w: policy.scan(make_prompt(w, "red", 0)).action.value == "neutralize"  # noqa: E731
     chosen = sorted((w for w in untrained if flagged(w)), key=stable_fraction)[:n_untrained]
-    obfuscated = [w for w in OBFUSCATED if w not in known and flagged(w)]
+    # an obfuscated spelling that is also a list word (``fvck``) is one prompt, counted with the list words
+    obfuscated = [w for w in OBFUSCATED if w not in known and w not in chosen and flagged(w)]
     return [(w, "untrained") for w in sorted(chosen)] + [(w, "obfuscated") for w in obfuscated]
 
 
@@ -144,16 +151,42 @@ class Runner:
                 "exact": bool(target) and exact_match(text, target), "whole": whole, "fragments": fragments,
                 "ssim": float(ssim(torch.from_numpy(image).permute(2, 0, 1)[None], torch.from_numpy(ref).permute(2, 0, 1)[None])[0]) if ref is not None else 1.0,
             })
-        served = [r for r in rows if not r["blocked"]]
-        return {
-            "n": len(rows),
-            "read_as_replacement": float(np.mean([r["exact"] for r in rows])) if rows else 0.0,
-            "blocked": sum(r["blocked"] for r in rows),
-            "mean_ssim": float(np.mean([r["ssim"] for r in served])) if served else float("nan"),
-            "lexicon_visible_whole": sum(r.get("whole", False) for r in served),
-            "lexicon_visible_fragment": sum(bool(r.get("fragments")) for r in served),
-            "rows": rows,
-        }
+        return {**summarize(rows), "rows": rows}
+
+
+def summarize(rows: list[dict]) -> dict:
+    """A condition's metrics from its rows (a refusal counts as not read as the replacement)."""
+    served = [r for r in rows if not r["blocked"]]
+    return {
+        "n": len(rows),
+        "read_as_replacement": float(np.mean([r["exact"] for r in rows])) if rows else 0.0,
+        "blocked": sum(r["blocked"] for r in rows),
+        "mean_ssim": float(np.mean([r["ssim"] for r in served])) if served else float("nan"),
+        "lexicon_visible_whole": sum(r.get("whole", False) for r in served),
+        "lexicon_visible_fragment": sum(bool(r.get("fragments")) for r in served),
+    }
+
+
+def summarize_loop(rows: list[dict], escalation: list[str]) -> dict:
+    """A closed loop's metrics, its escalations and the latency verification adds, from its rows."""
+    steps = [r["escalations"] for r in rows]
+    ver = [r["timings"]["verification_seconds"] for r in rows]
+    ocr_s = [r["timings"]["verification_ocr_seconds"] for r in rows]
+    esc = [v - o for v, o in zip(ver, ocr_s)]
+    escalated = [e for e, s in zip(esc, steps) if s]
+    return {
+        **summarize(rows),
+        "escalated_prompts": sum(bool(s) for s in steps),
+        "escalation_steps": {step: sum(s.count(step) for s in steps) for step in dict.fromkeys(escalation)},
+        "latency": {
+            "mean_wall_seconds": statistics.fmean(r["timings"]["wall_seconds"] for r in rows),
+            "mean_verification_seconds": statistics.fmean(ver),
+            "mean_verification_ocr_seconds": statistics.fmean(ocr_s),
+            "mean_escalation_seconds": statistics.fmean(esc),
+            "mean_escalation_seconds_when_escalated": statistics.fmean(escalated) if escalated else 0.0,
+            "max_verification_seconds": max(ver),
+        },
+    }
 
 
 def expected_texts(verifier, verdicts_or_prompts) -> list[str]:
@@ -173,10 +206,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--configs", default="1@0,1@0.1,2@0.1,1@0.2", help="layer count @ start fraction tried on dev")
     parser.add_argument("--dev", type=int, default=40, help="dev prompts used (a stable sample of the dev part)")
     parser.add_argument("--min-ssim", type=float, default=0.88, help="least mean dev SSIM a choice may have")
-    parser.add_argument("--dev-only", action="store_true", help="stop after the dev comparison")
+    parser.add_argument("--part", choices=("all", "dev", "test"), default="all", help="the split(s) measured")
+    parser.add_argument("--shard", default="", help="K/N: only every N-th prompt of the split(s) from the K-th (0-based), "
+                        "into a shard file (N processes side by side), then --merge N")
+    parser.add_argument("--merge", type=int, default=0, help="write the results from the shard files of N processes "
+                        "(each --part dev and --part test, or --part all)")
     parser.add_argument("--limit", type=int, default=0, help="prompts per split (0: all; for a quick smoke run)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    if args.merge:
+        shards = sorted((args.out / SHARDS).glob(f"*-of-{args.merge}.json"))
+        return write_document(args.out, [json.loads(path.read_text(encoding="utf-8")) for path in shards], args.min_ssim)
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
 
@@ -204,15 +244,13 @@ def main(argv: list[str] | None = None) -> int:
     items = build_items(prompt_words(strict, args.untrained), args.seed)
     dev = sorted((i for i in items if i["split"] == "dev"), key=lambda i: stable_fraction(i["word"], "dev-sample"))[: args.limit or args.dev]
     test = [i for i in items if i["split"] == "test"][: args.limit or None]
-    print(f"{len(items)} prompts: dev {len(dev)}, test {len(test)}", flush=True)
+    shard_k, shard_n = (int(part) for part in args.shard.split("/")) if args.shard else (0, 1)
+    print(f"{len(items)} prompts: dev {len(dev)}, test {len(test)}; shard {shard_k}/{shard_n}", flush=True)
 
-    def layer_map(start: float, n_layers: int, legibility=shipped.replacement_legibility):
+    def layer_map(start: float, n_layers: int):
         layers = list(shipped.layers) + [name for name in ranking if name not in shipped.layers][: n_layers - len(shipped.layers)]
-        if n_layers < len(shipped.layers):
-            layers = layers[:n_layers]
         return shipped.model_copy(update={
-            "layers": tuple(layers), "start_fraction": start, "name": f"glyph-{n_layers}@{start:g}", "metrics": {},
-            "replacement_legibility": legibility,
+            "layers": tuple(layers[:n_layers]), "start_fraction": start, "name": f"glyph-{n_layers}@{start:g}", "metrics": {},
         })
 
     def generic(lm):
@@ -223,107 +261,154 @@ def main(argv: list[str] | None = None) -> int:
         images, _ = runner.batched(gen, split_items)
         # the words the generator patched toward (the layer map's model-chosen words, if it carries them)
         verdicts = [gen._decide({"prompt": item["prompt"]}).verdict for item in split_items]
-        expected = expected_texts(verifier, verdicts)
-        return runner.score(split_items, list(images), reference, expected)
+        return runner.score(split_items, list(images), reference, expected_texts(verifier, verdicts))["rows"]
 
-    # -- dev: choices ----------------------------------------------------------------------------------
-    dev_ref, _ = runner.batched(pipe, dev)
-    sweep = []
-    for config in args.configs.split(","):
-        n_layers, start = int(config.split("@")[0]), float(config.split("@")[1])
-        result = guarded(dev, layer_map(start, n_layers), quiet, dev_ref)
-        sweep.append({"start_fraction": start, "layers": n_layers, **{k: v for k, v in result.items() if k != "rows"}})
-        print(f"dev {n_layers} layer(s) @ {start:g}: read {result['read_as_replacement']:.3f} SSIM {result['mean_ssim']:.3f}", flush=True)
-    eligible = [s for s in sweep if s["mean_ssim"] >= args.min_ssim] or sweep
-    best = max(eligible, key=lambda s: (-(s["lexicon_visible_whole"] + s["lexicon_visible_fragment"]), s["read_as_replacement"], s["mean_ssim"]))
-    chosen = layer_map(best["start_fraction"], best["layers"])
+    def closed_loop(split_items, reference, lm):
+        """The strict policy's closed loop, one request per prompt (the escalation acts per request)."""
+        gen = SafeTextGenerator(pipe, policy=strict, layer_map=lm)
+        readings: list[list[str]] = []
+        check = gen.verifier.check
 
-    # replacement words: the preset's model-chosen words (the sweep above) against the policy's generic choice
-    dev_words = {k: v for k, v in guarded(dev, generic(chosen), quiet, dev_ref).items() if k != "rows"}
-    print(f"dev policy words at {best['layers']}@{best['start_fraction']:g}: read {dev_words['read_as_replacement']:.3f} "
-          f"SSIM {dev_words['mean_ssim']:.3f} (model words {best['read_as_replacement']:.3f})", flush=True)
-    if args.dev_only:
-        args.out.mkdir(parents=True, exist_ok=True)
-        dev_doc = {"dev_sweep": sweep, "dev_choice": {"layers": best["layers"], "start_fraction": best["start_fraction"]},
-                   "dev_policy_words": dev_words, "seconds": time.perf_counter() - started}
-        (args.out / "legible_glyph_dev.json").write_text(json.dumps(dev_doc, indent=1) + "\n", encoding="utf-8")
-        return 0
+        def recording_check(images, pipe=None, expected=None):  # the verifier's own readings, for the report
+            report = check(images, pipe=pipe, expected=expected)
+            readings.append([c.text for c in report.checks])
+            return report
 
-    # -- test: measurements ----------------------------------------------------------------------------
-    test_ref, _ = runner.batched(pipe, test)
-    conditions = {"shipped_policy_words": guarded(test, generic(shipped), quiet, test_ref), "shipped": guarded(test, shipped, quiet, test_ref)}
-    if (chosen.layers, chosen.start_fraction) != (shipped.layers, shipped.start_fraction):
-        conditions["dev_choice"] = guarded(test, chosen, quiet, test_ref)
-    # the measured first try is the dev choice (the preset, when it was set to it); never picked on test
-    winner_name = "dev_choice" if "dev_choice" in conditions else "shipped"
-    winner_map = chosen
-    for name, result in conditions.items():
-        print(f"test {name}: read {result['read_as_replacement']:.3f} SSIM {result['mean_ssim']:.3f}", flush=True)
+        gen.verifier.check = recording_check
+        images, expected, extra = [], [], []
+        for item in split_items:
+            readings.clear()
+            t0 = time.perf_counter()
+            try:
+                out = gen(item["prompt"], latents=runner.latents(item), num_inference_steps=args.steps, output_type="np")
+                images.append(out.images[0])
+                verdict = out.verdict
+            except PolicyViolation as error:
+                images.append(None)
+                verdict = error.verdict
+            times = verdict.details.get("timings", {})
+            extra.append({
+                "timings": {
+                    "wall_seconds": time.perf_counter() - t0,
+                    "verification_seconds": times.get("verification_seconds", 0.0),
+                    "verification_ocr_seconds": times.get("verification_ocr_seconds", 0.0),
+                },
+                "escalations": [e["step"] for e in verdict.details.get("escalations", ())],
+                "verifier_readings": [" ".join(r) for r in readings],
+            })
+            expected.append(verifier.expected_text(verdict.sanitized_prompt, [f.replacement for f in verdict.findings if f.replacement]))
+        rows = runner.score(split_items, images, reference, expected)["rows"]
+        return [{**row, **more} for row, more in zip(rows, extra)], list(gen.verifier.escalation)
 
-    # the strict policy's closed loop, one request per prompt (the escalation acts per request)
-    gen = SafeTextGenerator(pipe, policy=strict, layer_map=winner_map)
-    images, expected, timings, steps = [], [], [], []
-    for item in test:
-        t0 = time.perf_counter()
-        try:
-            out = gen(item["prompt"], latents=runner.latents(item), num_inference_steps=args.steps, output_type="np")
-            images.append(out.images[0])
-            verdict = out.verdict
-        except PolicyViolation as error:
-            images.append(None)
-            verdict = error.verdict
-        wall = time.perf_counter() - t0
-        times = verdict.details.get("timings", {})
-        timings.append({
-            "wall_seconds": wall,
-            "verification_seconds": times.get("verification_seconds", 0.0),
-            "verification_ocr_seconds": times.get("verification_ocr_seconds", 0.0),
-        })
-        steps.append([e["step"] for e in verdict.details.get("escalations", ())])
-        expected.append(verifier.expected_text(verdict.sanitized_prompt, [f.replacement for f in verdict.findings if f.replacement]))
-    verified = runner.score(test, images, test_ref, expected)
-    verified["escalated_prompts"] = sum(bool(s) for s in steps)
-    verified["escalation_steps"] = {step: sum(s.count(step) for s in steps) for step in gen.verifier.escalation}
-    ver = [t["verification_seconds"] for t in timings]
-    ocr_s = [t["verification_ocr_seconds"] for t in timings]
-    esc = [v - o for v, o in zip(ver, ocr_s)]
-    escalated = [e for e, s in zip(esc, steps) if s]
-    verified["latency"] = {
-        "mean_wall_seconds": statistics.fmean(t["wall_seconds"] for t in timings),
-        "mean_verification_seconds": statistics.fmean(ver),
-        "mean_verification_ocr_seconds": statistics.fmean(ocr_s),
-        "mean_escalation_seconds": statistics.fmean(esc),
-        "mean_escalation_seconds_when_escalated": statistics.fmean(escalated) if escalated else 0.0,
-        "max_verification_seconds": max(ver),
+    shard = {
+        "shard": f"{shard_k}/{shard_n}", "model": "shipped glyph model", "steps": args.steps, "seed": args.seed,
+        "threads": args.threads, "items": items, "prompts": {"dev": len(dev), "test": len(test)},
+        "shipped_map": {"layers": list(shipped.layers), "start_fraction": shipped.start_fraction},
+        "dev": {}, "test": {},
     }
-    for row, s in zip(verified["rows"], steps):
-        row["escalations"] = s
-    conditions["strict_verified"] = verified
-    print(f"test strict verified: read {verified['read_as_replacement']:.3f} SSIM {verified['mean_ssim']:.3f} "
-          f"escalated {verified['escalated_prompts']} blocked {verified['blocked']}", flush=True)
 
+    def report_progress(split, name, rows):
+        print(f"{split} {name}: read {summarize(rows)['read_as_replacement']:.3f} SSIM {summarize(rows)['mean_ssim']:.3f} "
+              f"({len(rows)} prompts)", flush=True)
+
+    # every condition of a split is measured on the same prompts; the dev choice (layer count and start) is made
+    # when the shards are merged, from the whole dev sweep. The closed loops and the word comparison run on the
+    # preset's map, which is set to the dev choice (the merged report says when the dev sweep chose otherwise).
+    if args.part in ("all", "dev"):
+        part = dev[shard_k::shard_n]
+        ref, _ = runner.batched(pipe, part)
+        for config in args.configs.split(","):
+            n_layers, start = int(config.split("@")[0]), float(config.split("@")[1])
+            shard["dev"][f"sweep:{n_layers}@{start:g}"] = rows = guarded(part, layer_map(start, n_layers), quiet, ref)
+            report_progress("dev", config, rows)
+        shard["dev"]["shipped_policy_words"] = rows = guarded(part, generic(shipped), quiet, ref)
+        report_progress("dev", "shipped_policy_words", rows)
+        shard["dev"]["strict_verified"], shard["escalation"] = closed_loop(part, ref, shipped)
+        report_progress("dev", "strict_verified", shard["dev"]["strict_verified"])
+    if args.part in ("all", "test"):
+        part = test[shard_k::shard_n]
+        ref, _ = runner.batched(pipe, part)
+        for name, lm in (("shipped_policy_words", generic(shipped)), ("shipped", shipped)):
+            shard["test"][name] = rows = guarded(part, lm, quiet, ref)
+            report_progress("test", name, rows)
+        shard["test"]["strict_verified"], shard["escalation"] = closed_loop(part, ref, shipped)
+        report_progress("test", "strict_verified", shard["test"]["strict_verified"])
+    shard["seconds"] = time.perf_counter() - started
+    if args.shard:
+        (args.out / SHARDS).mkdir(parents=True, exist_ok=True)
+        path = args.out / SHARDS / f"{args.part}-{shard_k}-of-{shard_n}.json"
+        path.write_text(json.dumps(shard, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        print(f"wrote {path}")
+        return 0
+    return write_document(args.out, [shard], args.min_ssim)
+
+
+def write_document(out: Path, shards: list[dict], min_ssim: float) -> int:
+    """``legible_glyph.json`` / ``.md`` from the measured rows of one run or of several shards."""
+    if not shards:
+        raise SystemExit(f"no shard files under {out / SHARDS}")
+    first = shards[0]
+    items = first["items"]
+    order = {(item["split"], item["word"]): i for i, item in enumerate(items)}
+
+    def rows_of(split: str, name: str) -> list[dict]:
+        rows = [row for shard in shards for row in shard[split].get(name, ())]
+        return sorted(rows, key=lambda row: order.get((split, row["word"]), 0))
+
+    names = {split: list(dict.fromkeys(name for shard in shards for name in shard[split])) for split in ("dev", "test")}
+    counts = {split: len(rows_of(split, names[split][0])) if names[split] else 0 for split in ("dev", "test")}
+    expected_counts = first["prompts"]
+    if counts != expected_counts:
+        raise SystemExit(f"the shards hold {counts} prompts of {expected_counts}; run every shard of both parts")
+    escalation = first.get("escalation") or next(s["escalation"] for s in shards if "escalation" in s)
+    sweep = []
+    for name in names["dev"]:
+        if name.startswith("sweep:"):
+            n_layers, start = name.split(":")[1].split("@")
+            sweep.append({"layers": int(n_layers), "start_fraction": float(start), **summarize(rows_of("dev", name))})
+    eligible = [s for s in sweep if s["mean_ssim"] >= min_ssim] or sweep
+    best = max(eligible, key=lambda s: (-(s["lexicon_visible_whole"] + s["lexicon_visible_fragment"]), s["read_as_replacement"], s["mean_ssim"]))
+    shipped = first["shipped_map"]
+    test = {}
+    for name in names["test"]:
+        rows = rows_of("test", name)
+        test[name] = {**(summarize_loop(rows, escalation) if name == "strict_verified" else summarize(rows)), "rows": rows}
+    dev_loop = rows_of("dev", "strict_verified")
     document = {
-        "model": "shipped glyph model",
-        "steps": args.steps,
-        "seed": args.seed,
-        "threads": args.threads,
-        "prompts": {"dev": len(dev), "test": len(test), "untrained": sum(i["kind"] == "untrained" for i in items),
+        "model": first["model"], "steps": first["steps"], "seed": first["seed"], "threads": first["threads"],
+        "processes": len(shards),
+        "prompts": {**expected_counts, "untrained": sum(i["kind"] == "untrained" for i in items),
                     "obfuscated": sum(i["kind"] == "obfuscated" for i in items)},
         "items": items,
-        "shipped_map": {"layers": list(shipped.layers), "start_fraction": shipped.start_fraction},
+        "shipped_map": shipped,
         "dev_sweep": sweep,
-        "dev_choice": {"layers": list(chosen.layers), "start_fraction": chosen.start_fraction, "min_ssim": args.min_ssim},
-        "dev_policy_words": dev_words,
-        "escalation": list(gen.verifier.escalation),
-        "test": conditions,
-        "winner": winner_name,
-        "seconds": time.perf_counter() - started,
+        "dev_choice": {"layers": best["layers"], "start_fraction": best["start_fraction"], "min_ssim": min_ssim,
+                       "is_shipped": (best["layers"], best["start_fraction"]) == (len(shipped["layers"]), shipped["start_fraction"])},
+        "dev_policy_words": summarize(rows_of("dev", "shipped_policy_words")),
+        "dev_strict_verified": {**summarize_loop(dev_loop, escalation), "rows": dev_loop},
+        "escalation": escalation,
+        "test": test,
+        "winner": "shipped",
+        "seconds": max(shard["seconds"] for shard in shards),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "legible_glyph.json").write_text(json.dumps(document, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    (args.out / "legible_glyph.md").write_text(report(document), encoding="utf-8")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "legible_glyph.json").write_text(json.dumps(document, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    (out / "legible_glyph.md").write_text(report(document), encoding="utf-8")
     print(report(document))
     return 0
+
+
+def failures(result: dict) -> list[str]:
+    """Rows of a closed-loop result not read as the replacement: the measuring OCR's reading, and the verifier's
+    reading after each try (first try, then each escalation re-run)."""
+    if all(r["exact"] for r in result["rows"]):
+        return ["None."]
+    lines = ["| word | expected | read | verifier readings per try | escalations |", "|---|---|---|---|---|"]
+    for r in result["rows"]:
+        if not r["exact"]:
+            tries = " / ".join(repr(t) for t in r.get("verifier_readings", [])) or "-"
+            lines.append(f"| {r['word']} | {r.get('expected')} | {r['read']!r} | {tries} | {', '.join(r.get('escalations', [])) or '-'} |")
+    return lines
 
 
 def report(doc: dict) -> str:
@@ -364,10 +449,8 @@ def report(doc: dict) -> str:
         "",
         f"`shipped`: the shipped preset ({len(shipped['layers'])} layer(s) from {shipped['start_fraction']:g}, replacement "
         "words chosen for the model by its `replacement_legibility`); `shipped_policy_words`: the same map with the policy's "
-        f"generic word choice; `dev_choice`: {len(doc['dev_choice']['layers'])} layer(s) from "
-        f"{doc['dev_choice']['start_fraction']:g} (listed when it differs from the preset); `strict_verified`: the strict "
-        "policy's closed loop (OCR full mode with the text region, `expect: replacement`, min similarity 0.9) on "
-        f"`{doc['winner']}`'s map, escalation {' -> '.join(doc['escalation'])}.",
+        "generic word choice; `strict_verified`: the strict policy's closed loop (OCR full mode with the text region, "
+        f"`expect: replacement`, min similarity 0.9) on the preset, escalation {' -> '.join(doc['escalation'])}.",
         "",
         "## Latency of verification (strict_verified, per request)",
         "",
@@ -395,19 +478,34 @@ def report(doc: dict) -> str:
     lines += [
         "",
         f"Dev choice (fewest lexicon words visible, then most read as the replacement, with mean SSIM >= "
-        f"{doc['dev_choice']['min_ssim']}): {len(doc['dev_choice']['layers'])} layer(s) from "
-        f"{doc['dev_choice']['start_fraction']:g}. Every row uses the preset's model-chosen replacement words; the "
-        f"policy's generic words at the dev choice: read {pw['read_as_replacement']:.3f}, SSIM {pw['mean_ssim']:.3f}.",
+        f"{doc['dev_choice']['min_ssim']}): {doc['dev_choice']['layers']} layer(s) from "
+        f"{doc['dev_choice']['start_fraction']:g}"
+        + (" (the preset)." if doc["dev_choice"]["is_shipped"] else "; **not the preset**, which the test conditions measure.")
+        + " Every row uses the preset's model-chosen replacement words; the "
+        f"policy's generic words at the preset's map: read {pw['read_as_replacement']:.3f}, SSIM {pw['mean_ssim']:.3f}.",
         "",
         "## Test images not read as the replacement (strict_verified)",
         "",
-        "| word | expected | read | escalations |",
-        "|---|---|---|---|",
     ]
-    for r in verified["rows"]:
-        if not r["exact"]:
-            lines.append(f"| {r['word']} | {r.get('expected')} | {r['read']!r} | {', '.join(r.get('escalations', [])) or '-'} |")
-    lines += ["", f"Run: {doc['seconds']:.0f} s wall.", ""]
+    lines += failures(verified)
+    dev = doc.get("dev_strict_verified")
+    if dev:
+        dlat = dev["latency"]
+        lines += [
+            "",
+            "## Dev split, closed loop (strict_verified on the preset)",
+            "",
+            f"Read as the replacement {dev['read_as_replacement']:.3f} (n {dev['n']}), mean SSIM {dev['mean_ssim']:.3f}, "
+            f"lexicon visible {dev['lexicon_visible_whole']} + {dev['lexicon_visible_fragment']}, blocked {dev['blocked']}; "
+            f"escalated {dev['escalated_prompts']} (" + ", ".join(f"{k} {v}" for k, v in dev["escalation_steps"].items())
+            + f"); verification {dlat['mean_verification_seconds']:.3f} s per request, escalation re-runs "
+            f"{dlat['mean_escalation_seconds_when_escalated']:.3f} s when escalated.",
+            "",
+            "Dev images not read as the replacement:",
+            "",
+        ]
+        lines += failures(dev)
+    lines += ["", f"Run: {doc['seconds']:.0f} s wall ({doc['processes']} process(es) side by side, the slowest).", ""]
     return "\n".join(lines)
 
 

@@ -43,7 +43,9 @@ def test_shipped_preset_matches_and_drives_the_patch(glyph):
     toxic = 'A red sign that says "shit".'
     out = gen(toxic, generator=torch.Generator().manual_seed(0), **KW)
     assert out.verdict.action.value == "neutralize"
-    assert out.verdict.details["layers"] == list(resolved.layer_map.layers)
+    # the preset's two layers (the verdict lists them in the denoiser's module order)
+    assert len(resolved.layer_map.layers) == 2
+    assert sorted(out.verdict.details["layers"]) == sorted(resolved.layer_map.layers)
     assert out.verdict.details["layer_map_source"] == "preset"
     assert not torch.equal(out.images, pipe(toxic, generator=torch.Generator().manual_seed(0), **KW).images)
 

@@ -323,8 +323,8 @@ def test_similarity_and_bad_settings():
 
 @pytest.mark.slow
 def test_shipped_glyph_model_garbled_first_try_is_escalated_until_it_reads_as_the_replacement():
-    """Real weights and real OCR: 'arsehole' -> 'starfish' comes out garbled from the preset's layer at 0.2 (and
-    from step 0); adding the ranking's next layer makes it read 'starfish'."""
+    """Real weights and real OCR: 'arsehole' -> 'starfish' comes out garbled from the preset's first layer alone at
+    0.2 (and from step 0); adding the next ranked layer (the preset's second) makes it read 'starfish'."""
     from safetext.models.glyph import load_glyph_pipeline, shipped_weights_dir
     from safetext.scoring import get_ocr
 
@@ -335,8 +335,14 @@ def test_shipped_glyph_model_garbled_first_try_is_escalated_until_it_reads_as_th
     verifier = ImageVerifier(policy, get_ocr("rapidocr", mode="crop"), ("earlier_start", "next_layers", "all_layers"), expect="replacement")
     from safetext.patching import resolve_layer_map
 
-    # the preset's layer from 0.2 of the schedule (the preset's earlier start), so the first try garbles
-    at_02 = resolve_layer_map(glyph).layer_map.model_copy(update={"start_fraction": 0.2, "replacement_legibility": None})
+    # the preset's first layer alone from 0.2 of the schedule, its second layer first in the ranking, so the
+    # first try garbles
+    preset = resolve_layer_map(glyph).layer_map
+    assert len(preset.layers) == 2
+    at_02 = preset.model_copy(update={
+        "layers": preset.layers[:1], "ranking": (*preset.layers[1:], *preset.ranking), "start_fraction": 0.2,
+        "replacement_legibility": None,
+    })
     gen = SafeTextGenerator(glyph, policy=policy, layer_map=at_02, verifier=verifier)
     prompt = 'A red sign that says "arsehole".'
     out = gen(prompt, generator=torch.Generator().manual_seed(14), num_inference_steps=20, output_type="pt")
