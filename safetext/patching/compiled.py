@@ -9,8 +9,9 @@ therefore cannot work on a compiled denoiser. For one, safetext installs *reside
 per denoiser (:func:`resident_points`), which read the per-call state from the context variable of
 :mod:`safetext.patching.hooks` at run time:
 
-* every text K/V projection becomes an instance of a subclass of its own class (same name, module,
-  weights and state dict) whose ``forward`` passes the output through the custom operator
+* every text K/V projection (outside a routed region, see below) becomes an instance of a subclass of
+  its own class (same name, module, weights and state dict) whose ``forward`` passes the output through
+  the custom operator
   ``safetext::kv_projection`` (:func:`kv_projection`). The compiler guards on a submodule's type, so a
   graph traced without the point is never reused for a module that has it; and it keeps the operator as
   one opaque call (no graph break). With no patch active in the calling context the operator returns a
@@ -27,8 +28,19 @@ per denoiser (:func:`resident_points`), which read the per-call state from the c
   everything through otherwise. A denoiser compiled as a whole runs that loop inside its graph: no exit
   points, the target rows run through every block (the reason is in the verdict).
 
-One compiled graph serves clean and flagged requests, so flagged requests do not recompile
-(``extra_rows`` families compile one more graph for the batch with target rows, once). The points are
+With regional compilation the user's compiled blocks carry no patch point at all: each compiled region
+on the way to a text projection gets a router in front of its compiled call (:class:`_Route`), which runs
+the user's compiled call for a request with no patch active in its context (exactly the graph the
+compiled raw pipeline runs, so clean output is bit-identical to it) and the region's *flagged variant*
+otherwise: a shallow copy of the region (shared parameters) whose projections carry the patch points,
+compiled with the user's ``torch.compile`` options, traced on the first flagged request and cached. (A
+region with a ``forward`` set on an instance on the way, a diffusers or accelerate hook, keeps the patch
+points on the user's modules: its variant would call the user's modules.) Whole-module compilation keeps one graph for both: the operator returns a copy for clean requests, and
+clean output has been bit-identical to the compiled raw pipeline in every configuration measured
+(``benchmarks/results/compiled_overhead.md``), though the compiler is free to fuse differently around it.
+
+Flagged requests do not recompile (``extra_rows`` families compile one more graph for the batch with
+target rows, once; regional compilation one flagged variant per kind of block). The points are
 installed as soon as :class:`~safetext.patching.KVPatch` sees a compiled denoiser, and
 :class:`~safetext.SafeTextGenerator` checks before every request, clean ones included. Should a compiled
 graph still skip them, the invariant of :meth:`KVPatch.run` refuses the request.
