@@ -145,7 +145,10 @@ def test_concurrent_clean_and_flagged_requests_each_run_their_own_graph():
             results["errors"].append(traceback.format_exc())
             barrier.abort()
 
-    threads = [threading.Thread(target=worker, args=(CLEAN, "clean")), threading.Thread(target=worker, args=(FLAGGED, "flagged"))]
+    threads = [
+        threading.Thread(target=worker, args=(CLEAN, "clean")),
+        threading.Thread(target=worker, args=(FLAGGED, "flagged")),
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

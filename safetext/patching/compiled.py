@@ -35,8 +35,9 @@ compiled raw pipeline runs, so clean output is bit-identical to it) and the regi
 otherwise: a shallow copy of the region (shared parameters) whose projections carry the patch points,
 compiled with the user's ``torch.compile`` options, traced on the first flagged request and cached. (A
 region with a ``forward`` set on an instance on the way, a diffusers or accelerate hook, keeps the patch
-points on the user's modules: its variant would call the user's modules.) Whole-module compilation keeps one graph for both: the operator returns a copy for clean requests, and
-clean output has been bit-identical to the compiled raw pipeline in every configuration measured
+points on the user's modules: its variant would call the user's modules.) Whole-module compilation
+keeps one graph for both: the operator returns a copy for clean requests, and clean output has been
+bit-identical to the compiled raw pipeline in every configuration measured
 (``benchmarks/results/compiled_overhead.md``), though the compiler is free to fuse differently around it.
 
 Flagged requests do not recompile (``extra_rows`` families compile one more graph for the batch with
