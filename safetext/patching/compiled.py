@@ -285,8 +285,7 @@ class _Route:
     """A compiled region's call, chosen per request (regional compilation).
 
     The user's module keeps its compiled call and no patch point, so a clean request runs exactly the
-    graph the compiled raw pipeline runs (a patch point inside a compiled region changes how the
-    compiler fuses the kernels around each projection, and with it the last bits of the output). A
+    graph the compiled raw pipeline runs, whatever the compiler makes of a patch point in a graph. A
     request with a resident patch active in its context runs the region's *flagged variant* instead:
     a shallow copy of the region whose text K/V projections carry the patch points (:func:`_variant`),
     compiled with the user's own ``torch.compile`` context; traced on its first flagged call, then
