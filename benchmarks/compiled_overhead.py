@@ -2,7 +2,8 @@
 
 For each model (the embedded glyph model and the tiny SD1.5/SDXL/SD3/Flux pipelines of
 ``tests/tiny_pipelines.py``) and each compile mode its family supports (in-place ``Module.compile``,
-the ``torch.compile(module)`` wrapper, diffusers' regional ``compile_repeated_blocks``), two identical
+the ``torch.compile(module)`` wrapper, diffusers' regional ``compile_repeated_blocks``; on SD3, which
+declares no ``_repeated_blocks``, each block's ``compile()`` instead), two identical
 pipelines are built: one compiled raw (no safetext anywhere), one compiled and wrapped in a
 SafeTextGenerator. Both are compiled the same way with the same backend (default inductor, the default
 of ``torch.compile``) and get the same warm-up (every variant ``--warmup`` times). Then:
@@ -56,6 +57,9 @@ TARGET_FLAGGED = 1.05
 TOLERANCE = 1e-4
 MODELS = ("glyph", "sd15", "sdxl", "sd3", "flux")
 MODES = ("Module.compile", "torch.compile", "compile_repeated_blocks")
+#: what ``compile_repeated_blocks`` runs as on a model that declares no ``_repeated_blocks`` (SD3): each block's
+#: ``compile()``, which is what ``compile_repeated_blocks`` does for the models that declare them
+PER_BLOCK = "block.compile()"
 VARIANTS = ("raw_clean", "guarded_clean", "raw_flagged", "guarded_flagged", "raw_clean_control")
 
 
@@ -78,7 +82,8 @@ def unsupported(pipe: Any, mode: str) -> str | None:
     """Why ``mode`` does not apply to this pipeline's denoiser (``None``: it does)."""
     module = getattr(pipe, denoiser_attribute(pipe))
     if mode == "compile_repeated_blocks" and not getattr(module, "_repeated_blocks", None):
-        return f"diffusers' {type(module).__name__} declares no _repeated_blocks"
+        if getattr(module, "transformer_blocks", None) is None:
+            return f"diffusers' {type(module).__name__} declares no _repeated_blocks"
     return None
 
 
@@ -89,6 +94,9 @@ def compile_pipe(pipe: Any, mode: str, backend: str) -> None:
         setattr(pipe, attribute, torch.compile(module, backend=backend))
     elif mode == "Module.compile":
         module.compile(backend=backend)
+    elif mode == PER_BLOCK:
+        for block in module.transformer_blocks:
+            block.compile(backend=backend)
     else:
         module.compile_repeated_blocks(backend=backend)
 
@@ -284,21 +292,25 @@ def to_markdown(rows: list[dict[str, Any]], skipped: list[dict[str, str]], meta:
 
 
 NOTE = (
-    "How the patch runs compiled: resident patch points, installed once per denoiser before its first compiled "
-    "call, pass every text K/V projection's output through the custom operator `safetext::kv_projection`; the "
-    "compiler keeps it as one opaque call (no graph break), and at run time it reads the request's patch from a "
-    "context variable: a copy of the projection's output for a clean request, the target's rows for a flagged "
-    "one (since the operators moved from torch.library.custom_op to a plain torch.library kernel, ~8 instead "
-    "of ~25 us per call). One graph serves both (SD3/Flux compile one more, at warm-up, for the batch that carries the target "
-    "rows), so flagged requests do not recompile. The flagged cost over raw is the recording of the sanitized "
-    "prompt (the pipeline's own prompt encoding, eager: *recording ms*), the row replacements and, on SD3/Flux "
-    "(`extra_rows`), the target rows that run through the denoiser beside the user's (one more batch row per "
-    "prompt at every step: the eager `overhead.md` target for them is 1.6x). The clean cost is the operator's "
-    "copy per text K/V projection and the policy check. Ratios below 1 are measurement noise (compare the A/A "
-    "column): the earlier 0.73x/0.84x (aot_eager, wall clock, 5 rounds, one warm-up call) came from timing "
-    "wall-clock medians of a few ~50 ms calls on 2 cores shared with other jobs, where a 10x load swing "
-    "between rounds dominated; paired per-round ratios in thread CPU time with one torch thread remove most "
-    "of it."
+    "How the patch runs compiled. Whole-module `torch.compile` / `Module.compile`: resident patch points, "
+    "installed once per denoiser before its first compiled call, pass every text K/V projection's output "
+    "through the custom operator `safetext::kv_projection`; the compiler keeps it as one opaque call (no graph "
+    "break), and at run time it reads the request's patch from a context variable: a copy of the projection's "
+    "output for a clean request, the target's rows for a flagged one. One graph serves both (SD3/Flux compile "
+    "one more, at warm-up, for the batch that carries the target rows). Regional compilation "
+    "(`compile_repeated_blocks`, `block.compile()`): the user's compiled blocks keep no patch point, so a clean "
+    "request runs exactly the compiled raw graphs; a flagged request runs each block's flagged variant (a "
+    "shallow copy with the patch points, compiled with the user's options, traced at warm-up and cached: "
+    "*graphs at warm-up* counts them), chosen per call from the same context variable. The operator's layer "
+    "index is a tensor, so blocks that differ only in it share one graph (as an int it made dynamo trace one "
+    "graph per layer until its recompile limit of 8, after which the remaining blocks ran uncompiled: the "
+    "earlier clean differences under regional compilation). The flagged cost over raw is the recording of the "
+    "sanitized prompt (the pipeline's own prompt encoding, eager: *recording ms*), the row replacements and, on "
+    "SD3/Flux (`extra_rows`), the target rows that run through the denoiser beside the user's (one more batch "
+    "row per prompt at every step: the eager `overhead.md` target for them is 1.6x). The clean cost is the "
+    "operator's copy per text K/V projection (whole-module modes only) and the policy check. Ratios below 1 are "
+    "measurement noise (compare the A/A column); ratios are paired per round in thread CPU time with one torch "
+    "thread, which removes most of the load swings of a shared machine."
 )
 
 
@@ -343,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
                 skipped.append({"model": name, "mode": mode, "reason": reason})
                 print(f"{name:>6} {mode}: not run ({reason})", flush=True)
                 continue
+            if probe is not None and not getattr(getattr(probe, denoiser_attribute(probe)), "_repeated_blocks", None):
+                mode = PER_BLOCK
             row = bench_one(name, mode, args.backend, args.rounds, args.warmup, args.steps)
             rows.append(row)
             print(

@@ -208,9 +208,9 @@ def test_patch_operators_are_kept_out_of_cuda_graphs():
     for op in (torch.ops.safetext.kv_projection.default, torch.ops.safetext.attention_bias.default):
         assert torch.Tag.cudagraph_unsafe in op.tags
 
-    def projected(x):
-        return torch.ops.safetext.kv_projection(x * 2, 0, 0) + 1
+    def projected(x, layer):
+        return torch.ops.safetext.kv_projection(x * 2, layer, 0) + 1
 
-    graph = torch.fx.experimental.proxy_tensor.make_fx(projected)(torch.ones(2, 3))
+    graph = torch.fx.experimental.proxy_tensor.make_fx(projected)(torch.ones(2, 3), torch.tensor(0))
     node = get_first_incompatible_cudagraph_node(graph)
     assert node is not None and node.target is torch.ops.safetext.kv_projection.default

@@ -9,8 +9,9 @@ therefore cannot work on a compiled denoiser. For one, safetext installs *reside
 per denoiser (:func:`resident_points`), which read the per-call state from the context variable of
 :mod:`safetext.patching.hooks` at run time:
 
-* every text K/V projection becomes an instance of a subclass of its own class (same name, module,
-  weights and state dict) whose ``forward`` passes the output through the custom operator
+* every text K/V projection (outside a routed region, see below) becomes an instance of a subclass of
+  its own class (same name, module, weights and state dict) whose ``forward`` passes the output through
+  the custom operator
   ``safetext::kv_projection`` (:func:`kv_projection`). The compiler guards on a submodule's type, so a
   graph traced without the point is never reused for a module that has it; and it keeps the operator as
   one opaque call (no graph break). With no patch active in the calling context the operator returns a
@@ -27,8 +28,20 @@ per denoiser (:func:`resident_points`), which read the per-call state from the c
   everything through otherwise. A denoiser compiled as a whole runs that loop inside its graph: no exit
   points, the target rows run through every block (the reason is in the verdict).
 
-One compiled graph serves clean and flagged requests, so flagged requests do not recompile
-(``extra_rows`` families compile one more graph for the batch with target rows, once). The points are
+With regional compilation the user's compiled blocks carry no patch point at all: each compiled region
+on the way to a text projection gets a router in front of its compiled call (:class:`_Route`), which runs
+the user's compiled call for a request with no patch active in its context (exactly the graph the
+compiled raw pipeline runs, so clean output is bit-identical to it) and the region's *flagged variant*
+otherwise: a shallow copy of the region (shared parameters) whose projections carry the patch points,
+compiled with the user's ``torch.compile`` options, traced on the first flagged request and cached. (A
+region with a ``forward`` set on an instance on the way, a diffusers or accelerate hook, keeps the patch
+points on the user's modules: its variant would call the user's modules.) Whole-module compilation
+keeps one graph for both: the operator returns a copy for clean requests, and clean output has been
+bit-identical to the compiled raw pipeline in every configuration measured
+(``benchmarks/results/compiled_overhead.md``), though the compiler is free to fuse differently around it.
+
+Flagged requests do not recompile (``extra_rows`` families compile one more graph for the batch with
+target rows, once; regional compilation one flagged variant per kind of block). The points are
 installed as soon as :class:`~safetext.patching.KVPatch` sees a compiled denoiser, and
 :class:`~safetext.SafeTextGenerator` checks before every request, clean ones included. Should a compiled
 graph still skip them, the invariant of :meth:`KVPatch.run` refuses the request.
@@ -118,12 +131,14 @@ def _session() -> Any:
     return owner if getattr(owner, "resident_token", None) is not None else None
 
 
-def kv_projection(output: torch.Tensor, layer: int, kind: int) -> torch.Tensor:
+def kv_projection(output: torch.Tensor, layer: torch.Tensor, kind: int) -> torch.Tensor:
     """``safetext::kv_projection``: a text K/V projection's output, patched when a resident patch is active.
 
     Args:
         output: the projection's output.
-        layer: the text layer's forward-order index.
+        layer: the text layer's forward-order index, a 0-dim CPU tensor: the compiler takes a module's tensor
+            attribute as a graph input, but specializes on an int attribute, which would trace one graph
+            per layer for blocks that are otherwise the same (and exhaust dynamo's recompile limit).
         kind: 0 for keys, 1 for values.
 
     Returns:
@@ -131,19 +146,25 @@ def kv_projection(output: torch.Tensor, layer: int, kind: int) -> torch.Tensor:
         Never ``output`` itself: the operator's schema declares no alias, so the compiler may reuse either.
     """
     session = _session()
-    patched = None if session is None else session.resident_projection(layer, KINDS[kind], output)
+    patched = None if session is None else session.resident_projection(int(layer), KINDS[kind], output)
     return output.clone() if patched is None else patched
 
 
-def attention_bias(bias: torch.Tensor, layer: int) -> torch.Tensor:
+def attention_bias(bias: torch.Tensor, layer: torch.Tensor) -> torch.Tensor:
     """``safetext::attention_bias``: a text attention layer's padding bias, with the target's rows when a
     resident patch is active (a copy of ``bias`` otherwise)."""
     session = _session()
-    patched = None if session is None else session.resident_bias(layer, bias)
+    patched = None if session is None else session.resident_bias(int(layer), bias)
     return bias.clone() if patched is None else patched
 
 
-def _fake(tensor: torch.Tensor, *_: int) -> torch.Tensor:
+@functools.cache
+def _index(index: int) -> torch.Tensor:
+    """The operators' ``layer`` argument for layer ``index`` (one shared, never written tensor per index)."""
+    return torch.tensor(index)
+
+
+def _fake(tensor: torch.Tensor, *_: Any) -> torch.Tensor:
     return torch.empty_like(tensor)
 
 
@@ -154,8 +175,8 @@ def _fake(tensor: torch.Tensor, *_: int) -> torch.Tensor:
 # opaque call with a fake (meta) implementation, no graph break. ``cudagraph_unsafe`` keeps them out of CUDA
 # graph replays (whose Python would not run).
 _LIBRARY = torch.library.Library("safetext", "DEF")
-_LIBRARY.define("kv_projection(Tensor output, int layer, int kind) -> Tensor", tags=(torch.Tag.cudagraph_unsafe,))
-_LIBRARY.define("attention_bias(Tensor bias, int layer) -> Tensor", tags=(torch.Tag.cudagraph_unsafe,))
+_LIBRARY.define("kv_projection(Tensor output, Tensor layer, int kind) -> Tensor", tags=(torch.Tag.cudagraph_unsafe,))
+_LIBRARY.define("attention_bias(Tensor bias, Tensor layer) -> Tensor", tags=(torch.Tag.cudagraph_unsafe,))
 _LIBRARY.impl("kv_projection", kv_projection, "CompositeExplicitAutograd")
 _LIBRARY.impl("attention_bias", attention_bias, "CompositeExplicitAutograd")
 torch.library.register_fake("safetext::kv_projection", _fake, lib=_LIBRARY)
@@ -210,11 +231,118 @@ def _restore(module: nn.Module) -> None:
             object.__setattr__(child, "__class__", base)
 
 
-def _swap(module: nn.Module, make: Any, **attributes: int) -> None:
+def _swap(module: nn.Module, make: Any, **attributes: Any) -> None:
     _restore(module)  # a module wrapped since (peft LoRA): only the outermost one carries the point
     for name, value in attributes.items():
         object.__setattr__(module, name, value)
     object.__setattr__(module, "__class__", make(type(module)))
+
+
+# -- flagged variants: clean requests run the user's compiled regions unchanged -------------------------------
+def _route_inner(module: nn.Module) -> Any:
+    """The compiled call of a module compiled in place, under any wrapper of safetext's."""
+    call = vars(module).get("_compiled_call_impl")
+    while hasattr(call, "_safetext_inner"):
+        call = call._safetext_inner
+    return call
+
+
+def _dynamo_context(compiled: Any) -> Any:
+    """The ``torch.compile`` context (backend and options) a compiled function was made with, or ``None``."""
+    code, closure = getattr(compiled, "__code__", None), getattr(compiled, "__closure__", None)
+    if code is None or closure is None or not hasattr(compiled, "_torchdynamo_orig_callable"):
+        return None
+    cell = dict(zip(code.co_freevars, closure)).get("self")
+    context = None if cell is None else cell.cell_contents
+    return context if isinstance(context, torch._dynamo.eval_frame._TorchDynamoContext) else None
+
+
+def _variant(module: nn.Module, points: dict[str, tuple[Any, dict[str, Any]]]) -> nn.Module:
+    """A shallow copy of ``module`` whose submodules named in ``points`` (relative names, ``""`` for
+    ``module`` itself) carry their patch points: same parameters, buffers, hooks and other children
+    (shared, not copied), own module dicts along the way, and no compiled call of its own."""
+    copy = object.__new__(type(module))
+    state = dict(vars(module))
+    state["_modules"] = dict(module._modules)
+    state.pop("_compiled_call_impl", None)
+    object.__setattr__(copy, "__dict__", state)
+    object.__setattr__(copy, "_compiled_call_impl", None)
+    children: dict[str, dict[str, tuple[Any, dict[str, Any]]]] = {}
+    for name, point in points.items():
+        if name:
+            head, _, rest = name.partition(".")
+            children.setdefault(head, {})[rest] = point
+    for head, sub in children.items():
+        copy._modules[head] = _variant(module._modules[head], sub)
+    if "" in points:
+        make, attributes = points[""]
+        state.update(attributes)
+        object.__setattr__(copy, "__class__", make(getattr(type(module), "_safetext_base", type(module))))
+    return copy
+
+
+class _Route:
+    """A compiled region's call, chosen per request (regional compilation).
+
+    The user's module keeps its compiled call and no patch point, so a clean request runs exactly the
+    graph the compiled raw pipeline runs, whatever the compiler makes of a patch point in a graph. A
+    request with a resident patch active in its context runs the region's *flagged variant* instead:
+    a shallow copy of the region whose text K/V projections carry the patch points (:func:`_variant`),
+    compiled with the user's own ``torch.compile`` context; traced on its first flagged call, then
+    cached beside the clean graph. The choice is made per call from the context variable, outside the
+    compiled code: concurrent clean and flagged requests never see each other's choice.
+    """
+
+    def __init__(self, name: str, module: nn.Module, token: int) -> None:
+        self.name = name
+        self.inner = _route_inner(module)
+        self.context = _dynamo_context(self.inner)
+        self.module = weakref.ref(module)
+        self._snapshot: tuple[int, ...] = ()
+        self.flagged: Any = None
+        route = self
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if _resident_owner(token) is None:
+                return route.inner(*args, **kwargs)
+            return route.flagged(*args, **kwargs)
+
+        call._safetext_inner = self.inner  # type: ignore[attr-defined]
+        call._safetext_route = self  # type: ignore[attr-defined]
+        self.call = call
+        object.__setattr__(module, "_compiled_call_impl", call)
+
+    def installed_on(self, module: nn.Module) -> bool:
+        """Whether ``module``'s compiled call still runs through this router (not recompiled since)."""
+        call = vars(module).get("_compiled_call_impl")
+        while call is not None and call is not self.call:
+            call = getattr(call, "_safetext_inner", None)
+        return call is self.call
+
+    def update(self, denoiser: nn.Module, points: dict[str, tuple[Any, dict[str, Any]]]) -> None:
+        """(Re)build the flagged variant when a module on the way to a patch point was replaced (LoRA)."""
+        prefix = self.name + "."
+        mine = {
+            ("" if name == self.name else name[len(prefix):]): point
+            for name, point in points.items()
+            if name == self.name or name.startswith(prefix)
+        }
+        module = self.module()
+        snapshot = tuple(
+            id(module.get_submodule(".".join(name.split(".")[:end]))) if name else id(module)
+            for name in mine
+            for end in range(len(name.split(".")) + 1)
+        )
+        if snapshot == self._snapshot and self.flagged is not None:
+            return
+        variant = _variant(module, mine)
+        self.flagged = self.context(variant._call_impl)
+        self._snapshot = snapshot
+
+    def uninstall(self) -> None:
+        module = self.module()
+        if module is not None and vars(module).get("_compiled_call_impl") is self.call:
+            object.__setattr__(module, "_compiled_call_impl", self.inner)
 
 
 # -- resident patch points --------------------------------------------------------------------------------
@@ -238,6 +366,7 @@ class ResidentPoints:
     _outer: set[int] = field(default_factory=set)
     _points: dict[str, nn.Module] = field(default_factory=dict)
     _exit: dict[int, tuple[str, Any]] = field(default_factory=dict)
+    _routes: dict[int, _Route] = field(default_factory=dict)
 
     def refresh(self, mode: str | None = None) -> None:
         """Give every text K/V projection (and, with ``bias``, attention module) its patch point.
@@ -248,23 +377,93 @@ class ResidentPoints:
         denoiser compiled as a whole, they lose them (hooks inside its graph would only break it).
         """
         self.mode = mode
+        routed = self._route_regions() if mode == REGIONAL else self._remove_routes()
         if mode == REGIONAL:
             for module in self.exit_modules:
                 self._exit_point(module)
         else:
             self._remove_exit_points()
+        for name, (make, attributes) in self._specials().items():
+            if any(name == prefix or name.startswith(prefix + ".") for prefix in routed):
+                self._unpoint(name)  # served by a flagged variant: the user's module stays as compiled raw
+                continue
+            module = self.denoiser.get_submodule(name)
+            if self._points.get(name) is not module:
+                if make is _projection_class:
+                    _swap(module, make, **attributes)
+                else:
+                    for key, value in attributes.items():
+                        object.__setattr__(module, key, value)
+                    object.__setattr__(module, "__class__", make(type(module)))
+                self._points[name] = module
+
+    def _specials(self) -> dict[str, tuple[Any, dict[str, Any]]]:
+        """Every module that carries a patch point: name -> (class maker, attributes)."""
+        specials: dict[str, tuple[Any, dict[str, Any]]] = {}
         for layer in self.layers:
             for kind, name in enumerate((layer.key, layer.value)):
-                module = self.denoiser.get_submodule(name)
-                if self._points.get(name) is not module:
-                    _swap(module, _projection_class, _safetext_layer=layer.index, _safetext_kind=kind)
-                    self._points[name] = module
+                specials[name] = (_projection_class, {"_safetext_layer": _index(layer.index), "_safetext_kind": kind})
             if self.bias:
-                attention = self.denoiser.get_submodule(layer.name)
-                if self._points.get(layer.name) is not attention:
-                    object.__setattr__(attention, "_safetext_layer", layer.index)
-                    object.__setattr__(attention, "__class__", _attention_class(type(attention)))
-                    self._points[layer.name] = attention
+                specials[layer.name] = (_attention_class, {"_safetext_layer": _index(layer.index)})
+        return specials
+
+    def _unpoint(self, name: str) -> None:
+        module = self._points.pop(name, None)
+        if module is not None:
+            base = getattr(type(module), "_safetext_base", None)
+            if base is not None:
+                object.__setattr__(module, "__class__", base)
+
+    # -- flagged variants of compiled regions (regional compilation) ---------------------------------------
+    def _regions(self) -> dict[str, nn.Module]:
+        """The outermost modules compiled in place on the way to a patch point, below the denoiser."""
+        regions: dict[str, nn.Module] = {}
+        for name in self._specials():
+            parts = name.split(".")
+            for end in range(1, len(parts) + 1):
+                prefix = ".".join(parts[:end])
+                if prefix in regions:
+                    break
+                module = self.denoiser.get_submodule(prefix)
+                if is_compiled_in_place(module) and _dynamo_context(_route_inner(module)) is not None:
+                    regions[prefix] = module
+                    break
+        # a module on the way whose forward is set on the instance (a diffusers or accelerate hook) would run
+        # the user's module from the variant too: such a region keeps the patch points on the user's modules
+        for name in self._specials():
+            parts = name.split(".")
+            for end in range(1, len(parts) + 1):
+                if ".".join(parts[:end]) in regions:
+                    path = [self.denoiser.get_submodule(".".join(parts[:stop])) for stop in range(end, len(parts) + 1)]
+                    if any("forward" in vars(module) for module in path):
+                        regions.pop(".".join(parts[:end]))
+                    break
+        return regions
+
+    def _route_regions(self) -> tuple[str, ...]:
+        """Give every compiled region its router and flagged variant (see :class:`_Route`); returns their names."""
+        regions = self._regions()
+        for key in [key for key, route in self._routes.items() if regions.get(route.name) is not route.module()]:
+            route = self._routes.pop(key)
+            if route.module() is not None:
+                self._drop_exit_point(route.module())  # an exit point may wrap the router
+            route.uninstall()
+        specials = self._specials()
+        for name, module in regions.items():
+            route = self._routes.get(id(module))
+            if route is None or not route.installed_on(module):
+                self._drop_exit_point(module)
+                if route is not None:
+                    route.uninstall()
+                route = self._routes[id(module)] = _Route(name, module, self.token)
+            route.update(self.denoiser, specials)
+        return tuple(regions)
+
+    def _remove_routes(self) -> tuple[str, ...]:
+        self._remove_exit_points()  # an exit point may wrap a router
+        while self._routes:
+            self._routes.popitem()[1].uninstall()
+        return ()
 
     # -- exit points (regional compilation of an extra_rows family) ------------------------------------
     def exit_blocked(self) -> str | None:
@@ -363,7 +562,7 @@ class ResidentPoints:
             base = getattr(type(module), "_safetext_base", None)
             if base is not None:
                 object.__setattr__(module, "__class__", base)
-        self._remove_exit_points()
+        self._remove_routes()
         self._points.clear()
         self._outer.clear()
 
