@@ -8,9 +8,6 @@ identical pipeline compiled the same way without safetext.
 
 from __future__ import annotations
 
-import threading
-import traceback
-
 import pytest
 import torch
 from torch import nn
@@ -21,7 +18,7 @@ from safetext.patching.compiled import installed_points, remove_resident_points
 from safetext.patching.hooks import active_owner
 from safetext.policy.verdict import Action
 from tests.test_compiled import graphs, run
-from tests.test_generator import CLEAN, FLAGGED, LockedTokenizer, WordSwapPolicy, hook_ids
+from tests.test_generator import CLEAN, FLAGGED, LockedTokenizer, WordSwapPolicy, hook_ids, interleave_clean_and_flagged
 from tests.tiny_pipelines import TINY_BUILDERS, TINY_CALL_KWARGS, build_tiny_glyph
 
 BUILDERS = {**TINY_BUILDERS, "glyph": build_tiny_glyph}
@@ -133,26 +130,7 @@ def test_concurrent_clean_and_flagged_requests_each_run_their_own_graph():
     clean_reference, flagged_reference = run(gen, CLEAN, kwargs).images, run(gen, FLAGGED, kwargs).images
     assert not torch.equal(clean_reference, flagged_reference)
     before, traced = hook_ids(pipe), graphs()
-    barrier = threading.Barrier(2)
-    results: dict[str, list] = {"clean": [], "flagged": [], "errors": []}
-
-    def worker(prompt: str, key: str) -> None:
-        try:
-            for _ in range(4):
-                barrier.wait()
-                results[key].append(run(gen, prompt, kwargs).images)
-        except Exception:  # surfaced by the assertion below, with its traceback
-            results["errors"].append(traceback.format_exc())
-            barrier.abort()
-
-    threads = [
-        threading.Thread(target=worker, args=(CLEAN, "clean")),
-        threading.Thread(target=worker, args=(FLAGGED, "flagged")),
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = interleave_clean_and_flagged(gen, kwargs, 4, run)
     assert not results["errors"], results["errors"][0]
     assert len(results["clean"]) == len(results["flagged"]) == 4
     assert all(torch.equal(images, clean_reference) for images in results["clean"])

@@ -247,6 +247,32 @@ def test_exception_mid_generation_then_clean_call_is_bit_identical(tiny_pipe, ti
     assert torch.equal(run(tiny_pipe, CLEAN, tiny_call_kwargs).images, reference)
 
 
+
+def interleave_clean_and_flagged(gen, kwargs: dict, calls: int, run_call) -> dict[str, list]:
+    """Two threads call ``gen`` ``calls`` times each, one with CLEAN and one with FLAGGED, started
+    together at every call (a barrier); the images per prompt and any tracebacks (``errors``)."""
+    barrier = threading.Barrier(2)
+    results: dict[str, list] = {"clean": [], "flagged": [], "errors": []}
+
+    def worker(prompt: str, key: str) -> None:
+        try:
+            for _ in range(calls):
+                barrier.wait()
+                results[key].append(run_call(gen, prompt, kwargs).images)
+        except Exception:  # surfaced by the caller's assertion, with its traceback
+            results["errors"].append(traceback.format_exc())
+            barrier.abort()
+
+    threads = [
+        threading.Thread(target=worker, args=(CLEAN, "clean")),
+        threading.Thread(target=worker, args=(FLAGGED, "flagged")),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
 class LockedTokenizer:
     """Serializes every call into a shared tokenizer.
 
@@ -285,26 +311,7 @@ def test_two_threads_share_one_pipeline():
     flagged_reference = run(gen, FLAGGED, kwargs).images
     assert not torch.equal(flagged_reference, run(pipe, FLAGGED, kwargs).images)
     before = hook_ids(pipe)
-    barrier = threading.Barrier(2)
-    results: dict[str, list] = {"clean": [], "flagged": [], "errors": []}
-
-    def worker(prompt: str, key: str) -> None:
-        try:
-            for _ in range(20):
-                barrier.wait()
-                results[key].append(run(gen, prompt, kwargs).images)
-        except Exception:  # surfaced by the assertion below, with its traceback
-            results["errors"].append(traceback.format_exc())
-            barrier.abort()
-
-    threads = [
-        threading.Thread(target=worker, args=(CLEAN, "clean")),
-        threading.Thread(target=worker, args=(FLAGGED, "flagged")),
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = interleave_clean_and_flagged(gen, kwargs, 20, run)
     assert not results["errors"], results["errors"][0]
     assert len(results["clean"]) == len(results["flagged"]) == 20
     assert all(torch.equal(images, clean_reference) for images in results["clean"])
