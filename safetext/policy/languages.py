@@ -401,6 +401,4 @@ def written_known(text: str, spellings: frozenset[str], languages: Sequence[str]
         word.startswith(s) and len(word) - len(s) <= 3 for s in spellings if len(s) >= 4 and not s.isascii()
     ):
         return False  # an inflection of a listed spelling, accents and all
-    import wordfreq
-
-    return any(wordfreq.zipf_frequency(word, code) >= MIN_ZIPF for code in languages)
+    return any(written_zipf(word, language) >= MIN_ZIPF for language in languages)
