@@ -159,6 +159,7 @@ def attention_bias(bias: torch.Tensor, layer: torch.Tensor) -> torch.Tensor:
 
 
 @functools.cache
+@functools.lru_cache(maxsize=None)
 def _index(index: int) -> torch.Tensor:
     """The operators' ``layer`` argument for layer ``index`` (one shared, never written tensor per index)."""
     return torch.tensor(index)
@@ -377,13 +378,14 @@ class ResidentPoints:
         denoiser compiled as a whole, they lose them (hooks inside its graph would only break it).
         """
         self.mode = mode
-        routed = self._route_regions() if mode == REGIONAL else self._remove_routes()
+        specials = self._specials()
+        routed = self._route_regions(specials) if mode == REGIONAL else self._remove_routes()
         if mode == REGIONAL:
             for module in self.exit_modules:
                 self._exit_point(module)
         else:
             self._remove_exit_points()
-        for name, (make, attributes) in self._specials().items():
+        for name, (make, attributes) in specials.items():
             if any(name == prefix or name.startswith(prefix + ".") for prefix in routed):
                 self._unpoint(name)  # served by a flagged variant: the user's module stays as compiled raw
                 continue
@@ -415,10 +417,10 @@ class ResidentPoints:
                 object.__setattr__(module, "__class__", base)
 
     # -- flagged variants of compiled regions (regional compilation) ---------------------------------------
-    def _regions(self) -> dict[str, nn.Module]:
+    def _regions(self, specials: dict[str, tuple[Any, dict[str, Any]]]) -> dict[str, nn.Module]:
         """The outermost modules compiled in place on the way to a patch point, below the denoiser."""
         regions: dict[str, nn.Module] = {}
-        for name in self._specials():
+        for name in specials:
             parts = name.split(".")
             for end in range(1, len(parts) + 1):
                 prefix = ".".join(parts[:end])
@@ -430,7 +432,7 @@ class ResidentPoints:
                     break
         # a module on the way whose forward is set on the instance (a diffusers or accelerate hook) would run
         # the user's module from the variant too: such a region keeps the patch points on the user's modules
-        for name in self._specials():
+        for name in specials:
             parts = name.split(".")
             for end in range(1, len(parts) + 1):
                 if ".".join(parts[:end]) in regions:
@@ -440,15 +442,14 @@ class ResidentPoints:
                     break
         return regions
 
-    def _route_regions(self) -> tuple[str, ...]:
+    def _route_regions(self, specials: dict[str, tuple[Any, dict[str, Any]]]) -> tuple[str, ...]:
         """Give every compiled region its router and flagged variant (see :class:`_Route`); returns their names."""
-        regions = self._regions()
+        regions = self._regions(specials)
         for key in [key for key, route in self._routes.items() if regions.get(route.name) is not route.module()]:
             route = self._routes.pop(key)
             if route.module() is not None:
                 self._drop_exit_point(route.module())  # an exit point may wrap the router
             route.uninstall()
-        specials = self._specials()
         for name, module in regions.items():
             route = self._routes.get(id(module))
             if route is None or not route.installed_on(module):
