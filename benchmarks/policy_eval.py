@@ -38,6 +38,10 @@ part cannot inform tuning; dev prompts are listed as in round 1.
 Round 3 (``--round 3``): a third blind set in ``benchmarks/data/policy_eval/round3/`` (the eight English
 kinds, clean prompts and the six languages' rows), written without reference to safetext's word lists or
 matcher and measured only after the matcher work it follows. Results go to ``policy_eval_round3*.{json,md}``; test prompts are withheld as in round 2.
+
+Round 4 (``--round 4``): a fourth blind set in ``benchmarks/data/policy_eval/round4/``, written the same
+way after round 3's dev part had been used for tuning; results go to ``policy_eval_round4*.{json,md}``,
+test prompts withheld.
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ sys.path.insert(0, str(ROOT))
 from safetext.policy import load_policy  # noqa: E402
 
 DATA = ROOT / "benchmarks" / "data" / "policy_eval"
-DATA_ROUNDS = {1: DATA, 2: DATA / "round2", 3: DATA / "round3"}
+DATA_ROUNDS = {1: DATA, 2: DATA / "round2", 3: DATA / "round3", 4: DATA / "round4"}
 RESULTS = ROOT / "benchmarks" / "results"
 KINDS = (
     "misspellings", "compounds", "abbreviations", "homoglyphs", "leetspeak", "separators", "html_repeats", "vocabulary",
