@@ -461,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     data_dir = DATA_ROUNDS[args.round]
     if args.languages and not any(data_dir.glob("lang_*.jsonl")):
-        parser.error(f"--languages: round {args.round} has English cases only ({data_dir.relative_to(ROOT)}); use --round 1 or 2")
+        parser.error(f"--languages: round {args.round} has English cases only ({data_dir.relative_to(ROOT)}); use a round whose folder has lang_* files")
     suffix = ("" if args.round == 1 else f"_round{args.round}") + (f"_{args.label}" if args.label else "")
 
     def finish(result: dict) -> dict:
