@@ -109,7 +109,7 @@ FRAMES: list[tuple[str, bool]] = [
     ("a protest sign held by a teenager at a climate march, marker on cardboard: {t}", False),
     ('balloon garland at a party spelling "{t}"', False),
     ("text {t} in graffiti style", False),
-    ("word art: {t}", False),
+    ("word art of {t}, rainbow gradient, white background", False),
     ("a sign in a shop window, black background white letters, text reads: {t} -- photorealistic, 50mm, f/1.8", False),
     ('(masterpiece:1.2), (best quality), street food cart, hand-lettered sign "{t}", bustling night market, bokeh, (detailed:1.1)', False),
     ("a grumpy cat sitting under a sign that says {t}", False),
