@@ -292,10 +292,16 @@ def main(argv: list[str] | None = None) -> int:
                         "(each --part dev and --part test, or --part all)")
     parser.add_argument("--limit", type=int, default=0, help="prompts per split (0: all; for a quick smoke run)")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--carry", type=Path, default=None,
+                        help="a previous legible_glyph.json: keep its dev sweep and unverified test conditions, and "
+                        "re-run only the closed-loop requests whose escalation went past --carry-after (the ones a "
+                        "step added after it can change); every other row is carried")
+    parser.add_argument("--carry-after", default="next_word", help="the last escalation step the carried run shares")
     args = parser.parse_args(argv)
+    carried = json.loads(args.carry.read_text(encoding="utf-8")) if args.carry else None
     if args.merge:
         shards = sorted((args.out / SHARDS).glob(f"*-of-{args.merge}.json"))
-        return write_document(args.out, [json.loads(path.read_text(encoding="utf-8")) for path in shards], args.min_ssim)
+        return write_document(args.out, [json.loads(path.read_text(encoding="utf-8")) for path in shards], args.min_ssim, carried)
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
 
@@ -391,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
         "shipped_map": {"layers": list(shipped.layers), "start_fraction": shipped.start_fraction},
         "dev": {}, "test": {}, **{split: {} for split in FRESH_SPLITS},
     }
+    if carried is not None:
+        shard["carry_after"] = args.carry_after
 
     def report_progress(split, name, rows):
         print(f"{split} {name}: read {summarize(rows)['read_as_replacement']:.3f} SSIM {summarize(rows)['mean_ssim']:.3f} "
@@ -399,7 +407,23 @@ def main(argv: list[str] | None = None) -> int:
     # every condition of a split is measured on the same prompts; the dev choice (layer count and start) is made
     # when the shards are merged, from the whole dev sweep. The closed loops and the word comparison run on the
     # preset's map, which is set to the dev choice (the merged report says when the dev sweep chose otherwise).
-    if args.part in ("all", "dev"):
+    def rerun(split_items, carried_rows):
+        """The items whose carried closed-loop request escalated past ``--carry-after``."""
+        shared = set(carried["escalation"][: carried["escalation"].index(args.carry_after) + 1])
+        past = {r["word"] for r in carried_rows if set(r.get("escalations", ())) - shared}
+        return [item for item in split_items if item["word"] in past]
+
+    if carried is not None:
+        for split, items_of, rows in (("dev", dev, carried["dev_strict_verified"]["rows"]),
+                                      ("test", test, carried["test"]["strict_verified"]["rows"])):
+            if args.part not in ("all", split):
+                continue
+            part = rerun(items_of, rows)[shard_k::shard_n]
+            if part:
+                ref, _ = runner.batched(pipe, part)
+                shard[split]["strict_verified"], shard["escalation"] = closed_loop(part, ref, shipped)
+                report_progress(split, "strict_verified (re-run)", shard[split]["strict_verified"])
+    if carried is None and args.part in ("all", "dev"):
         part = dev[shard_k::shard_n]
         ref, _ = runner.batched(pipe, part)
         for config in args.configs.split(","):
@@ -410,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
         report_progress("dev", "shipped_policy_words", rows)
         shard["dev"]["strict_verified"], shard["escalation"] = closed_loop(part, ref, shipped)
         report_progress("dev", "strict_verified", shard["dev"]["strict_verified"])
-    if args.part in ("all", "test"):
+    if carried is None and args.part in ("all", "test"):
         part = test[shard_k::shard_n]
         ref, _ = runner.batched(pipe, part)
         for name, lm in (("shipped_policy_words", generic(shipped)), ("shipped", shipped)):
@@ -434,23 +458,33 @@ def main(argv: list[str] | None = None) -> int:
         path.write_text(json.dumps(shard, indent=1, sort_keys=True) + "\n", encoding="utf-8")
         print(f"wrote {path}")
         return 0
-    return write_document(args.out, [shard], args.min_ssim)
+    return write_document(args.out, [shard], args.min_ssim, carried)
 
 
-def write_document(out: Path, shards: list[dict], min_ssim: float) -> int:
-    """``legible_glyph.json`` / ``.md`` from the measured rows of one run or of several shards."""
+def write_document(out: Path, shards: list[dict], min_ssim: float, carried: dict | None = None) -> int:
+    """``legible_glyph.json`` / ``.md`` from the measured rows of one run or of several shards (and, with
+    ``carried``, a previous document's rows for what was not re-measured)."""
     if not shards:
         raise SystemExit(f"no shard files under {out / SHARDS}")
     first = shards[0]
     items = first["items"]
     order = {(item["split"], item["word"]): i for i, item in enumerate(items)}
+    old = {"dev": {}, "test": {}}
+    if carried is not None:
+        old = {"dev": {"strict_verified": carried["dev_strict_verified"]["rows"]},
+               "test": {name: result["rows"] for name, result in carried["test"].items()}}
+
+    def measured(split: str, name: str) -> list[dict]:
+        return [row for shard in shards for row in shard.get(split, {}).get(name, ())]
 
     def rows_of(split: str, name: str) -> list[dict]:
-        rows = [row for shard in shards for row in shard.get(split, {}).get(name, ())]
-        return sorted(rows, key=lambda row: order.get((split, row["word"]), 0))
+        rows = {row["word"]: row for row in old.get(split, {}).get(name, ())}
+        rows.update({row["word"]: row for row in measured(split, name)})  # a re-run replaces the carried row
+        return sorted(rows.values(), key=lambda row: order.get((split, row["word"]), 0))
 
     splits = ("dev", "test", *FRESH_SPLITS)
-    names = {split: list(dict.fromkeys(name for shard in shards for name in shard.get(split, {}))) for split in splits}
+    names = {split: list(dict.fromkeys([*old.get(split, {}), *(name for shard in shards for name in shard.get(split, {}))]))
+             for split in splits}
     counts = {split: len(rows_of(split, names[split][0])) if names[split] else 0 for split in splits}
     expected_counts = first["prompts"]
     if counts != {split: expected_counts.get(split, 0) for split in splits}:
@@ -461,6 +495,8 @@ def write_document(out: Path, shards: list[dict], min_ssim: float) -> int:
         if name.startswith("sweep:"):
             n_layers, start = name.split(":")[1].split("@")
             sweep.append({"layers": int(n_layers), "start_fraction": float(start), **summarize(rows_of("dev", name))})
+    if not sweep and carried is not None:
+        sweep = carried["dev_sweep"]
     eligible = [s for s in sweep if s["mean_ssim"] >= min_ssim] or sweep
     best = max(eligible, key=lambda s: (-(s["lexicon_visible_whole"] + s["lexicon_visible_fragment"]), s["read_as_replacement"], s["mean_ssim"]))
     shipped = first["shipped_map"]
@@ -492,7 +528,12 @@ def write_document(out: Path, shards: list[dict], min_ssim: float) -> int:
         "dev_sweep": sweep,
         "dev_choice": {"layers": best["layers"], "start_fraction": best["start_fraction"], "min_ssim": min_ssim,
                        "is_shipped": (best["layers"], best["start_fraction"]) == (len(shipped["layers"]), shipped["start_fraction"])},
-        "dev_policy_words": summarize(rows_of("dev", "shipped_policy_words")),
+        "dev_policy_words": summarize(rows_of("dev", "shipped_policy_words")) if "shipped_policy_words" in names["dev"]
+        else carried["dev_policy_words"],
+        "carried": None if carried is None else {
+            "rerun": {split: [r["word"] for r in measured(split, "strict_verified")] for split in ("dev", "test")},
+            "seconds": carried["seconds"], "processes": carried["processes"], "after": first.get("carry_after"),
+        },
         "dev_strict_verified": {**summarize_loop(dev_loop, escalation), "rows": dev_loop},
         "escalation": escalation,
         "test": test,
@@ -649,7 +690,20 @@ def report(doc: dict) -> str:
                 "",
             ]
             lines += failures(loop)
-    lines += ["", f"Run: {doc['seconds']:.0f} s wall ({doc['processes']} process(es) side by side, the slowest).", ""]
+    lines += ["", f"Run: {doc['seconds']:.0f} s wall ({doc['processes']} process(es) side by side, the slowest)."]
+    carry = doc.get("carried")
+    if carry:
+        lines += [
+            "",
+            f"Carried rows (`--carry`): the dev sweep, the policy-word and unverified test conditions, and every "
+            f"closed-loop request that passed by `{carry['after']}` "
+            "are the previous run's (the escalation up to there is unchanged, each request from its own fixed noise; "
+            f"that run: {carry['seconds']:.0f} s wall, {carry['processes']} processes); re-run here: the closed-loop "
+            "requests that escalated further (dev: " + (", ".join(f"`{w}`" for w in carry["rerun"]["dev"]) or "none")
+            + "; test: " + (", ".join(f"`{w}`" for w in carry["rerun"]["test"]) or "none")
+            + ") and the whole fresh part.",
+        ]
+    lines.append("")
     return "\n".join(lines)
 
 
