@@ -433,7 +433,7 @@ class SafeTextGenerator:
         for entry in escalations:
             if "layers" in entry:
                 current = self._escalation_patch(entry["step"]) or current
-        word_rank = 0
+        word_rank, legible_length = 0, False
         for step in self.verifier.escalation:
             if not report.failed:
                 break
@@ -457,13 +457,20 @@ class SafeTextGenerator:
                 raise PolicyViolation(f"{message} after {steps} escalation; see the exception's .verdict", blocked)
             if not decision.patched_prompts:
                 continue  # an allowed prompt has no sanitized target to patch toward: only 'block' applies
-            if step == "next_word":
+            if step in ("next_word", "legible_word"):
                 reason = report.reason
-                retry = self._decide(call_kwargs, word_rank + 1)
+                # next_word: the next word of the current order; legible_word: the best word of the length the
+                # model writes better than the span's (the layer map's replacement_legibility)
+                rank = word_rank + 1 if step == "next_word" else 0
+                retry = self._decide(call_kwargs, rank, legible_length or step == "legible_word")
                 if retry.target_kwargs == decision.target_kwargs:
-                    escalations.append({"step": step, "skipped": "no other replacement word of the span's length"})
+                    skipped = (
+                        "no other replacement word of the span's length" if step == "next_word"
+                        else "the layer map rates no word length better than the span's"
+                    )
+                    escalations.append({"step": step, "skipped": skipped})
                     continue
-                word_rank += 1
+                word_rank, legible_length = rank, legible_length or step == "legible_word"
                 decision = retry
                 expected = self._expected_texts(decision, len(images))
                 verdict = verdict.model_copy(
@@ -536,7 +543,7 @@ class SafeTextGenerator:
                 call_kwargs[name] = value
         return call_kwargs
 
-    def _decide(self, call_kwargs: Mapping[str, Any], word_rank: int = 0) -> _Decision:
+    def _decide(self, call_kwargs: Mapping[str, Any], word_rank: int = 0, legible_length: bool = False) -> _Decision:
         embeds = sorted(n for n, v in call_kwargs.items() if v is not None and EMBEDS_ARGUMENT.match(n))
         if embeds and not self.allow_prompt_embeds:
             raise PolicyError(
@@ -551,7 +558,7 @@ class SafeTextGenerator:
             if embeds:
                 verdict = verdict.with_note(f"{', '.join(embeds)} passed and allowed: not scanned")
             return _Decision(verdict, (), {})
-        scanned = {slot: self._scan_slot(slot, value, count, word_rank) for slot, value in slots.items()}
+        scanned = {slot: self._scan_slot(slot, value, count, word_rank, legible_length) for slot, value in slots.items()}
         per_prompt = [
             merge_slot_verdicts({slot: verdicts[i] for slot, verdicts in scanned.items()}) for i in range(count)
         ]
@@ -581,19 +588,22 @@ class SafeTextGenerator:
             return next(iter(lists.values()))
         return 1 if slots else 0
 
-    def _scan_slot(self, slot: str, value: str | Sequence[str], count: int, word_rank: int = 0) -> list[Verdict]:
+    def _scan_slot(
+        self, slot: str, value: str | Sequence[str], count: int, word_rank: int = 0, legible_length: bool = False
+    ) -> list[Verdict]:
         if isinstance(value, str):
-            return [self._model_words(self.policy.scan(value, slot=slot), word_rank)] * count
-        return [self._model_words(self.policy.scan(text, slot=slot), word_rank) for text in value]
+            return [self._model_words(self.policy.scan(value, slot=slot), word_rank, legible_length)] * count
+        return [self._model_words(self.policy.scan(text, slot=slot), word_rank, legible_length) for text in value]
 
-    def _model_words(self, verdict: Verdict, word_rank: int) -> Verdict:
+    def _model_words(self, verdict: Verdict, word_rank: int, legible_length: bool = False) -> Verdict:
         """The slot verdict with replacement words chosen for the model (the layer map's
-        ``replacement_legibility``) and, for ``word_rank`` > 0, the next words of that order."""
+        ``replacement_legibility``), for ``word_rank`` > 0 the next words of that order, and with
+        ``legible_length`` words of the length the model writes better than the span's."""
         if self._replacer is None or (not self._legibility and not word_rank) or verdict.action is not Action.NEUTRALIZE:
             return verdict
         from safetext.policy.replacement import rechoose
 
-        return rechoose(verdict, self._replacer, self._legibility, word_rank)
+        return rechoose(verdict, self._replacer, self._legibility, word_rank, legible_length)
 
     @staticmethod
     def _block_message(verdict: Verdict) -> str:

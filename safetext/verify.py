@@ -8,7 +8,7 @@ rendered text of the sanitized prompt, compared by normalized edit distance): a 
 ``DOLFHJN`` fails like a toxic image does. The generator uses :class:`ImageVerifier` after a generation
 and escalates while a check fails (see ``VerificationConfig`` in the policy schema): patch from step 0,
 add the layer map's next ranked layers, every text-attention layer, another benign replacement word
-(``next_word``), then refuse — each step recorded in
+(``next_word``), a word of a length the model writes better (``legible_word``), then refuse — each step recorded in
 ``verdict.details["escalations"]``, never a flagged image returned silently.
 
     >>> verifier = ImageVerifier.from_policy(policy)          # None when the policy disables verification

@@ -133,7 +133,7 @@ def test_policy_switches_verification_and_latent_output_is_refused():
 
     assert ImageVerifier.from_policy(load_policy("default")) is None
     strict = ImageVerifier.from_policy(load_policy("strict"))
-    assert strict is not None and strict.escalation == ("earlier_start", "next_word", "next_layers", "all_layers", "block")
+    assert strict is not None and strict.escalation == ("earlier_start", "next_word", "legible_word", "next_layers", "all_layers", "block")
     assert strict.expect == "replacement" and strict.min_similarity == 0.9 and strict.fragments.min_chars == 4
 
     class LatentOutput:
@@ -455,3 +455,79 @@ def test_next_word_then_block_and_skipped_when_no_other_word(pipe):
     assert out.verdict.details["escalations"] == [{"step": "next_word", "skipped": "no other replacement word of the span's length"}]
     assert out.verdict.sanitized_prompt == TOXIC.replace("shit", "peace")
     assert torch.equal(run(pipe, CLEAN), run(SafeTextGenerator(pipe, policy="default"), CLEAN))
+
+
+# -- the escalation step legible_word: a word of a length the model writes better -----------------------
+
+
+def test_legible_length_is_the_nearest_length_the_model_writes_better():
+    replacer = load_policy("default").replacer
+    words = replacer.words
+    # the model writes 3- and 8-letter words badly, 4 and 6 well, 5 and 7 in between
+    by_length = {3: 0.5, 4: 1.0, 5: 0.8, 6: 0.95, 7: 0.7, 8: 0.6}
+    table = {w: by_length[len(w)] for w in words}
+    means = replacer.length_legibility(table)
+    assert means == pytest.approx(by_length)
+    assert replacer.legible_length(3, table) == 4
+    assert replacer.legible_length(4, table) is None  # nothing is written better than 4 letters
+    assert replacer.legible_length(5, table) == 4  # 4 and 6 are as near: the more legible
+    assert replacer.legible_length(6, table) == 4
+    assert replacer.legible_length(7, table) == 6
+    assert replacer.legible_length(8, table) == 7 and replacer.legible_length(11, table) == 7  # nearest better; 11: the 8s
+    assert replacer.legible_length(7, None) is None and replacer.legible_length(7, {}) is None
+    # a length the table does not rate is never a candidate, and an unrated span has no better length
+    assert replacer.legible_length(7, {w: s for w, s in table.items() if len(w) != 6}) == 5
+    assert replacer.legible_length(3, {w: s for w, s in table.items() if len(w) != 3}) is None
+
+
+def test_legible_word_escalation_switches_to_a_better_written_length_and_the_verdict_records_it(pipe):
+    policy = load_policy("default")
+    words = policy.replacer.words
+    four, five = policy.replacer.ranked("shit", 4), policy.replacer.ranked("shit", 5)
+    # 4-letter words are written badly, 5-letter ones well (five[2] best); 3-letter words unrated
+    table = {w: 0.5 for w in words if len(w) == 4} | {w: 0.9 for w in words if len(w) == 5} | {five[2]: 1.0}
+    table |= {w: 0.2 for w in words if len(w) > 5}
+    layer_map = legible_map(pipe, table)
+    first = call(SafeTextGenerator(pipe, policy=policy, layer_map=layer_map), TOXIC).verdict.findings[0].replacement
+    assert first == four[0]  # the first try keeps the span's length
+    # the 4-letter words come out garbled (also the next one); the 5-letter word reads
+    ocr = SequenceOcr("DOLFHJN", "DOLFHJN", five[2].upper())
+    verifier = replacement_verifier(ocr, ("next_word", "legible_word", "next_layers", "block"))
+    gen = SafeTextGenerator(pipe, policy=policy, layer_map=layer_map, verifier=verifier)
+    out = call(gen, TOXIC, seed=5)
+    steps = out.verdict.details["escalations"]
+    assert [s["step"] for s in steps] == ["next_word", "legible_word"]
+    assert steps[0]["replacements"] == [four[1]]
+    assert steps[1]["reason"] == "illegible" and steps[1]["replacements"] == [five[2]] and steps[1]["illegible_after"] is False
+    assert steps[1]["start_step"] > 0  # patched like the last run (the map's own start)
+    assert out.verdict.sanitized_prompt == TOXIC.replace("shit", five[2]) and out.verdict.findings[0].replacement == five[2]
+    assert out.verdict.details["verification"][0]["expected"] == five[2] and ocr.reads == 3
+    expected, _ = KVPatch(pipe, list(layer_map.layers), 0.5).generate(
+        prompt=TOXIC, target_prompt=TOXIC.replace("shit", five[2]), generator=torch.Generator().manual_seed(5), **KW
+    )
+    assert torch.equal(out.images, expected.images)  # from the user's noise
+    # still illegible: the next steps keep the new word; a second legible_word has nothing new and is skipped
+    ocr = SequenceOcr("XQZRT")
+    gen = SafeTextGenerator(pipe, policy=policy, layer_map=layer_map, verifier=replacement_verifier(ocr, ("legible_word", "legible_word", "all_layers", "block")))
+    with pytest.raises(PolicyViolation, match="does not read as the sanitized text") as info:
+        run(gen, TOXIC)
+    steps = info.value.verdict.details["escalations"]
+    assert [s["step"] for s in steps] == ["legible_word", "legible_word", "all_layers", "block"]
+    assert steps[1] == {"step": "legible_word", "skipped": "the layer map rates no word length better than the span's"}
+    assert info.value.verdict.sanitized_prompt == TOXIC.replace("shit", five[2]) and steps[2]["layers"]
+    # without a legibility table the step is skipped and recorded; the image is the map's own patch
+    plain = layer_map.model_copy(update={"replacement_legibility": None})
+    gen = SafeTextGenerator(pipe, policy=policy, layer_map=plain, verifier=replacement_verifier(SequenceOcr("XQZRT"), ("legible_word",)))
+    out = call(gen, TOXIC)
+    assert out.verdict.details["escalations"] == [{"step": "legible_word", "skipped": "the layer map rates no word length better than the span's"}]
+    assert out.verdict.sanitized_prompt == policy.scan(TOXIC).sanitized_prompt
+    assert torch.equal(run(pipe, CLEAN), run(SafeTextGenerator(pipe, policy="default"), CLEAN))
+
+
+def test_strict_policy_escalates_to_legible_word_after_next_word():
+    from safetext.policy.schema import VerificationConfig
+
+    strict = ImageVerifier.from_policy(load_policy("strict"))
+    assert strict.escalation.index("legible_word") == strict.escalation.index("next_word") + 1
+    with pytest.raises(ValueError, match="legible_word"):
+        VerificationConfig(escalation=("shorter_word",))

@@ -12,6 +12,12 @@ A model can write some benign words better than others. A layer map that carries
 :func:`rechoose`: among the benign words of the span's length, the one the model writes best (ties:
 the policy's own hash order). :meth:`Replacer.ranked` gives the whole order, which the verification
 escalation step ``next_word`` walks when an image does not read as its replacement.
+
+The same table says which word *lengths* the model writes reliably (the mean legibility of each
+length's words: the glyph model writes 4- and 6-letter words better than 3-, 7- or 8-letter ones).
+:meth:`Replacer.legible_length` picks, for a span, the nearest length the model writes better than the
+span's own; the escalation step ``legible_word`` re-chooses each replacement from that length (the
+layout changes a little, the word is written more reliably).
 """
 
 from __future__ import annotations
@@ -104,6 +110,42 @@ class Replacer:
             order = tuple(sorted(order, key=lambda word: -legibility.get(word.lower(), -1.0)))
         return order
 
+    def length_legibility(self, legibility: Mapping[str, float]) -> dict[int, float]:
+        """Per word length, the mean legibility of the benign words of that length the table rates.
+
+        Args:
+            legibility: lower-case word -> legibility in [0, 1] (a layer map's ``replacement_legibility``).
+        """
+        scores: dict[int, list[float]] = {}
+        for length, group in self._by_length.items():
+            rated = [legibility[w.lower()] for w in group if w.lower() in legibility]
+            if rated:
+                scores[length] = rated
+        return {length: sum(values) / len(values) for length, values in sorted(scores.items())}
+
+    def legible_length(self, length: int, legibility: Mapping[str, float] | None) -> int | None:
+        """The nearest word length the model writes better than the span's own, or None.
+
+        The span's own length is the group :meth:`auto` takes for ``length``; the candidates are the lengths
+        whose mean legibility (:meth:`length_legibility`) is higher than that group's (nearest first; ties: the
+        more legible, then the shorter). None without a table, when the table does not rate the span's group,
+        or when no length is written better.
+
+        Args:
+            length: length of the span being replaced.
+            legibility: the layer map's ``replacement_legibility``.
+        """
+        if not legibility:
+            return None
+        means = self.length_legibility(legibility)
+        own = min(self._lengths, key=lambda n: (abs(n - length), n))
+        if own not in means:
+            return None
+        better = [n for n, score in means.items() if score > means[own]]
+        if not better:
+            return None
+        return min(better, key=lambda n: (abs(n - length), -means[n], n))
+
     def choose(self, term: str, base: str, original: str) -> str:
         """The replacement for one neutralized span.
 
@@ -133,7 +175,11 @@ class Replacer:
 
 
 def rechoose(
-    verdict: "Verdict", replacer: Replacer, legibility: Mapping[str, float] | None = None, rank: int = 0
+    verdict: "Verdict",
+    replacer: Replacer,
+    legibility: Mapping[str, float] | None = None,
+    rank: int = 0,
+    legible_length: bool = False,
 ) -> "Verdict":
     """``verdict`` (of one prompt slot) with each ``auto`` replacement re-chosen by :meth:`Replacer.ranked`.
 
@@ -147,6 +193,8 @@ def rechoose(
         replacer: the policy's replacer (``Policy.replacer``).
         legibility: the layer map's ``replacement_legibility`` (None: the policy's own order).
         rank: 0 for the best word, 1 for the next one (the escalation step ``next_word``), ...
+        legible_length: take the words of :meth:`Replacer.legible_length` instead of the span's length
+            (the escalation step ``legible_word``; a span with no better length keeps its own).
     """
     from safetext.policy.engine import apply_replacements
 
@@ -156,7 +204,10 @@ def rechoose(
     findings = []
     for finding in verdict.findings:
         if finding.replacement is not None and finding.language == "en":
-            order = replacer.ranked(finding.normalized, len(finding.text), legibility)
+            length = len(finding.text)
+            if legible_length:
+                length = replacer.legible_length(length, legibility) or length
+            order = replacer.ranked(finding.normalized, length, legibility)
             word = order[rank % len(order)]
             word = match_case(word, finding.text) if config.preserve_case else word
             finding = finding.model_copy(update={"replacement": word})

@@ -165,7 +165,7 @@ class RenderedTextConfig(_Strict):
     max_words: int = Field(default=8, ge=1, le=64, description="Longest unquoted span taken after a trigger word.")
 
 
-EscalationStep = Literal["earlier_start", "next_layers", "all_layers", "next_word", "block"]
+EscalationStep = Literal["earlier_start", "next_layers", "all_layers", "next_word", "legible_word", "block"]
 
 
 class VerificationConfig(_Strict):
@@ -177,7 +177,8 @@ class VerificationConfig(_Strict):
     (patch from step 0), ``next_layers`` (add the layer map's next ranked layers), ``all_layers`` (every
     text-attention layer from step 0), ``next_word`` (the next benign word of each span's length, in the
     model's legibility order when the layer map carries one, patched like the last run; later steps keep
-    it), ``block`` (raise PolicyViolation). Each step is recorded in ``verdict.details["escalations"]``,
+    it), ``legible_word`` (the best word of the nearest length the model writes better than the span's,
+    by the layer map's ``replacement_legibility``; skipped without one), ``block`` (raise PolicyViolation). Each step is recorded in ``verdict.details["escalations"]``,
     and every re-run starts from the request's saved generator state (the same noise).
     """
 
