@@ -217,7 +217,7 @@ class VariantMatcher:
         skeletons: dict[str, list[Term]] = {}
         for form, term in forms.items():
             # only listed entries: a sound-alike of a generated inflection is too far a guess
-            if len(form) >= 3 and form == term.base:
+            if len(form) >= 3 and form == term.base and term.sound_alikes:
                 skeletons.setdefault(skeleton(form, self._repeats), []).append(term)
         self._skeletons = {key: tuple(group) for key, group in skeletons.items() if len(key) >= 3}
         deletes: dict[str, set[str]] = {}
