@@ -160,3 +160,16 @@ def test_disguised_clinical_words_acronyms_and_new_vocabulary_are_found(default,
 
 def test_clinical_words_written_plainly_in_the_scene_stay_allowed(default):
     assert default.scan("anatomical diagram of the penis for a urology textbook").findings == ()
+
+
+@pytest.mark.slow
+def test_generated_places_file_matches_the_gazetteer_and_the_lists():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    run = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "place_names.py"), "--check"], capture_output=True, text=True, timeout=900
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
