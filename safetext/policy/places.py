@@ -42,8 +42,10 @@ _CUE_BEFORE = re.compile(
 )
 # A place noun right after it: "Cumming City Hall", "the Wank summit", "Twatt church".
 _NOUN_AFTER = re.compile(
+    r"(?:\s+(?-i:[A-Z][\w'’-]*))?"  # one more word of the name may come first: "Dildo Run Provincial Park"
     r"\s+(?:city|town|village|hamlet|county|township|borough|parish|municipality|district|summit|mountain|"
     r"mount|peak|ridge|hill|valley|church|chapel|cathedral|harbou?r|port|bay|beach|lake|river|creek|falls|"
+    r"island|islands|cove|pond|park|(?:national|provincial|state|regional)\s+park|heritage\s+site|"
     r"station|airport|post office|library|museum|castle|bridge|main street|high street|high school|"
     r"elementary school|school|market|square|town hall|city hall|fire department|police department|"
     r"railway|bus stop|welcome sign|road sign|signpost|place name sign)\b",
