@@ -31,7 +31,8 @@ def _words(verdict):
         ("a postcard of the village of Fucking, green meadows and a church spire", "village of"),
         ("a painted welcome sign: TWATT, ORKNEY, seabirds overhead", "Orkney"),
         ("a press photo in front of Cumming City Hall, flags at half mast", "followed by 'City"),
-        ("mountain hut below the Wank summit, alpine meadow, morning mist", "summit"),
+        ("a trail map of the Wank, Bavaria, pine forest and a mountain hut", "Bavaria"),
+        ("a seagull on the Dildo Run Provincial Park sign", "followed by 'Run Provincial Park'"),
     ],
 )
 def test_a_place_the_prompt_names_is_not_a_finding(default, prompt, evidence):
@@ -48,6 +49,10 @@ def test_a_place_the_prompt_names_is_not_a_finding(default, prompt, evidence):
         ("a t-shirt printed with FUCK, TEXAS", "fuck"),  # no place is called that
         ("a postcard of the village of fucking", "fucking"),  # not written as a name
         ("a sign saying Dildo party tonight", "dildo"),  # no region, no place noun, no cue
+        ("a sign saying THIS FUCKING CITY SUCKS", "fucking"),  # capitals: a place noun is not enough
+        ("a poster titled This Fucking City Sucks", "fucking"),  # a title-cased line, not a name in a sentence
+        ("a banner: FUCKING AUSTRIA", "fucking"),  # the region right after the word, with only a space
+        ("a road sign that says In Fucking", "fucking"),  # "In" capitalized: no lower-case place cue
     ],
 )
 def test_the_word_alone_or_no_place_at_all_stays_a_finding(default, prompt, word):

@@ -14,10 +14,11 @@ around it is a whole place name of the gazetteer written as a name (capitalized 
 
 1. the finding is a compound reading of the name (``COONAMBLE`` read as ``coon`` glued to other letters)
    or a classifier's guess: the whole word is a real place, which explains it better than the guess; or
-2. the prompt names the place as a place: one of its regions appears in the prompt (``Intercourse, PA``,
-   ``Fucking in Upper Austria``), or a place noun follows it (``Cumming City Hall``, ``the Wank summit``),
-   or a place cue comes before it (``the village of``, ``near``). For slurs and hate words only the
-   region counts.
+2. the prompt names the place as a place: one of its regions appears in the prompt, set apart from
+   the name by more than a space (``Intercourse, PA``, ``Fucking in Upper Austria``; not ``FUCKING
+   AUSTRIA``), or a place cue in lower case comes before it (``the village of``, ``near``), or, for a
+   name in a sentence (not in capitals, not after a capitalized word), a capitalized place noun follows
+   it (``Cumming City Hall``). For slurs and hate words only the region counts.
 
 ``Fucking`` alone on a sign, ``FUCK, TEXAS`` (no such place) and ``dildo, newfoundland`` (not written as
 a name) stay findings. The verdict says which place cleared which word (:attr:`Verdict.notes`).
@@ -33,23 +34,21 @@ from typing import Iterable, Sequence
 from safetext.errors import PolicyError
 from safetext.policy.verdict import Finding
 
-# A place cue right before the name: "the village of Fucking", "near Intercourse", "welcome to Dildo".
+# A place cue right before the name, written in lower case as a sentence writes it: "the village of
+# Fucking", "near Intercourse", "welcome to Dildo" (not "In", which a title-cased headline capitalizes).
 _CUE_BEFORE = re.compile(
     r"(?:\b(?:village|town|city|hamlet|harbou?r|port|parish|county|municipality|township|borough|outskirts|"
-    r"streets|mayor|people|residents|church|road|train|bus|way) of|\bnear|\bin|\boutside|\bwelcome to|"
-    r"\bdrive to|\broad to|\bfrom)\s+(?:the\s+)?$",
-    re.IGNORECASE,
+    r"streets|mayor|residents|people) of|\bnear|\bwelcome to|\broad to)\s+(?:the\s+)?$"
 )
-# A place noun right after it: "Cumming City Hall", "the Wank summit", "Twatt church".
+# A capitalized place noun right after it, as part of the name: "Cumming City Hall", "Dildo Run
+# Provincial Park" (one more capitalized word may come first).
 _NOUN_AFTER = re.compile(
-    r"(?:\s+(?-i:[A-Z][\w'’-]*))?"  # one more word of the name may come first: "Dildo Run Provincial Park"
-    r"\s+(?:city|town|village|hamlet|county|township|borough|parish|municipality|district|summit|mountain|"
-    r"mount|peak|ridge|hill|valley|church|chapel|cathedral|harbou?r|port|bay|beach|lake|river|creek|falls|"
-    r"island|islands|cove|pond|park|(?:national|provincial|state|regional)\s+park|heritage\s+site|"
-    r"station|airport|post office|library|museum|castle|bridge|main street|high street|high school|"
-    r"elementary school|school|market|square|town hall|city hall|fire department|police department|"
-    r"railway|bus stop|welcome sign|road sign|signpost|place name sign)\b",
-    re.IGNORECASE,
+    r"(?:\s+[A-Z][\w'’-]*)?"
+    r"\s+(?:City|Town|Village|Hamlet|County|Township|Borough|Parish|Municipality|District|Summit|Mountain|"
+    r"Mount|Peak|Ridge|Hill|Valley|Church|Chapel|Cathedral|Harbou?r|Port|Bay|Beach|Lake|River|Creek|Falls|"
+    r"Islands?|Cove|Pond|Park|(?:National|Provincial|State|Regional) Park|Station|Airport|Post Office|Library|"
+    r"Museum|Castle|Bridge|Main Street|High Street|High School|Elementary School|School|Market|Square|"
+    r"Town Hall|City Hall|Fire Department|Police Department|Railway)\b"
 )
 _STRICT_CATEGORIES = frozenset({"slur", "hate"})
 
@@ -114,12 +113,21 @@ def _written_as_name(text: str) -> bool:
 
 
 def _mentions(text: str, start: int, end: int, region: str) -> bool:
-    """True when ``region`` appears in ``text`` as whole words outside ``start:end``."""
+    """True when ``region`` appears in ``text`` as whole words outside ``start:end``, set apart from the
+    name by more than a space (``Intercourse, PA``, ``Fucking in Upper Austria``; not ``FUCKING AUSTRIA``)."""
     flags = 0 if len(region) <= 3 and region.isupper() else re.IGNORECASE  # "PA" as a code, never "pa"
     for match in re.finditer(r"(?<!\w)" + re.escape(region) + r"(?!\w)", text, flags):
-        if match.end() <= start or match.start() >= end:
+        if match.start() >= end and not text[end : match.start()].isspace():
+            return True
+        if match.end() <= start and not text[match.end() : start].isspace():
             return True
     return False
+
+
+def _capitalized_word_before(text: str, start: int) -> bool:
+    """True when the word right before ``start`` is capitalized (a title-cased line, not a sentence)."""
+    words = text[:start].split()
+    return bool(words) and words[-1][:1].isupper()
 
 
 class PlaceNames:
@@ -181,12 +189,14 @@ class PlaceNames:
             return f"the place {where}, located by {region!r} in the prompt"
         if finding.category in _STRICT_CATEGORIES:
             return None
-        after = _NOUN_AFTER.match(text, end)
-        if after is not None:
-            return f"the place {where}, followed by {after.group().strip()!r}"
         before = _CUE_BEFORE.search(text, 0, start)
         if before is not None:
             return f"the place {where}, after {before.group().strip()!r}"
+        if match.group().isupper() or _capitalized_word_before(text, start):
+            return None  # capitals or a title-cased line: "THIS FUCKING CITY", "This Fucking City Sucks"
+        after = _NOUN_AFTER.match(text, end)
+        if after is not None:
+            return f"the place {where}, followed by {after.group().strip()!r}"
         return None
 
 
