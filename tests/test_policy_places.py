@@ -178,3 +178,12 @@ def test_generated_places_file_matches_the_gazetteer_and_the_lists():
         [sys.executable, str(root / "benchmarks" / "place_names.py"), "--check"], capture_output=True, text=True, timeout=900
     )
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_explain_shows_the_evidence_and_the_place_that_cleared_it(default):
+    from safetext.policy.cli import explain
+
+    text = explain(default, "a vintage postcard from Intercourse, PA")
+    assert "'Intercourse' -> 'intercourse' sexual" in text  # the list still sees the word
+    assert "note: place name: 'Intercourse' at 24-35 not flagged: the place Intercourse" in text
+    assert "located by 'PA'" in text
