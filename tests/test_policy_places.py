@@ -115,6 +115,8 @@ def test_shipped_places_are_real_places_the_lists_would_flag(default):
         "a European shag drying its wings on a sea rock",
         "a menu board that says Cock-a-Leekie Soup",
         "a plumber's van lettered BALLCOCK REPAIRS",
+        "a weightlifter doing a clean and jerk, arena lights",
+        "a rooster, the cock crowing on a fence post at dawn",
     ],
 )
 def test_reviewed_species_dishes_and_fittings_stay_clean(default, prompt):
