@@ -102,7 +102,9 @@ def explain(policy: Any, text: str) -> str:
             "a list word of another language that is an ordinary word of this one is not a finding"
         )
     lines.append("verdict:")
-    lines.append(format_verdict(policy.scan(text)))
+    verdict = policy.scan(text)
+    lines.append(format_verdict(verdict))
+    lines += [f"  note: {note}" for note in verdict.notes]  # what cleared a finding (place names)
     return "\n".join(lines)
 
 

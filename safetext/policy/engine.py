@@ -31,6 +31,7 @@ from safetext.policy.languages import (
 )
 from safetext.policy.lexicon import Lexicon, Match, TermSource, build_lexicon, normalized_forms, read_word_list
 from safetext.policy.normalize import normalize_chars, tokenize
+from safetext.policy.places import load_place_names
 from safetext.policy.rendered import SpanSet, find_rendered_spans, overlaps
 from safetext.policy.replacement import Replacer
 from safetext.policy.schema import NormalizationConfig, PolicyConfig, Rule
@@ -81,6 +82,9 @@ def _located(loc: tuple[str | int, ...], func: Any, *args: Any) -> Any:
         raise LocatedPolicyError(loc, str(exc)) from exc
 
 
+#: Normalization steps that only a disguise needs: a word written ``p3n1s`` or ``h*e`` is text meant to be
+#: written past a filter, never a scene description, so it takes the rendered-text action everywhere.
+_DISGUISES = frozenset({"leetspeak", "invisible", "wildcards"})
 _STRETCHED = re.compile(r"(.)\1\1")
 #: Endings after a doubled final consonant: Dutch and German plurals and inflections (``drol`` ->
 #: ``drollen``, ``smeerlap`` -> ``smeerlappen``), which are the list word, not another word.
@@ -122,7 +126,7 @@ class Policy:
         ('neutralize', 'shit')
     """
 
-    __slots__ = ("config", "base_dir", "source", "lexicon", "allow_terms", "_allow", "_backends", "_replacer", "_rules", "_prompt_scope", "_packs")
+    __slots__ = ("config", "base_dir", "source", "lexicon", "allow_terms", "_allow", "_places", "_backends", "_replacer", "_rules", "_prompt_scope", "_packs")
 
     def __init__(self, config: PolicyConfig, *, base_dir: str | Path | None = None, source: str = "<config>") -> None:
         if not isinstance(config, PolicyConfig):
@@ -140,7 +144,7 @@ class Policy:
             rule = config.rule_for(entry.category, "spans") or config.rule_for(entry.category, "prompt")
             if rule is None:  # only reachable with an unvalidated PolicyConfig (model_construct)
                 raise LocatedPolicyError(loc + ("category",), f"no rule handles category '{entry.category}'; add one")
-            sources.append(TermSource(terms, entry.category, rule.id, entry.path, excluded, entry.inside_words))
+            sources.append(TermSource(terms, entry.category, rule.id, entry.path, excluded, entry.inside_words, entry.sound_alikes))
         for rule in config.rules:
             if rule.terms:
                 sources.append(TermSource(rule.terms, rule.category, rule.id))
@@ -149,6 +153,10 @@ class Policy:
         for index, path in enumerate(config.allow.lists):
             allow_terms.extend(_located(("allow", "lists", index), read_word_list, resolve_policy_path(path, base)))
         allow = _cached_lexicon((TermSource(tuple(allow_terms), "allow", ""),), norm_config, True)
+        place_files = [
+            _located(("allow", "places", index), resolve_policy_path, path, base) for index, path in enumerate(config.allow.places)
+        ]
+        places = _located(("allow", "places"), load_place_names, tuple(place_files)) if place_files else None
         words = _located(("replacement", "path"), read_word_list, resolve_policy_path(config.replacement.path, base))
         replacer = _located(("replacement",), Replacer, config.replacement, words)
         context = BackendContext(lexicon, norm_config, base, config.name)
@@ -179,6 +187,7 @@ class Policy:
         object.__setattr__(self, "lexicon", lexicon)
         object.__setattr__(self, "allow_terms", tuple(allow_terms))
         object.__setattr__(self, "_allow", allow)
+        object.__setattr__(self, "_places", places)
         object.__setattr__(self, "_backends", tuple(backends))
         object.__setattr__(self, "_replacer", replacer)
         object.__setattr__(self, "_rules", MappingProxyType({rule.id: rule for rule in config.rules}))
@@ -246,6 +255,9 @@ class Policy:
         keys = self._allow.token_keys(tokens)
         allowed = [norm.span(m.start, m.end) for m in self._allow.find(norm, tokens, keys)]
         findings = self._decide(document, allowed, slot)
+        place_notes: list[str] = []
+        if findings and self._places is not None:
+            findings, place_notes = self._places.clear(text, findings)
         if self._packs:
             findings = self._other_languages(document, allowed, slot, findings)
         sanitized = apply_replacements(text, findings)
@@ -257,6 +269,7 @@ class Policy:
             findings=tuple(findings),
             rendered_spans=rendered,
             policy=config.name,
+            notes=tuple(place_notes),
         )
         if findings and logger.isEnabledFor(logging.DEBUG):
             logger.debug(
@@ -328,7 +341,9 @@ class Policy:
                 whole_prompt = detection.scope == "prompt"
                 if not whole_prompt and taken.overlaps(start, end):
                     continue  # first backend (and leftmost-longest match) wins
-                rendered = (not whole_prompt) and (not check_rendered or overlaps(start, end, rendered_spans))
+                rendered = (not whole_prompt) and (
+                    not check_rendered or overlaps(start, end, rendered_spans) or not _DISGUISES.isdisjoint(detection.normalizations)
+                )
                 best: tuple[Rule, Action] | None = None
                 for rule in self._candidate_rules(detection):
                     if score < rule.threshold:

@@ -44,6 +44,7 @@ class Term:
         runs: per word, the run lengths the prompt word must at least have.
         category: rule category (profanity, sexual, slur, insult, hate, custom, allow).
         rule_id: id of the policy rule that owns the term ("" for allow-lists).
+        sound_alikes: words that sound like the term match it (off for initialisms: ``FUBU`` is not ``fubar``).
     """
 
     form: str
@@ -52,6 +53,7 @@ class Term:
     runs: tuple[tuple[int, ...], ...]
     category: str
     rule_id: str
+    sound_alikes: bool = True
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class TermSource:
     origin: str = "inline"
     exclude: frozenset[str] = field(default_factory=frozenset)
     inside_words: bool = False
+    sound_alikes: bool = True
 
 
 @lru_cache(maxsize=64)
@@ -400,14 +403,14 @@ def build_lexicon(
             if form in source.exclude or any(token.wildcard for token in tokens):
                 continue
             keys, runs = _word_keys(tokens, config.repeats)
-            listed[words] = Term(form, form, keys, runs, source.category, source.rule_id)
+            listed[words] = Term(form, form, keys, runs, source.category, source.rule_id, source.sound_alikes)
             variants = [words[:-1] + (plural,) for plural in _plural_forms(words[-1])] if plurals else []
             if inflections and len(words) == 1:
                 clean = english_words()
                 variants += [(f,) for f in _unambiguous_inflections(words[0])]
             for variant in variants:
                 p_keys, p_runs = _word_keys(tokenize(normalize_chars(" ".join(variant), config), config), config.repeats)
-                generated[variant] = Term(" ".join(variant), form, p_keys, p_runs, source.category, source.rule_id)
+                generated[variant] = Term(" ".join(variant), form, p_keys, p_runs, source.category, source.rule_id, source.sound_alikes)
     merged = {**{k: v for k, v in generated.items() if k not in listed}, **listed}
     return Lexicon(merged.values(), symbols.values(), config.repeats, exact_runs, stems.values(), names)
 

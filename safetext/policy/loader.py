@@ -12,7 +12,7 @@ path, a mapping, a :class:`PolicyConfig`, a :class:`Policy` or ``None`` (the def
 Safe by default (a policy file is data, and whoever can edit it should not be able to read the host
 or stall the loader):
 
-* list, exclude, allow-list and replacement paths must stay inside the policy's folder or safetext's
+* list, exclude, allow-list, places and replacement paths must stay inside the policy's folder or safetext's
   shipped ``policies`` folder: absolute paths, ``~`` and ``..`` are refused, and so is a symlink that
   leads out. ``allow_paths=True`` (``--allow-paths`` on the command line) lifts this for trusted files;
 * every file read (the policy and its lists) must be a regular file under a size cap
@@ -402,6 +402,7 @@ def _path_fields(config: PolicyConfig) -> list[tuple[Loc, str]]:
         fields.append((("lists", index, "path"), entry.path))
         fields.extend((("lists", index, "exclude", j), path) for j, path in enumerate(entry.exclude))
     fields.extend((("allow", "lists", j), path) for j, path in enumerate(config.allow.lists))
+    fields.extend((("allow", "places", j), path) for j, path in enumerate(config.allow.places))
     fields.append((("replacement", "path"), config.replacement.path))
     return fields
 

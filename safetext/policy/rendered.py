@@ -42,7 +42,7 @@ _TEXT_BEARERS = (
     r"caption|text|slogan|message|title|button|badge|bag|box|bottle|can|storefront|marquee|scoreboard"
 )
 _TRIGGER = re.compile(
-    r"\b(?:says|saying|that\s+read|which\s+read|spelling(?:\s+out)?|spells(?:\s+out)?|spelled\s+out|spelt\s+out|"
+    r"\b(?:says|saying|that\s+read|which\s+read|graffiti\s+tag|tagged\s+with|spelling(?:\s+out)?|spells(?:\s+out)?|spelled\s+out|spelt\s+out|"
     # "labeled diagram of ...": an adjective before the picture's kind, not text to write
     r"labell?ed(?!\s+(?:diagrams?|illustrations?|maps?|charts?|drawings?|sketch(?:es)?|plates?|figures?|"
     r"schematics?|cross-sections?|photos?|photographs?|images?|pictures?|models?|infographics?)\b)|titled|entitled|captioned|inscribed\s+with|engraved\s+with|printed\s+with|emblazoned\s+with|"

@@ -88,6 +88,11 @@ class WordListSource(_Strict):
         description="Entries also match inside longer words ('fuck' in 'fuckface'); only for stems that no "
         "benign word contains. The whole word is then the finding.",
     )
+    sound_alikes: bool = Field(
+        default=True,
+        description="Entries also match words that sound like them ('fack', 'biatch'). Off for initialisms and "
+        "acronyms, whose sound-alikes are other acronyms and brand names ('FUBU' is not 'fubar').",
+    )
 
 
 class AllowConfig(_Strict):
@@ -95,6 +100,12 @@ class AllowConfig(_Strict):
 
     lists: tuple[str, ...] = Field(default=(), description="Allow-list files (same format as word lists).")
     terms: tuple[str, ...] = Field(default=(), description="Inline allow-listed words or phrases.")
+    places: tuple[str, ...] = Field(
+        default=(),
+        description="Gazetteer files (name, regions, source; tab-separated): a finding inside a place name written "
+        "as a name is dropped when the prompt names the place ('Intercourse, PA', 'the village of Fucking', "
+        "'Cumming City Hall'); the place alone on a sign stays a finding. See safetext.policy.places.",
+    )
 
 
 class Rule(_Strict):

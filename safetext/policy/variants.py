@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Iterator, Sequence
@@ -217,7 +218,7 @@ class VariantMatcher:
         skeletons: dict[str, list[Term]] = {}
         for form, term in forms.items():
             # only listed entries: a sound-alike of a generated inflection is too far a guess
-            if len(form) >= 3 and form == term.base:
+            if len(form) >= 3 and form == term.base and term.sound_alikes:
                 skeletons.setdefault(skeleton(form, self._repeats), []).append(term)
         self._skeletons = {key: tuple(group) for key, group in skeletons.items() if len(key) >= 3}
         deletes: dict[str, set[str]] = {}
@@ -407,7 +408,14 @@ class VariantMatcher:
         return None
 
     def _masked_reading(self, word: str) -> tuple[Term, str] | None:
-        """``x`` as a masked letter (``shxt``, ``fxck``) or ``l`` as an ``i`` (``shlt``)."""
+        """``x`` as a masked letter (``shxt``, ``fxck``), ``l`` as an ``i`` (``shlt``), or the one letter of
+        another script that no confusables table reads among plain letters (Cherokee ``Ꮖ`` in ``ᎠᏆᏟᏦ``)."""
+        foreign = [i for i, c in enumerate(word) if not c.isascii()]
+        if len(foreign) == 1 and foreign[0] > 0 and len(word) >= 4:
+            i = foreign[0]
+            term = self._masked.get(word[:i] + "?" + word[i + 1 :])
+            if term is not None:
+                return term, f"{word[i]!r} at {i} is a letter no table reads, masking one of {term.form!r}"
         for i in range(1, len(word)):
             if word[i] == "x":
                 term = self._masked.get(word[:i] + "?" + word[i + 1 :])
@@ -588,6 +596,13 @@ class VariantMatcher:
             obfuscated = norm.text[token.start : token.end] != word
             if not obfuscated and is_english(word):
                 continue
+            written = norm.original[slice(*norm.span(token.start, token.end))]
+            flipped = None if written.isascii() else upside_down(written)
+            if flipped is not None:  # upside-down text: its reading is the word, no other guess is made
+                term = self.lookup(flipped)
+                if term is not None:
+                    add(VariantHit(term, token.start, token.end, token.mask, "readings", word, f"{written!r} read upside down: {flipped!r}"))
+                continue
             name_shaped = self._name_shaped(norm, token)
             found = self.compound(word, obfuscated, name_shaped=name_shaped)
             how = "compound"
@@ -667,6 +682,33 @@ class VariantMatcher:
 
 
 _APOSTROPHES = frozenset("'\u2019\u02bc`")
+# Letters of upside-down text that Unicode names by another letter (the rest are "TURNED x"), and the
+# plain letters that read as another when turned (``p`` is an upside-down ``d``).
+_FLIPPED = {"ɔ": "c", "ɟ": "f", "ƃ": "g", "ɾ": "j", "ʃ": "l", "p": "d", "d": "p", "b": "q", "q": "b", "n": "u", "u": "n"}
+
+
+def upside_down(raw: str) -> str | None:
+    """``raw`` read turned half a circle (``ʞɔnɟ`` -> ``fuck``), or None when it holds no turned letter.
+
+    Upside-down text is written right to left with each letter turned: ``LATIN SMALL LETTER TURNED K``
+    is a ``k``, the open o an upside-down ``c``. A word counts as upside-down only with two turned
+    letters or more, so an IPA transcription with one open o is not read backwards.
+    """
+    letters = []
+    turned = 0
+    for char in reversed(raw):
+        name = unicodedata.name(char, "")
+        if name.startswith("LATIN SMALL LETTER TURNED ") and len(name) == 27:
+            letters.append(name[-1].lower())
+            turned += 1
+        elif char in _FLIPPED and not char.isascii():
+            letters.append(_FLIPPED[char])
+            turned += 1
+        elif char.isascii() and char.isalpha():
+            letters.append(_FLIPPED.get(char.lower(), char.lower()))
+        else:
+            return None
+    return "".join(letters) if turned >= 2 else None
 
 
 @lru_cache(maxsize=1)
