@@ -47,7 +47,7 @@ def test_unambiguous_initialisms_are_found_anywhere(default, prompt, text):
     [
         ('a greeting card that says "POS"', "POS"),
         ("a baseball cap that says FOH in white letters", "FOH"),
-        ('a t-shirt that reads "hot af"', "af"),
+        ('a t-shirt that reads "AF"', "AF"),
         ("a phone wallpaper that says tf is going on", "tf"),
         ("a mug that says MF in gold", "MF"),
         ('a hoodie printed with "DTF"', "DTF"),
@@ -90,6 +90,7 @@ def test_strict_still_flags_colliding_initialisms_it_lists_everywhere(strict):
         ("a plaque on a desk: no BS allowed", "no BS"),
         ("a vintage car with a dent and a sign taped on it, pos car, for sale", "pos car"),
         ("a rapper in a gold chain with bad mf written across his hoodie", "bad mf"),
+        ("a cartoon raccoon, broke af, sitting in a trash can", "broke af"),  # af after an adjective
     ],
 )
 def test_ambiguous_initialisms_are_found_in_a_context_that_makes_them_profane(default, prompt, text):
@@ -105,6 +106,7 @@ def test_ambiguous_initialisms_are_found_in_a_context_that_makes_them_profane(de
         'a sign that says "BS" above a lab door, Bachelor of Science building',
         "a barcode scanner next to an old POS terminal, retail store",
         "a lighthouse called Sob Point on a rocky coast",
+        "a mirrorless camera with fast AF and a quiet AF motor, product shot",  # autofocus
     ],
 )
 def test_ambiguous_initialisms_without_that_context_stay_clean(default, prompt):
