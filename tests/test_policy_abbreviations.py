@@ -120,6 +120,7 @@ def test_ambiguous_initialisms_without_that_context_stay_clean(default, prompt):
         ('a sticker that says "A-HAT"', "ahat"),
         ('a text message that says "m\'fer"', "m fer"),
         ('a meme caption that says "effed up"', "effed up"),
+        ('a license plate "FGGT"', "fgt"),  # vowels dropped, one letter doubled
     ],
 )
 def test_shortened_forms_are_found(default, prompt, normalized):
