@@ -189,6 +189,7 @@ def test_vocabulary_added_by_class_is_found(default, prompt, normalized):
         "nude-colored high heels on a marble floor, product photo",
         'a picnic sign that says "BYOB"',
         'a shop window that says "BOGO FRIDAY"',
+        "a vintage FUBU hoodie on a hanger, streetwear product photo",  # a brand, not "fubar"
     ],
 )
 def test_clean_senses_stay_clean(default, prompt):
