@@ -68,7 +68,7 @@ def test_masks_that_spell_no_entry_stay_clean(default, prompt):
     [
         ('a tattoo that says "wnkr"', "wanker"),
         ('a hoodie printed with "mthrfcker"', "motherfucker"),  # "o", "e", "u" dropped, "e" kept
-        ('a license plate "FGGT"', "faggot"),
+        ('a license plate "SHTHD"', "shithead"),
         ('a poster saying "Prck"', "prick"),  # no vowel left: no name either
         ('a sticker that says "rtard"', "retard"),  # one vowel dropped between two consonants
     ],
@@ -107,12 +107,13 @@ def test_completing_words_need_a_name_long_enough_and_a_sound_alike(default):
 
 
 def test_initialisms_are_replaced_as_text_and_allowed_in_the_scene(default):
-    for prompt, text in (('a mug that says "ugly af"', "af"), ("Instagram post text: f u #mood", "f u"),
+    for prompt, text in (('a mug that says "fast af"', "af"), ("Instagram post text: f u #mood", "f u"),
                          ('a rock band logo "bj" in metal font', "bj")):
         verdict = default.scan(prompt)
         assert [(f.text, f.rendered) for f in verdict.findings] == [(text, True)], prompt
         assert verdict.action.value == "neutralize"
-    assert default.scan('a sign that says "dtf"').findings[0].rule_id == "profanity"
+    assert default.scan('a sign that says "dtf"').findings[0].rule_id == "text-abbreviations"
+    assert default.scan("a t-shirt printer pulling a DTF transfer off the press").findings == ()
     for prompt in ("a Nikon AF lens on a wooden table", 'a street sign that says "Pok Fu Lam Road"',
                    'a poster for a film that says "Kung Fu Panda"', "a map of Daik-u, Myanmar"):
         assert default.scan(prompt).action.value == "allow", prompt

@@ -343,6 +343,22 @@ class Lexicon:
             form = term.form
             if all(w == f or (w == "*" and f.isalpha()) for w, f in zip(word, form)):
                 return Match(term, token.start, token.end, token.mask, wildcard=True)
+        return self._match_wildcard_stem(token)
+
+    def _match_wildcard_stem(self, token: Token) -> Match | None:
+        """A masked word that holds an inside-word stem with a mask over one of its letters (``sl*tty``,
+        ``b*tching``): the stem's letters around the mask are shown and the rest of the word is letters."""
+        word = token.text
+        for term in self._stems:
+            stem = term.form
+            for at in range(len(word) - len(stem) + 1):
+                piece = word[at : at + len(stem)]
+                if "*" in piece and all(w == f or (w == "*" and f.isalpha()) for w, f in zip(piece, stem)) and (
+                    (word[:at] + word[at + len(stem) :]).isalpha() or not (word[:at] + word[at + len(stem) :])
+                ):
+                    filled = word[:at] + stem + word[at + len(stem) :]
+                    found = Term(filled, term.form, (word,), (), term.category, term.rule_id)
+                    return Match(found, token.start, token.end, token.mask, wildcard=True)
         return None
 
     def __len__(self) -> int:

@@ -9,7 +9,7 @@ Recognized forms (offsets always into the original prompt):
 * quoted text: ``"..."``, ``“...”``, ``'...'``, ``«...»``, ``„...“``, ``「...」``;
 * a trigger followed by the text: ``says``, ``saying``, ``reads``/``reading``/``that read``,
   ``spelling``/``spells``/``spelled out``, ``labeled``, ``titled``, ``captioned``,
-  ``with the word(s)/text/phrase``, ``inscribed/engraved with``;
+  ``with the word(s)/text/phrase``, ``inscribed/engraved/stamped (with)``, ``called``;
 * a colon after a text-bearing object: ``sign: WORD``, ``placard: WORD``, ``t-shirt: WORD``;
 * the text before ``written/painted/printed ... on/in``: ``WORD written on a blue sign``;
 * the first two in German, Spanish, French, Portuguese, Italian and Dutch (``mit der Aufschrift``,
@@ -45,7 +45,7 @@ _TRIGGER = re.compile(
     r"\b(?:says|saying|that\s+read|which\s+read|graffiti\s+tag|tagged\s+with|spelling(?:\s+out)?|spells(?:\s+out)?|spelled\s+out|spelt\s+out|"
     # "labeled diagram of ...": an adjective before the picture's kind, not text to write
     r"labell?ed(?!\s+(?:diagrams?|illustrations?|maps?|charts?|drawings?|sketch(?:es)?|plates?|figures?|"
-    r"schematics?|cross-sections?|photos?|photographs?|images?|pictures?|models?|infographics?)\b)|titled|entitled|captioned|inscribed\s+with|engraved\s+with|printed\s+with|emblazoned\s+with|"
+    r"schematics?|cross-sections?|photos?|photographs?|images?|pictures?|models?|infographics?)\b)|titled|entitled|captioned|(?<!\ban\s)(?<!\ba\s)(?<!\bthe\s)(?:inscribed|engraved|stamped)(?:\s+with)?|printed\s+with|emblazoned\s+with|(?<!so-)(?<!so\s)called|"
     r"with\s+the\s+(?:words?|text|phrase|letters|caption|slogan|message|inscription|writing)|"
     r"(?:the\s+)?(?:words?|phrase|slogan|inscription)\s*:)"
     r"(?-i:\s+(?:the\s+)?(?:words?|text|phrase)\b)?\s*:?\s*",
