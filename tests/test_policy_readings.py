@@ -58,6 +58,7 @@ def test_clean_upside_down_and_foreign_words_stay_clean(default, prompt):
 
 
 def test_a_graffiti_tag_is_text_to_write(default):
-    verdict = default.scan("graffiti tag ugly af on a rusty shipping container")
+    verdict = default.scan("graffiti tag fast af on a rusty shipping container")
     assert _words(verdict) == ["af"] and verdict.findings[0].rendered
+    assert default.scan("a rusty shipping container, fast af").findings == ()  # `af` counts only as text to write
     assert default.scan("a camera with an AF lens leaning on a graffiti wall").findings == ()
