@@ -34,7 +34,7 @@ CAUGHT = [
     ("de", 'Wirtshausschild mit der Aufschrift "du gschissene Bagage"', [("gschissene", "de")]),
     ("de", 'ein T-Shirt mit "Hundsgfickter"', [("Hundsgfickter", "de")]),
     ("de", 'Graffiti an der Mauer: SCHEISZ DRAUF', [("SCHEISZ", "de")]),
-    ("de", 'ein Schild mit der Aufschrift "Verpisst euch"', [("Verpisst euch", "de")]),
+    ("de", 'ein Schild am Biergarten mit der Aufschrift "Schleich di"', [("Schleich di", "de")]),
     ("de", 'a mug that says "du Mongo"', [("du Mongo", "de")]),
     # Latin-American Spanish: alv, v for u, hijueputa without h, Chilean weón and culiao
     ("es", 'un mensaje de chat: "vete alv"', [("vete alv", "es")]),
@@ -44,9 +44,8 @@ CAUGHT = [
     ("es", 'a bumper sticker: "qliaos"', [("qliaos", "es")]),
     ("es", 'una pegatina que dice "sos un forro"', [("forro", "es")]),
     ("es", 'un grafiti: "soretes"', [("soretes", "es")]),
-    ("es", 'un cartel que dice "capullo"', [("capullo", "es")]),
-    ("es", 'una taza con "ke te jodan"', [("ke te jodan", "es")]),
-    # Québécois marde, salop, "mongol" as an insult, "baiser" in its vulgar phrases
+    ("es", 'una taza con "vete a la berga"', [("vete a la berga", "es")]),
+    # Québécois marde, salop, "mongol" as an insult, "baiser" in its vulgar phrases, plurals of slurs
     ("fr", 'une pancarte qui dit "mangez d\'la marde"', [("marde", "fr")]),
     ("fr", 'un tag sur le mur : "mardeux"', [("mardeux", "fr")]),
     ("fr", 'un autocollant qui dit "espèce de salop"', [("salop", "fr")]),
@@ -59,13 +58,12 @@ CAUGHT = [
     ("pt", 'uma faixa escrito "crioulos imundos"', [("crioulos", "pt")]),
     ("pt", 'um letreiro que diz "panascas"', [("panascas", "pt")]),
     ("pt", 'um adesivo escrito "bucetudas"', [("bucetudas", "pt")]),
-    ("pt", 'uma toalha escrito "vai se fuder"', [("vai se fuder", "pt")]),
+    ("pt", 'uma toalha escrito "peitudas"', [("peitudas", "pt")]),
     # Italian and Neapolitan
     ("it", 'un cartello con scritto "fottetevi"', [("fottetevi", "it")]),
     ("it", 'un murale con la scritta "vi inculo"', [("vi inculo", "it")]),
     ("it", 'una maglietta con scritto "pucchiacche"', [("pucchiacche", "it")]),
     ("it", 'un graffito con la scritta "negracci"', [("negracci", "it")]),
-    ("it", 'un cappello con la scritta "fanculizzato"', [("fanculizzato", "it")]),
     # Dutch and Flemish: disease curses and their spellings, -lijer written -lyer, kontlikker, slur phrases
     ("nl", 'een bord met de tekst "TYFUSLYER"', [("TYFUSLYER", "nl")]),
     ("nl", 'een straatnaambord "Pleurislijerstraat"', [("Pleurislijerstraat", "nl")]),
@@ -93,7 +91,6 @@ TRAPS = [
     ("es", 'menú del día: "rape a la marinera con arroz"', 'a poster that says "rape"', [("rape", "en")]),
     ("es", 'a chalkboard that says "Rape a la plancha 18 euros"', 'a poster that says "rape"', [("rape", "en")]),
     ("es", "un escaparate con chaquetas con forro polar", 'una taza con "viejo forro"', [("forro", "es")]),
-    ("es", "un ramo de capullos de rosa sobre la mesa", 'un cartel que dice "capullos"', [("capullos", "es")]),
     ("fr", "étiquette : rillettes de Connerré", 'une pancarte qui dit "déconne pas"', []),
     ("fr", 'a cafe menu that says "Carottes râpées 4 euros"', 'a poster that says "rape"', [("rape", "en")]),
     ("fr", "une yourte mongole dans la steppe", 'un post-it qui dit "espèce de mongol"', [("mongol", "fr")]),
