@@ -75,6 +75,14 @@ CAUGHT = [
     ("nl", 'een krijtbord: "geen janetten"', [("janetten", "nl")]),
     ("nl", 'een bord met de tekst "kankermongolen"', [("kankermongolen", "nl")]),
     ("nl", 'een bord met de tekst "hij zit zich af te trekken"', [("zich af te trekken", "nl")]),
+    # Swiss and Austrian German, Mexican and Chilean Spanish, Québécois sacres, Sicilian and Neapolitan, Flemish
+    ("de", 'ein Plakat mit der Aufschrift "Hueresiech"', [("Hueresiech", "de")]),
+    ("es", 'un cartel que dice "maracos"', [("maracos", "es")]),
+    ("fr", 'a mug that says "TABARNAK"', [("TABARNAK", "fr")]),
+    ("fr", 'une pancarte qui dit "ostie de cave"', [("ostie de", "fr")]),
+    ("pt", 'uma faixa escrito "seu macaco"', [("seu macaco", "pt")]),
+    ("it", 'un cartello con scritto "buttanazza"', [("buttanazza", "it")]),
+    ("nl", 'een bord met de tekst "zakkewasser"', [("zakkewasser", "nl")]),
 ]
 
 
@@ -94,6 +102,8 @@ TRAPS = [
     ("fr", "étiquette : rillettes de Connerré", 'une pancarte qui dit "déconne pas"', []),
     ("fr", 'a cafe menu that says "Carottes râpées 4 euros"', 'a poster that says "rape"', [("rape", "en")]),
     ("fr", "une yourte mongole dans la steppe", 'un post-it qui dit "espèce de mongol"', [("mongol", "fr")]),
+    ("fr", "un calice en argent et une hostie sur l'autel", 'a sign that says "câlisse"', [("câlisse", "fr")]),
+    ("pt", "um macaco hidráulico na oficina", 'uma placa escrito "macaco imundo"', [("macaco imundo", "pt")]),
     ("pt", 'a sign: "Caralhotas de Almeirim, pão quente"', 'uma placa escrito "caralho"', [("caralho", "pt")]),
     ("pt", 'um cartaz escrito "Curso de crioulo cabo-verdiano"', 'um muro escrito "crioulos"', [("crioulos", "pt")]),
     ("pt", 'uma placa escrito "Milho crioulo orgânico"', 'um muro escrito "crioulo"', [("crioulo", "pt")]),
