@@ -106,6 +106,28 @@ def text_layer_ancestors(denoiser: nn.Module, layers: Sequence[TextAttentionLaye
     return tuple(denoiser.get_submodule(name) for name in names)
 
 
+class _Lookup:
+    """Submodules of ``root`` by dotted name, each prefix resolved once (per refresh).
+
+    ``get_submodule`` checks every step of its path (~10 us a name); a refresh runs before every request
+    and resolves every text K/V projection and its ancestors, so the walk is shared between names.
+    """
+
+    def __init__(self, root: nn.Module) -> None:
+        self._found: dict[str, nn.Module] = {"": root}
+
+    def __call__(self, name: str) -> nn.Module:
+        found = self._found.get(name)
+        if found is None:
+            head, _, last = name.rpartition(".")
+            parent = self(head)
+            found = parent._modules.get(last)
+            if found is None:
+                found = parent.get_submodule(last)  # not a registered child: the usual lookup (and its error)
+            self._found[name] = found
+        return found
+
+
 def compile_mode(called: Any, denoiser: nn.Module, ancestors: Sequence[nn.Module]) -> str | None:
     """How the denoiser the pipeline calls is compiled, if at all.
 
@@ -320,8 +342,13 @@ class _Route:
             call = getattr(call, "_safetext_inner", None)
         return call is self.call
 
-    def update(self, denoiser: nn.Module, points: dict[str, tuple[Any, dict[str, Any]]]) -> None:
-        """(Re)build the flagged variant when a module on the way to a patch point was replaced (LoRA)."""
+    def update(self, lookup: _Lookup, points: dict[str, tuple[Any, dict[str, Any]]]) -> None:
+        """(Re)build the flagged variant when a module on the way to a patch point was replaced (LoRA).
+
+        Args:
+            lookup: the denoiser's submodules by name (:class:`_Lookup`).
+            points: every patch point of the denoiser (name -> (class maker, attributes)).
+        """
         prefix = self.name + "."
         mine = {
             ("" if name == self.name else name[len(prefix):]): point
@@ -330,9 +357,9 @@ class _Route:
         }
         module = self.module()
         snapshot = tuple(
-            id(module.get_submodule(".".join(name.split(".")[:end]))) if name else id(module)
+            id(lookup(".".join(filter(None, (self.name, *name.split(".")[:end])))))
             for name in mine
-            for end in range(len(name.split(".")) + 1)
+            for end in range(len(name.split(".")) + 1 if name else 1)
         )
         if snapshot == self._snapshot and self.flagged is not None:
             return
@@ -369,7 +396,7 @@ class ResidentPoints:
     _exit: dict[int, tuple[str, Any]] = field(default_factory=dict)
     _routes: dict[int, _Route] = field(default_factory=dict)
 
-    def refresh(self, mode: str | None = None) -> None:
+    def refresh(self, mode: str | None = None, lookup: _Lookup | None = None) -> None:
         """Give every text K/V projection (and, with ``bias``, attention module) its patch point.
 
         Cheap when nothing changed; a module replaced since (a LoRA wrapper loaded later) gets the point,
@@ -379,7 +406,8 @@ class ResidentPoints:
         """
         self.mode = mode
         specials = self._specials()
-        routed = self._route_regions(specials) if mode == REGIONAL else self._remove_routes()
+        lookup = lookup or _Lookup(self.denoiser)
+        routed = self._route_regions(specials, lookup) if mode == REGIONAL else self._remove_routes()
         if mode == REGIONAL:
             for module in self.exit_modules:
                 self._exit_point(module)
@@ -389,7 +417,7 @@ class ResidentPoints:
             if any(name == prefix or name.startswith(prefix + ".") for prefix in routed):
                 self._unpoint(name)  # served by a flagged variant: the user's module stays as compiled raw
                 continue
-            module = self.denoiser.get_submodule(name)
+            module = lookup(name)
             if self._points.get(name) is not module:
                 if make is _projection_class:
                     _swap(module, make, **attributes)
@@ -417,7 +445,7 @@ class ResidentPoints:
                 object.__setattr__(module, "__class__", base)
 
     # -- flagged variants of compiled regions (regional compilation) ---------------------------------------
-    def _regions(self, specials: dict[str, tuple[Any, dict[str, Any]]]) -> dict[str, nn.Module]:
+    def _regions(self, specials: dict[str, tuple[Any, dict[str, Any]]], lookup: _Lookup) -> dict[str, nn.Module]:
         """The outermost modules compiled in place on the way to a patch point, below the denoiser."""
         regions: dict[str, nn.Module] = {}
         for name in specials:
@@ -426,7 +454,7 @@ class ResidentPoints:
                 prefix = ".".join(parts[:end])
                 if prefix in regions:
                     break
-                module = self.denoiser.get_submodule(prefix)
+                module = lookup(prefix)
                 if is_compiled_in_place(module) and _dynamo_context(_route_inner(module)) is not None:
                     regions[prefix] = module
                     break
@@ -436,15 +464,15 @@ class ResidentPoints:
             parts = name.split(".")
             for end in range(1, len(parts) + 1):
                 if ".".join(parts[:end]) in regions:
-                    path = [self.denoiser.get_submodule(".".join(parts[:stop])) for stop in range(end, len(parts) + 1)]
+                    path = [lookup(".".join(parts[:stop])) for stop in range(end, len(parts) + 1)]
                     if any("forward" in vars(module) for module in path):
                         regions.pop(".".join(parts[:end]))
                     break
         return regions
 
-    def _route_regions(self, specials: dict[str, tuple[Any, dict[str, Any]]]) -> tuple[str, ...]:
+    def _route_regions(self, specials: dict[str, tuple[Any, dict[str, Any]]], lookup: _Lookup) -> tuple[str, ...]:
         """Give every compiled region its router and flagged variant (see :class:`_Route`); returns their names."""
-        regions = self._regions(specials)
+        regions = self._regions(specials, lookup)
         for key in [key for key, route in self._routes.items() if regions.get(route.name) is not route.module()]:
             route = self._routes.pop(key)
             if route.module() is not None:
@@ -457,7 +485,7 @@ class ResidentPoints:
                 if route is not None:
                     route.uninstall()
                 route = self._routes[id(module)] = _Route(name, module, self.token)
-            route.update(self.denoiser, specials)
+            route.update(lookup, specials)
         return tuple(regions)
 
     def _remove_routes(self) -> tuple[str, ...]:
@@ -623,19 +651,22 @@ def resident_points(
     with _LOCK:
         points = _INSTALLED.get(denoiser)
         layers = tuple(adapter.discover(denoiser)) if points is None else points.layers
-        check_resident_supported(denoiser, layers, mode)
+        lookup = _Lookup(denoiser)
+        check_resident_supported(denoiser, layers, mode, lookup)
         if points is None:
             points = ResidentPoints(
                 next(_TOKENS), denoiser, layers, bias=adapter.strategy == "inject",
                 exit_modules=exit_modules(denoiser, adapter),
             )
             _INSTALLED[denoiser] = points
-        points.refresh(mode)
+        points.refresh(mode, lookup)
         points.attach(called)
         return points
 
 
-def check_resident_supported(denoiser: nn.Module, layers: Sequence[TextAttentionLayer], mode: str) -> None:
+def check_resident_supported(
+    denoiser: nn.Module, layers: Sequence[TextAttentionLayer], mode: str, lookup: _Lookup | None = None
+) -> None:
     """Refuse, before anything is generated or installed, a compiled denoiser whose patch points could not run.
 
     A text K/V projection whose ``forward`` is replaced on the instance (accelerate's ``AlignDevicesHook``
@@ -646,9 +677,10 @@ def check_resident_supported(denoiser: nn.Module, layers: Sequence[TextAttention
     Raises:
         PatchError: naming the compile mode, the projection and the alternatives.
     """
+    lookup = lookup or _Lookup(denoiser)
     for layer in layers:
         for name in (layer.key, layer.value):
-            module = denoiser.get_submodule(name)
+            module = lookup(name)
             if "forward" not in vars(module):
                 continue
             hook = getattr(module, "_hf_hook", None)
