@@ -24,6 +24,7 @@ from safetext.errors import PatchError, PatchNotAppliedError
 from safetext.generator import SafeTextGenerator
 from safetext.patching import discover_text_layers, find_denoiser
 from safetext.patching.compiled import installed_points, remove_resident_points
+from safetext.patching.layer_map import denoiser_structure
 from safetext.patching.hooks import active_owner
 from safetext.policy.verdict import Action
 from tests.test_compiled import graphs, run
@@ -197,3 +198,15 @@ def test_a_projection_compiled_on_its_own_is_refused_before_generating():
     with pytest.raises(PatchError, match="compiled on its own"):
         run(gen, CLEAN, kwargs)  # clean requests too: the points are checked before every request
     assert not calls and torch.equal(run(pipe, CLEAN, kwargs).images, raw_clean)
+
+
+@pytest.mark.parametrize("mode", MODES[1:])
+def test_compiled_submodules_keep_the_model_structure_a_layer_map_matches(mode):
+    """A submodule compiled out of place adds an ``_orig_mod`` level to the module names: the structure a layer map
+    is fingerprinted with, and the text layers' names and indices, stay those of the uncompiled model."""
+    pipe = TINY_BUILDERS["sd15"]()
+    structure, layers = denoiser_structure(pipe), discover_text_layers(pipe)
+    compile_as(pipe, mode)
+    assert any("_orig_mod" in name for name, _ in pipe.unet.named_modules())
+    assert denoiser_structure(pipe) == structure
+    assert discover_text_layers(pipe) == layers
