@@ -9,8 +9,9 @@ Besides ``torch.compile(pipe.unet)``, ``pipe.unet.compile()`` and regional compi
 Each gets a router in front of its compiled call, as regional compilation does: clean requests run the
 user's compiled callable (the graph the compiled raw pipeline runs: no graph of their own), flagged
 requests a flagged variant compiled with the user's options. Default-run tests use the dynamo frontend
-with the ``eager`` backend (which decides whether a patch point is traced); the inductor comparison
-against an identical pipeline compiled without safetext is marked slow.
+with the ``eager`` backend (which decides whether a patch point is traced); the full eager comparison runs
+the assigned-back block by default and the other two modes with the slow tests, as does the inductor
+comparison against an identical pipeline compiled without safetext.
 """
 
 from __future__ import annotations
@@ -79,7 +80,14 @@ def compiled_projections(pipe, compiled) -> list[nn.Module]:
     return [module for module in projections if id(module) in inside]
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    "mode",
+    [
+        pytest.param("compiled forward", marks=pytest.mark.slow),
+        "compiled block assigned back",
+        pytest.param("compiled attention modules", marks=pytest.mark.slow),
+    ],
+)
 def test_clean_runs_the_users_compiled_callable_and_flagged_patches_like_eager(mode):
     pipe, twin = TINY_BUILDERS["sd15"](), TINY_BUILDERS["sd15"]()
     kwargs = kwargs_for("sd15")
