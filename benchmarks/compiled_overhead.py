@@ -23,6 +23,7 @@ of ``torch.compile``) and get the same warm-up (every variant ``--warmup`` times
 
     python benchmarks/compiled_overhead.py                       # every model and mode, inductor
     python benchmarks/compiled_overhead.py --only sd15 --modes Module.compile --backend aot_eager
+    python benchmarks/compiled_overhead.py --only glyph --steps 10   # re-measure the glyph rows, keep the others
 
 Writes ``benchmarks/results/compiled_overhead.{json,md}``. Target (issue 20): compiled guarded flagged
 <= 1.05x compiled raw, no recompilation after warm-up.
@@ -227,6 +228,9 @@ def bench_one(name: str, mode: str, backend: str, rounds: int, warmup: int, step
         "flagged_action": verdict.action.value,
         "compile_mode": verdict.details.get("compile_mode"),
         "acted_steps_min": min(min(c.values()) for c in verdict.details["acted_steps"].values()),
+        "rounds": rounds,
+        "load_average": " / ".join(f"{x:.1f}" for x in os.getloadavg()),
+        "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
     del raw_pipe, guarded_pipe, gen
     torch._dynamo.reset()
@@ -242,9 +246,11 @@ def to_markdown(rows: list[dict[str, Any]], skipped: list[dict[str, str]], meta:
     lines = [
         "# SafeTextGenerator on compiled denoisers (guarded / compiled raw latency)",
         "",
-        f"Backend `{meta['backend']}`; {meta['warmup']} warm-up call(s) of every variant, then {meta['rounds']} "
-        f"interleaved rounds; torch {meta['torch']} on {meta['machine']}, {meta['threads']} torch thread(s), "
-        f"{meta['cpus']} CPUs shared with other work (load average {meta['load_average']} at the end). Clean prompt "
+        f"Backend `{meta['backend']}`; {meta['warmup']} warm-up call(s) of every variant, then "
+        f"{' or '.join(sorted({str(row.get('rounds', meta['rounds'])) for row in rows}))} interleaved rounds (*rounds* in "
+        f"the second table); torch {meta['torch']} on {meta['machine']}, {meta['threads']} torch thread(s), "
+        f"{meta['cpus']} CPUs shared with other work (*load average*: 1 / 5 / 15 minutes, when the row was measured; "
+        f"rows measured on {', '.join(meta['measured'])}). Clean prompt "
         f"`{CLEAN_PROMPT}`, flagged `{FLAGGED_PROMPT}` (policy `default`). Compiled raw = an identical pipeline "
         "compiled the same way, with no safetext. Ratios: median of the per-round ratios guarded/raw in the "
         "thread's CPU time, [10th, 90th percentile]; *fastest* = ratio of the fastest calls (machine load only adds "
@@ -254,8 +260,8 @@ def to_markdown(rows: list[dict[str, Any]], skipped: list[dict[str, str]], meta:
         "(images in [0, 1]).",
         "",
         "| model | compile | steps | layer map | clean ratio (CPU) | flagged ratio (CPU) | target | A/A (CPU) | "
-        "fastest, clean / flagged / A/A (CPU) | flagged ratio (wall) | new graphs | clean = compiled raw | flagged vs eager guarded | compiler rounding (raw) | verdict |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "fastest, clean / flagged / A/A (CPU) | load average | flagged ratio (wall) | new graphs | clean = compiled raw | flagged vs eager guarded | compiler rounding (raw) | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         ok = "met" if row["flagged_ratio_cpu"] <= TARGET_FLAGGED else "**over**"
@@ -264,12 +270,12 @@ def to_markdown(rows: list[dict[str, Any]], skipped: list[dict[str, str]], meta:
             f"| {row['model']} | {row['mode']} | {row['steps']} | {row['layer_map']} | {_ratio(row, 'clean', 'cpu')} | "
             f"{_ratio(row, 'flagged', 'cpu')} | <= {TARGET_FLAGGED}x {ok} | {_ratio(row, 'control', 'cpu')} | "
             f"{row['clean_ratio_fastest_cpu']:.3f}x / {row['flagged_ratio_fastest_cpu']:.3f}x / "
-            f"{row['control_ratio_fastest_cpu']:.3f}x | {_ratio(row, 'flagged', 'wall')} | {row['graphs_compiled_in_20_alternating_calls']} / "
+            f"{row['control_ratio_fastest_cpu']:.3f}x | {row['load_average']} | {_ratio(row, 'flagged', 'wall')} | {row['graphs_compiled_in_20_alternating_calls']} / "
             f"{row['graphs_compiled_in_timed_rounds']} | {clean} | {row['flagged_max_abs_difference_to_eager']:.1e} | "
             f"{row['compiler_rounding_raw_flagged']:.1e} | {row['flagged_action']} |"
         )
     for skip in skipped:
-        lines.append(f"| {skip['model']} | {skip['mode']} | | | not run: {skip['reason']} | | | | | | | | | | |")
+        lines.append(f"| {skip['model']} | {skip['mode']} | | | not run: {skip['reason']} | | | | | | | | | | | |")
     lines += [
         "",
         "Median CPU seconds per call, the flagged request's recording (the sanitized prompt's encoding, eager; CPU "
@@ -277,15 +283,16 @@ def to_markdown(rows: list[dict[str, Any]], skipped: list[dict[str, str]], meta:
         "stretches several-fold), "
         "warm-up time and graphs compiled at warm-up (raw + guarded):",
         "",
-        "| model | compile | raw clean | guarded clean | raw flagged | guarded flagged | recording CPU ms | warm-up s | graphs at warm-up |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | compile | raw clean | guarded clean | raw flagged | guarded flagged | recording CPU ms | warm-up s | graphs at warm-up | rounds |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         m = row["median_cpu_seconds"]
         lines.append(
             f"| {row['model']} | {row['mode']} | "
             + " | ".join(f"{m[k]:.4f}" for k in ("raw_clean", "guarded_clean", "raw_flagged", "guarded_flagged"))
-            + f" | {row['flagged_recording_ms']:.1f} | {row['warmup_seconds']:.0f} | {row['graphs_at_warmup']} |"
+            + f" | {row['flagged_recording_ms']:.1f} | {row['warmup_seconds']:.0f} | {row['graphs_at_warmup']} | "
+            f"{row.get('rounds', meta['rounds'])} |"
         )
     lines += ["", meta["note"], ""]
     return "\n".join(lines)
@@ -314,7 +321,27 @@ NOTE = (
 )
 
 
+def merged(rows: list[dict[str, Any]], path: Path) -> list[dict[str, Any]]:
+    """``rows`` and the rows of an earlier result file at ``path`` for models and modes not measured now (in the
+    earlier order, re-measured rows in their place); an earlier row without its own load average takes the
+    one its file recorded at the end of its run."""
+    if not path.exists():
+        return rows
+    earlier = json.loads(path.read_text())
+    fresh = {(row["model"], row["mode"]): row for row in rows}
+    out = []
+    for row in earlier.get("results", []):
+        row = fresh.pop((row["model"], row["mode"]), None) or {
+            "load_average": earlier["meta"]["load_average"], "rounds": earlier["meta"]["rounds"],
+            "measured": "an earlier run", **row,
+        }
+        out.append(row)
+    return out + list(fresh.values())
+
+
 def write(rows: list[dict[str, Any]], skipped: list[dict[str, str]], args: argparse.Namespace) -> None:
+    if not args.fresh:
+        rows = merged(rows, args.out / "compiled_overhead.json")
     meta = {
         "backend": args.backend,
         "rounds": args.rounds,
@@ -323,6 +350,7 @@ def write(rows: list[dict[str, Any]], skipped: list[dict[str, str]], args: argpa
         "threads": torch.get_num_threads(),
         "machine": f"{platform.machine()} {platform.processor() or platform.system()}",
         "load_average": " / ".join(f"{x:.1f}" for x in os.getloadavg()),
+        "measured": sorted({row["measured"][:10] if row["measured"][:1].isdigit() else row["measured"] for row in rows}),
         "cpus": os.cpu_count(),
         "note": NOTE,
     }
@@ -343,6 +371,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=2, help="warm-up calls of every variant (default 2)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: CPU time is the thread's)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="results folder")
+    parser.add_argument(
+        "--fresh", action="store_true", help="write only this run's rows (default: keep the other rows of the result file)"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     rows: list[dict[str, Any]] = []

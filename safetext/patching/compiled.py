@@ -28,7 +28,9 @@ per denoiser (:func:`resident_points`), which read the per-call state from the c
   everything through otherwise. A denoiser compiled as a whole runs that loop inside its graph: no exit
   points, the target rows run through every block (the reason is in the verdict).
 
-With regional compilation the user's compiled blocks carry no patch point at all: each compiled region
+With regional compilation, and wherever else the user's compiled code is a callable safetext can stand in
+front of (a compiled ``forward``, a submodule compiled out of place and assigned back as an
+``OptimizedModule``), the user's compiled modules carry no patch point at all: each compiled region
 on the way to a text projection gets a router in front of its compiled call (:class:`_Route`), which runs
 the user's compiled call for a request with no patch active in its context (exactly the graph the
 compiled raw pipeline runs, so clean output is bit-identical to it) and the region's *flagged variant*
@@ -47,10 +49,16 @@ installed as soon as :class:`~safetext.patching.KVPatch` sees a compiled denoise
 graph still skip them, the invariant of :meth:`KVPatch.run` refuses the request.
 
 Supported: whole-module ``torch.compile(pipe.unet)`` (the pipeline holds the ``OptimizedModule``
-wrapper; safetext binds arguments by the original module's signature), in-place ``Module.compile()``,
-a compiled ``forward`` (``unet.forward = torch.compile(unet.forward)``), and regional
-``compile_repeated_blocks()`` (diffusers: UNet2DConditionModel, Flux) or any compiled submodule on the
-way to the text layers. Modes that cannot
+wrapper; safetext binds arguments by the original module's signature) and in-place ``Module.compile()``
+(in-graph points); routed: a compiled ``forward`` of the denoiser (``unet.forward =
+torch.compile(unet.forward)``: the router stands in the ``forward`` attribute, the flagged variant is a
+shallow copy of the whole denoiser), regional ``compile_repeated_blocks()`` (diffusers:
+UNet2DConditionModel, Flux) and ``block.compile()``, and any submodule on the way to the text layers
+compiled in place, given a compiled ``forward``, or compiled out of place and assigned back
+(``unet.down_blocks[1] = torch.compile(unet.down_blocks[1])``, attention modules wrapped in
+``OptimizedModule``: the router stands in the wrapper's ``forward``, the variant copies the module it
+wraps). Refused before generating: a text K/V projection whose own ``forward`` is replaced
+(:func:`check_resident_supported`). Modes that cannot
 run Python between kernels (CUDA-graph replay, ``mode="reduce-overhead"``) skip the operators' Python
 and are caught by the same invariant.
 """
@@ -77,6 +85,8 @@ WHOLE_MODULE = "torch.compile"
 IN_PLACE = "Module.compile"
 REGIONAL = "compile_repeated_blocks"
 COMPILED_FORWARD = "compiled forward"
+#: the modes whose compiled callables get routers (clean requests run the user's compiled graphs unchanged)
+ROUTED = (REGIONAL, COMPILED_FORWARD)
 KINDS: tuple[str, ...] = ("key", "value")
 
 
@@ -91,8 +101,20 @@ def is_compiled_in_place(module: nn.Module) -> bool:
 
 
 def has_compiled_forward(module: nn.Module) -> bool:
-    """True after ``module.forward = torch.compile(module.forward)``."""
-    return hasattr(vars(module).get("forward"), "_torchdynamo_orig_callable")
+    """True after ``module.forward = torch.compile(module.forward)``, and for a ``torch.compile`` wrapper
+    (``OptimizedModule``, whose ``forward`` is the compiled ``__call__`` of the module it wraps)."""
+    return _is_compiled_call(vars(module).get("forward"))
+
+
+def _unwrapped(call: Any) -> Any:
+    """``call`` under any wrapper of safetext's (routers, exit points)."""
+    while hasattr(call, "_safetext_inner"):
+        call = call._safetext_inner
+    return call
+
+
+def _is_compiled_call(call: Any) -> bool:
+    return hasattr(_unwrapped(call), "_torchdynamo_orig_callable")
 
 
 def text_layer_ancestors(denoiser: nn.Module, layers: Sequence[TextAttentionLayer]) -> tuple[nn.Module, ...]:
@@ -103,7 +125,30 @@ def text_layer_ancestors(denoiser: nn.Module, layers: Sequence[TextAttentionLaye
             parts = path.split(".")
             for end in range(1, len(parts) + 1):
                 names[".".join(parts[:end])] = None
-    return tuple(denoiser.get_submodule(name) for name in names)
+    lookup = _Lookup(denoiser)
+    return tuple(lookup(name) for name in names)
+
+
+class _Lookup:
+    """Submodules of ``root`` by dotted name, each prefix resolved once (per refresh).
+
+    ``get_submodule`` checks every step of its path (~10 us a name); a refresh runs before every request
+    and resolves every text K/V projection and its ancestors, so the walk is shared between names.
+    """
+
+    def __init__(self, root: nn.Module) -> None:
+        self._found: dict[str, nn.Module] = {"": root}
+
+    def __call__(self, name: str) -> nn.Module:
+        found = self._found.get(name)
+        if found is None:
+            head, _, last = name.rpartition(".")
+            parent = self(head)
+            found = parent._modules.get(last)
+            if found is None:
+                found = parent.get_submodule(last)  # not a registered child: the usual lookup (and its error)
+            self._found[name] = found
+        return found
 
 
 def compile_mode(called: Any, denoiser: nn.Module, ancestors: Sequence[nn.Module]) -> str | None:
@@ -240,12 +285,31 @@ def _swap(module: nn.Module, make: Any, **attributes: Any) -> None:
 
 
 # -- flagged variants: clean requests run the user's compiled regions unchanged -------------------------------
-def _route_inner(module: nn.Module) -> Any:
-    """The compiled call of a module compiled in place, under any wrapper of safetext's."""
-    call = vars(module).get("_compiled_call_impl")
-    while hasattr(call, "_safetext_inner"):
-        call = call._safetext_inner
-    return call
+def _route_inner(module: nn.Module, attribute: str = "_compiled_call_impl") -> Any:
+    """The user's compiled call held in ``attribute`` of ``module``, under any wrapper of safetext's."""
+    return _unwrapped(vars(module).get(attribute))
+
+
+def _route_attribute(module: nn.Module) -> str | None:
+    """Where ``module`` holds a compiled call a router can stand in front of, or ``None``.
+
+    ``"_compiled_call_impl"`` after ``module.compile()``; ``"forward"`` for a ``torch.compile`` wrapper
+    assigned in place of a submodule (``OptimizedModule``: its ``forward`` compiles the wrapped module's
+    ``__call__``) and after ``module.forward = torch.compile(module.forward)`` (a compiled bound ``forward``
+    of ``module`` itself; any other compiled function cannot be rebuilt on a flagged variant).
+    """
+    if is_compiled_in_place(module) and _dynamo_context(_route_inner(module)) is not None:
+        return "_compiled_call_impl"
+    inner = _route_inner(module, "forward")
+    if _dynamo_context(inner) is None:
+        return None
+    wrapper = isinstance(module, torch._dynamo.eval_frame.OptimizedModule)
+    return "forward" if wrapper or getattr(inner._torchdynamo_orig_callable, "__self__", None) is module else None
+
+
+def _inside_wrapper(name: str) -> str:
+    """A name relative to an ``OptimizedModule``, relative to the module it wraps."""
+    return "" if name == "_orig_mod" else name.removeprefix("_orig_mod.")
 
 
 def _dynamo_context(compiled: Any) -> Any:
@@ -266,6 +330,8 @@ def _variant(module: nn.Module, points: dict[str, tuple[Any, dict[str, Any]]]) -
     state = dict(vars(module))
     state["_modules"] = dict(module._modules)
     state.pop("_compiled_call_impl", None)
+    if _is_compiled_call(state.get("forward")):
+        state.pop("forward")  # the copy runs its class's forward, traced into the variant's graph
     object.__setattr__(copy, "__dict__", state)
     object.__setattr__(copy, "_compiled_call_impl", None)
     children: dict[str, dict[str, tuple[Any, dict[str, Any]]]] = {}
@@ -283,7 +349,7 @@ def _variant(module: nn.Module, points: dict[str, tuple[Any, dict[str, Any]]]) -
 
 
 class _Route:
-    """A compiled region's call, chosen per request (regional compilation).
+    """A compiled region's call, chosen per request (regional compilation, compiled submodules and forwards).
 
     The user's module keeps its compiled call and no patch point, so a clean request runs exactly the
     graph the compiled raw pipeline runs, whatever the compiler makes of a patch point in a graph. A
@@ -292,11 +358,17 @@ class _Route:
     compiled with the user's own ``torch.compile`` context; traced on its first flagged call, then
     cached beside the clean graph. The choice is made per call from the context variable, outside the
     compiled code: concurrent clean and flagged requests never see each other's choice.
+
+    The router takes the place of the compiled call in ``attribute`` (:func:`_route_attribute`): the
+    ``_compiled_call_impl`` of a module compiled in place (the variant compiles its ``_call_impl``), the
+    ``forward`` of an ``OptimizedModule`` (the variant of the wrapped module, its ``__call__``) or a compiled
+    ``forward`` (the variant's own ``forward``).
     """
 
-    def __init__(self, name: str, module: nn.Module, token: int) -> None:
+    def __init__(self, name: str, module: nn.Module, token: int, attribute: str = "_compiled_call_impl") -> None:
         self.name = name
-        self.inner = _route_inner(module)
+        self.attribute = attribute
+        self.inner = _route_inner(module, attribute)
         self.context = _dynamo_context(self.inner)
         self.module = weakref.ref(module)
         self._snapshot: tuple[int, ...] = ()
@@ -311,39 +383,57 @@ class _Route:
         call._safetext_inner = self.inner  # type: ignore[attr-defined]
         call._safetext_route = self  # type: ignore[attr-defined]
         self.call = call
-        object.__setattr__(module, "_compiled_call_impl", call)
+        object.__setattr__(module, attribute, call)
 
     def installed_on(self, module: nn.Module) -> bool:
         """Whether ``module``'s compiled call still runs through this router (not recompiled since)."""
-        call = vars(module).get("_compiled_call_impl")
+        call = vars(module).get(self.attribute)
         while call is not None and call is not self.call:
             call = getattr(call, "_safetext_inner", None)
         return call is self.call
 
-    def update(self, denoiser: nn.Module, points: dict[str, tuple[Any, dict[str, Any]]]) -> None:
-        """(Re)build the flagged variant when a module on the way to a patch point was replaced (LoRA)."""
-        prefix = self.name + "."
+    def update(self, lookup: _Lookup, points: dict[str, tuple[Any, dict[str, Any]]]) -> None:
+        """(Re)build the flagged variant when a module on the way to a patch point was replaced (LoRA).
+
+        Args:
+            lookup: the denoiser's submodules by name (:class:`_Lookup`).
+            points: every patch point of the denoiser (name -> (class maker, attributes)).
+        """
+        prefix = self.name + "." if self.name else ""
         mine = {
             ("" if name == self.name else name[len(prefix):]): point
             for name, point in points.items()
             if name == self.name or name.startswith(prefix)
         }
         module = self.module()
-        snapshot = tuple(
-            id(module.get_submodule(".".join(name.split(".")[:end]))) if name else id(module)
+        root = getattr(module, "_orig_mod", module) if self.attribute == "forward" else module
+        if root is not module:  # names found through the wrapper's child (named_modules) or its attributes alike
+            mine = {_inside_wrapper(name): point for name, point in mine.items()}
+        snapshot = (id(root),) + tuple(
+            id(lookup(".".join(filter(None, (self.name, *name.split(".")[:end])))))
             for name in mine
-            for end in range(len(name.split(".")) + 1)
+            for end in range(len(name.split(".")) + 1 if name else 1)
         )
         if snapshot == self._snapshot and self.flagged is not None:
             return
-        variant = _variant(module, mine)
-        self.flagged = self.context(variant._call_impl)
+        variant = _variant(root, mine)
+        if self.attribute == "_compiled_call_impl":
+            call = variant._call_impl
+        elif root is not module:
+            call = variant.__call__
+        else:  # a compiled bound forward: the variant's own (its class carries a patch point when it is one)
+            function = self.inner._torchdynamo_orig_callable.__func__
+            base = getattr(type(module), "_safetext_base", type(module))
+            if function is base.forward:
+                function = type(variant).forward
+            call = function.__get__(variant)
+        self.flagged = self.context(call)
         self._snapshot = snapshot
 
     def uninstall(self) -> None:
         module = self.module()
-        if module is not None and vars(module).get("_compiled_call_impl") is self.call:
-            object.__setattr__(module, "_compiled_call_impl", self.inner)
+        if module is not None and vars(module).get(self.attribute) is self.call:
+            object.__setattr__(module, self.attribute, self.inner)
 
 
 # -- resident patch points --------------------------------------------------------------------------------
@@ -369,7 +459,7 @@ class ResidentPoints:
     _exit: dict[int, tuple[str, Any]] = field(default_factory=dict)
     _routes: dict[int, _Route] = field(default_factory=dict)
 
-    def refresh(self, mode: str | None = None) -> None:
+    def refresh(self, mode: str | None = None, lookup: _Lookup | None = None) -> None:
         """Give every text K/V projection (and, with ``bias``, attention module) its patch point.
 
         Cheap when nothing changed; a module replaced since (a LoRA wrapper loaded later) gets the point,
@@ -379,17 +469,18 @@ class ResidentPoints:
         """
         self.mode = mode
         specials = self._specials()
-        routed = self._route_regions(specials) if mode == REGIONAL else self._remove_routes()
+        lookup = lookup or _Lookup(self.denoiser)
+        routed = self._route_regions(specials, lookup) if mode in ROUTED else self._remove_routes()
         if mode == REGIONAL:
             for module in self.exit_modules:
                 self._exit_point(module)
         else:
             self._remove_exit_points()
         for name, (make, attributes) in specials.items():
-            if any(name == prefix or name.startswith(prefix + ".") for prefix in routed):
+            if any(not prefix or name == prefix or name.startswith(prefix + ".") for prefix in routed):
                 self._unpoint(name)  # served by a flagged variant: the user's module stays as compiled raw
                 continue
-            module = self.denoiser.get_submodule(name)
+            module = lookup(name)
             if self._points.get(name) is not module:
                 if make is _projection_class:
                     _swap(module, make, **attributes)
@@ -417,47 +508,62 @@ class ResidentPoints:
                 object.__setattr__(module, "__class__", base)
 
     # -- flagged variants of compiled regions (regional compilation) ---------------------------------------
-    def _regions(self, specials: dict[str, tuple[Any, dict[str, Any]]]) -> dict[str, nn.Module]:
-        """The outermost modules compiled in place on the way to a patch point, below the denoiser."""
-        regions: dict[str, nn.Module] = {}
-        for name in specials:
+    def _regions(
+        self, specials: dict[str, tuple[Any, dict[str, Any]]], lookup: _Lookup
+    ) -> dict[str, tuple[nn.Module, str]]:
+        """The outermost compiled callables on the way to a patch point: name -> (module, attribute of
+        :func:`_route_attribute`). The denoiser itself (name ``""``) counts with a compiled ``forward`` only
+        (compiled in place, or by the pipeline's ``torch.compile`` wrapper, it keeps its in-graph points)."""
+        regions: dict[str, tuple[nn.Module, str]] = {}
+        top = _route_attribute(self.denoiser)
+        if top == "forward":
+            regions[""] = (self.denoiser, top)
+        for name in specials if not regions else ():
             parts = name.split(".")
             for end in range(1, len(parts) + 1):
                 prefix = ".".join(parts[:end])
                 if prefix in regions:
                     break
-                module = self.denoiser.get_submodule(prefix)
-                if is_compiled_in_place(module) and _dynamo_context(_route_inner(module)) is not None:
-                    regions[prefix] = module
+                module = lookup(prefix)
+                attribute = _route_attribute(module)
+                if attribute is not None:
+                    regions[prefix] = (module, attribute)
                     break
         # a module on the way whose forward is set on the instance (a diffusers or accelerate hook) would run
         # the user's module from the variant too: such a region keeps the patch points on the user's modules
         for name in specials:
             parts = name.split(".")
-            for end in range(1, len(parts) + 1):
-                if ".".join(parts[:end]) in regions:
-                    path = [self.denoiser.get_submodule(".".join(parts[:stop])) for stop in range(end, len(parts) + 1)]
-                    if any("forward" in vars(module) for module in path):
-                        regions.pop(".".join(parts[:end]))
+            for end in range(0 if "" in regions else 1, len(parts) + 1):
+                region = ".".join(parts[:end])
+                if region in regions:
+                    module = regions[region][0]
+                    path = [lookup(".".join(parts[:stop])) for stop in range(end, len(parts) + 1)]
+                    path.append(getattr(module, "_orig_mod", module))
+                    if any("forward" in vars(each) and not _is_compiled_call(vars(each)["forward"]) for each in path):
+                        regions.pop(region)
                     break
         return regions
 
-    def _route_regions(self, specials: dict[str, tuple[Any, dict[str, Any]]]) -> tuple[str, ...]:
+    def _route_regions(self, specials: dict[str, tuple[Any, dict[str, Any]]], lookup: _Lookup) -> tuple[str, ...]:
         """Give every compiled region its router and flagged variant (see :class:`_Route`); returns their names."""
-        regions = self._regions(specials)
-        for key in [key for key, route in self._routes.items() if regions.get(route.name) is not route.module()]:
+        regions = self._regions(specials, lookup)
+        stale = [
+            key for key, route in self._routes.items()
+            if regions.get(route.name, (None, None)) != (route.module(), route.attribute)
+        ]
+        for key in stale:
             route = self._routes.pop(key)
             if route.module() is not None:
                 self._drop_exit_point(route.module())  # an exit point may wrap the router
             route.uninstall()
-        for name, module in regions.items():
+        for name, (module, attribute) in regions.items():
             route = self._routes.get(id(module))
             if route is None or not route.installed_on(module):
                 self._drop_exit_point(module)
                 if route is not None:
                     route.uninstall()
-                route = self._routes[id(module)] = _Route(name, module, self.token)
-            route.update(self.denoiser, specials)
+                route = self._routes[id(module)] = _Route(name, module, self.token, attribute)
+            route.update(lookup, specials)
         return tuple(regions)
 
     def _remove_routes(self) -> tuple[str, ...]:
@@ -623,34 +729,45 @@ def resident_points(
     with _LOCK:
         points = _INSTALLED.get(denoiser)
         layers = tuple(adapter.discover(denoiser)) if points is None else points.layers
-        check_resident_supported(denoiser, layers, mode)
+        lookup = _Lookup(denoiser)
+        check_resident_supported(denoiser, layers, mode, lookup)
         if points is None:
             points = ResidentPoints(
                 next(_TOKENS), denoiser, layers, bias=adapter.strategy == "inject",
                 exit_modules=exit_modules(denoiser, adapter),
             )
             _INSTALLED[denoiser] = points
-        points.refresh(mode)
+        points.refresh(mode, lookup)
         points.attach(called)
         return points
 
 
-def check_resident_supported(denoiser: nn.Module, layers: Sequence[TextAttentionLayer], mode: str) -> None:
+def check_resident_supported(
+    denoiser: nn.Module, layers: Sequence[TextAttentionLayer], mode: str, lookup: _Lookup | None = None
+) -> None:
     """Refuse, before anything is generated or installed, a compiled denoiser whose patch points could not run.
 
     A text K/V projection whose ``forward`` is replaced on the instance (accelerate's ``AlignDevicesHook``
     from ``enable_sequential_cpu_offload()`` / ``accelerate.cpu_offload``, or a per-module
     ``proj.forward = ...``) never calls its class's ``forward``, so the class-level patch point would
-    never run: the compiled graph would leave every flagged request unpatched.
+    never run: the compiled graph would leave every flagged request unpatched. So is a projection compiled
+    on its own (``attn.to_k = torch.compile(attn.to_k)``): its graph holds the plain projection.
 
     Raises:
         PatchError: naming the compile mode, the projection and the alternatives.
     """
+    lookup = lookup or _Lookup(denoiser)
     for layer in layers:
         for name in (layer.key, layer.value):
-            module = denoiser.get_submodule(name)
+            module = lookup(name)
             if "forward" not in vars(module):
                 continue
+            if "_orig_mod" in module._modules:
+                raise PatchError(
+                    f"safetext cannot patch a text K/V projection compiled on its own: {name} is a torch.compile "
+                    "wrapper (OptimizedModule), whose compiled graph never runs a patch point. Compile the attention "
+                    f"module that holds it ({layer.name}), its block, or the whole denoiser instead (all supported)."
+                )
             hook = getattr(module, "_hf_hook", None)
             what = (
                 f"accelerate's {type(hook).__name__} (enable_sequential_cpu_offload() or accelerate.cpu_offload)"

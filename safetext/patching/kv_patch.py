@@ -253,7 +253,7 @@ class KVPatch:
         self._component = next(
             (name for name in DENOISER_COMPONENTS if original_module(getattr(pipe, name, None)) is self.denoiser), None
         )
-        self._ancestors = text_layer_ancestors(self.denoiser, available)
+        self._available = available
         self.prepare()
 
     def prepare(self) -> tuple[str | None, ResidentPoints | None]:
@@ -266,7 +266,8 @@ class KVPatch:
             ``(compile mode or None, the resident points or None)``.
         """
         called = getattr(self.pipe, self._component, self.denoiser) if self._component else self.denoiser
-        mode = compile_mode(called, self.denoiser, self._ancestors)
+        # looked up per request: a submodule compiled out of place and assigned back since counts too
+        mode = compile_mode(called, self.denoiser, text_layer_ancestors(self.denoiser, self._available))
         if mode is None:
             return None, None
         return mode, resident_points(called, self.denoiser, self.adapter, mode)

@@ -54,14 +54,16 @@ _ADAPTER_SEGMENT = re.compile(
     r"^(lora_.*|hada_.*|lokr_.*|oft_.*|boft_.*|ia3_.*|vera_.*|processor|image_projection_layers|"
     r"to_qkv|to_kv|to_added_qkv)$"
 )
-#: Path segments that wrap the original module (peft's ``base_layer``): dropped from names.
-_WRAPPER_SEGMENTS = frozenset({"base_layer"})
+#: Path segments that wrap the original module, dropped from names: peft's ``base_layer``, and ``_orig_mod`` of
+#: a submodule compiled out of place and assigned back (``torch.compile``'s ``OptimizedModule``).
+_WRAPPER_SEGMENTS = frozenset({"base_layer", "_orig_mod"})
 
 
 def normalized_parameter_name(name: str) -> str | None:
     """The name a parameter has in the bare denoiser, or None for an adapter-only parameter.
 
-    ``to_k.base_layer.weight`` (peft LoRA wrapping ``to_k``) becomes ``to_k.weight``;
+    ``to_k.base_layer.weight`` (peft LoRA wrapping ``to_k``) becomes ``to_k.weight``, as does
+    ``to_k._orig_mod.weight`` (a compiled module assigned back);
     ``to_k.lora_A.default.weight`` and ``attn2.processor.to_k_ip.0.weight`` become None.
     """
     parts = name.split(".")

@@ -72,11 +72,18 @@ def bias_from_padding_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tens
 
 
 def attention_modules(module: nn.Module, prefix: str) -> list[tuple[str, nn.Module]]:
-    """Every diffusers attention module under ``module``, in registration order, with full names."""
+    """Every diffusers attention module under ``module``, in registration order, with full names.
+
+    A ``torch.compile`` wrapper (``OptimizedModule``, a submodule compiled out of place and assigned back)
+    is looked through: the module it wraps is listed once, under the name it had before (the wrapper's
+    attributes lead to the wrapped module's, so the name still resolves, and layer maps keep matching).
+    """
     found = []
     for name, child in module.named_modules(prefix=prefix):
+        if "_orig_mod" in child._modules:
+            continue  # the wrapper: the module it wraps follows as <name>._orig_mod
         if hasattr(child, "to_q") and hasattr(child, "processor"):
-            found.append((name, child))
+            found.append((".".join(part for part in name.split(".") if part != "_orig_mod"), child))
     return found
 
 
