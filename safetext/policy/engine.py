@@ -370,34 +370,12 @@ class Policy:
         if language != "en":
             local = self._packs[language].allow
             prompt_allowed += [norm.span(m.start, m.end) for m in local.find(norm, tokens)]
-            # English-only rules (sound-alikes, compounds, the English classifier) do not judge a word
-            # that is a word of an enabled language other than English
-            foreign = [language_words(code, config.normalization) for code in self._packs]
-            local_words = language_words(language, config.normalization)
-            local_table = language_zipf(language, config.normalization)
-            english_table = language_zipf("en", config.normalization)
             kept = []
             for f in findings:
                 if any(a <= f.start and f.end <= b for a, b in prompt_allowed):
                     continue
-                if f.backend == "wordlist" and "fuzzy" in f.normalizations:
-                    continue  # English sound-alikes do not judge a prompt in another language ("Couillet" is not "clit")
-                if "confusables" in f.normalizations and self._accented_local_word(f, language):
-                    continue  # accents tell the words apart: French "râpé" (grated) is no English list word
-                if f.normalized in self._packs[language].scene_sense and not f.rendered:
-                    continue  # the prompt language's scene sense: "schéma médical du pénis" (anatomy, not text to write)
-                words = [t.text for t in tokens if f.start < norm.span(t.start, t.end)[1] and norm.span(t.start, t.end)[0] < f.end]
-                if f.backend != "wordlist" or ENGLISH_ONLY_RULES.intersection(f.normalizations):
-                    if len(words) == 1 and any(words[0] in table for table in foreign):
-                        continue
-                    if len(words) == 1 and self._rarer_local_word(f.text, language):
-                        continue  # a rarer word of the prompt's language: French "incassable" is no "ass" compound
-                elif len(words) == 1 and (
-                    "repeats" in f.normalizations and (words[0] in local_words or self._rarer_local_word(f.text, language))
-                    or local_table.get(words[0], 0.0) > max(MIN_ZIPF, english_table.get(words[0], 0.0))
-                ):
-                    continue  # an ordinary word of the prompt's language more than of English: "assez", "douches", "kikker"
-                kept.append(f)
+                if self._local_reading(f, document, language) is None:
+                    kept.append(f)
             findings = kept
             replacer = self._packs[language].replacer  # a benign word of the prompt's language
             findings = [
@@ -460,16 +438,8 @@ class Policy:
                 rendered = not check_rendered or overlaps(start, end, rendered_spans)
                 if not rendered and match.term.base in pack.scene_sense:
                     continue  # "une chatte noire sur le canapé": the animal, not text to write
-                if match.mask and written_known(document.text[start:end], pack.spellings, config.languages, code):
-                    continue  # accents tell the words apart: Portuguese "caça" (hunt) is not "caca", Italian "Mosè" not "Möse"
-                if match.mask & REPEATS and known_word(document.text[start:end], tables, config.normalization):
-                    continue  # a doubled letter of a real word is spelling, not stretching: "piccione", "huur"
-                if match.mask & REPEATS and code != language != "en" and written_zipf(document.text[start:end], language) >= KNOWN_ZIPF:
-                    continue  # ... also a rarer word of the prompt's language: Italian "connota", "boccetta"
-                if match.mask & REPEATS and code == language and _doubled_spelling(
-                    document.text[start:end], norm.text[match.start : match.end], match.term.form, code
-                ):
-                    continue  # ... or of the list's own language: Italian "toppa", "ficca" (not "drollen", plural of "drol")
+                if match.mask and self._spelling_of_other_word(match, document, code, language, tables):
+                    continue
                 joined = hyphen_joined(document.text, start, end, config.normalization) if not match.mask else None
                 if joined and local_zipf.get(joined, 0.0) >= MIN_ZIPF and (pack.compounds is None or joined not in pack.compounds.toxic):
                     continue  # half of a hyphenated ordinary word: "con-fort"
@@ -493,6 +463,72 @@ class Policy:
             return findings
         findings = [f for f in findings if not (yields(f) and any(a.start < f.end and f.start < a.end for a in added))]
         return sorted(findings + added, key=lambda f: (f.start, f.end))
+
+    def _local_reading(self, f: Finding, document: ScanDocument, language: str) -> str | None:
+        """Why English finding ``f`` reads as a word of the prompt's ``language`` (not English) rather than
+        an English list word, or ``None`` when it stays a finding.
+
+        Reasons (the returned string names the first that holds):
+
+        - ``sound-alike``: English sound-alikes do not judge a prompt in another language ("Couillet" is not "clit");
+        - ``accented local word``: accents tell the words apart, French "râpé" (grated) is no English list word;
+        - ``scene sense``: the language's scene sense outside rendered text ("schéma médical du pénis");
+        - ``known elsewhere``: a finding of the English-only rules on a word of an enabled language;
+        - ``rarer local word``: ... or on a rarer word of the prompt's language ("incassable" is no "ass" compound);
+        - ``ordinary local word``: a list word that is an ordinary word of the prompt's language more than of
+          English ("assez", "douches", "kikker"), or a stretched one of its words.
+        """
+        config = self.config
+        pack = self._packs[language]
+        if f.backend == "wordlist" and "fuzzy" in f.normalizations:
+            return "sound-alike"
+        if "confusables" in f.normalizations and self._accented_local_word(f, language):
+            return "accented local word"
+        if f.normalized in pack.scene_sense and not f.rendered:
+            return "scene sense"
+        norm, tokens = document.norm, document.tokens
+        words = [t.text for t in tokens if f.start < norm.span(t.start, t.end)[1] and norm.span(t.start, t.end)[0] < f.end]
+        if len(words) != 1:
+            return None
+        word = words[0]
+        if f.backend != "wordlist" or ENGLISH_ONLY_RULES.intersection(f.normalizations):
+            if any(word in language_words(code, config.normalization) for code in self._packs):
+                return "known elsewhere"
+            if self._rarer_local_word(f.text, language):
+                return "rarer local word"
+            return None
+        if "repeats" in f.normalizations and (
+            word in language_words(language, config.normalization) or self._rarer_local_word(f.text, language)
+        ):
+            return "ordinary local word"
+        local = language_zipf(language, config.normalization).get(word, 0.0)
+        if local > max(MIN_ZIPF, language_zipf("en", config.normalization).get(word, 0.0)):
+            return "ordinary local word"
+        return None
+
+    def _spelling_of_other_word(
+        self, match: Match, document: ScanDocument, code: str, language: str, tables: list[dict[str, float]]
+    ) -> bool:
+        """Whether an obfuscated match of pack ``code`` is the ordinary spelling of another word.
+
+        Accents tell the words apart (Portuguese "caça", hunt, is not "caca"; Italian "Mosè" not "Möse"),
+        or a doubled letter is spelling, not stretching: of a real word of an enabled language
+        ("piccione", "huur"), of a rarer word of the prompt's language (Italian "connota", "boccetta"),
+        or of a word of the list's own language (Italian "toppa", "ficca"; not "drollen", plural of "drol").
+        """
+        config = self.config
+        pack = self._packs[code]
+        start, end = document.norm.span(match.start, match.end)
+        written = document.text[start:end]
+        if written_known(written, pack.spellings, config.languages, code):
+            return True
+        if not match.mask & REPEATS:
+            return False
+        if known_word(written, tables, config.normalization):
+            return True
+        if code != language != "en" and written_zipf(written, language) >= KNOWN_ZIPF:
+            return True
+        return code == language and _doubled_spelling(written, document.norm.text[match.start : match.end], match.term.form, code)
 
     @staticmethod
     def _listed_as_written(text: str, pack: LanguagePack) -> bool:
