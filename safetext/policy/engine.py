@@ -30,7 +30,7 @@ from safetext.policy.languages import (
     written_known, written_zipf,
 )
 from safetext.policy.lexicon import Lexicon, Match, TermSource, build_lexicon, normalized_forms, read_word_list
-from safetext.policy.normalize import normalize_chars, tokenize
+from safetext.policy.normalize import Token, normalize_chars, tokenize
 from safetext.policy.rendered import SpanSet, find_rendered_spans, overlaps
 from safetext.policy.replacement import Replacer
 from safetext.policy.schema import NormalizationConfig, PolicyConfig, Rule
@@ -80,6 +80,10 @@ def _located(loc: tuple[str | int, ...], func: Any, *args: Any) -> Any:
     except PolicyError as exc:
         raise LocatedPolicyError(loc, str(exc)) from exc
 
+
+#: Known words (two letters or more) besides a finding that a rendered span needs for its own language
+#: to judge the finding (:meth:`Policy._reading_language`); one word is too weak a sign ("Verse muntthee").
+SIGN_EVIDENCE = 2
 
 _STRETCHED = re.compile(r"(.)\1\1")
 #: Endings after a doubled final consonant: Dutch and German plurals and inflections (``drol`` ->
@@ -366,23 +370,29 @@ class Policy:
         config = self.config
         norm, tokens = document.norm, document.tokens
         language = guess_language(tokens, config.languages, config.normalization)
-        prompt_allowed = list(allowed)
-        if language != "en":
-            local = self._packs[language].allow
-            prompt_allowed += [norm.span(m.start, m.end) for m in local.find(norm, tokens)]
+        allow_of: dict[str, list[tuple[int, int]]] = {"en": list(allowed)}
+
+        def allowed_in(code: str) -> list[tuple[int, int]]:  # the spans of the prompt that ``code``'s allow-list holds
+            if code not in allow_of:
+                allow_of[code] = allow_of["en"] + [norm.span(m.start, m.end) for m in self._packs[code].allow.find(norm, tokens)]
+            return allow_of[code]
+
+        prompt_allowed = allowed_in(language)
+        if findings and (language != "en" or document.rendered_spans):
             kept = []
             for f in findings:
-                if any(a <= f.start and f.end <= b for a, b in prompt_allowed):
-                    continue
-                if self._local_reading(f, document, language) is None:
+                reading = self._reading_language(f, document, language)
+                if reading == "en":
                     kept.append(f)
+                    continue
+                if any(a <= f.start and f.end <= b for a, b in allowed_in(reading)):
+                    continue
+                if self._local_reading(f, document, reading) is not None:
+                    continue
+                if f.replacement is not None and config.replacement.mode == "auto":  # a benign word of that language
+                    f = f.model_copy(update={"replacement": self._packs[reading].replacer.choose(f.normalized, f.normalized, f.text)})
+                kept.append(f)
             findings = kept
-            replacer = self._packs[language].replacer  # a benign word of the prompt's language
-            findings = [
-                f.model_copy(update={"replacement": replacer.choose(f.normalized, f.normalized, f.text)})
-                if f.replacement is not None and config.replacement.mode == "auto" else f
-                for f in findings
-            ]
         # in another language's prompt a pack's reading of a word wins over that of the English-only rules
         # and backends ("kankerhoer" is Dutch kanker + hoer, not a guess of the English classifier)
         def yields(f: Finding) -> bool:
@@ -463,6 +473,36 @@ class Policy:
             return findings
         findings = [f for f in findings if not (yields(f) and any(a.start < f.end and f.start < a.end for a in added))]
         return sorted(findings + added, key=lambda f: (f.start, f.end))
+
+    def _reading_language(self, f: Finding, document: ScanDocument, language: str) -> str:
+        """The language whose words judge English finding ``f``: the prompt's ``language``, but for text to
+        render the language of the sign's own words when it holds at least :data:`SIGN_EVIDENCE` other words
+        a table knows ("Hier kunt u betalen" is Dutch in an English prompt), else of the prompt's words but
+        the finding's: the disputed word does not vote on its own reading ("A blue placard reading douche"
+        writes the English list word, though "douche", more frequent in French, tips the whole prompt to French)."""
+        spans = document.rendered_spans
+        if not f.rendered or not spans:
+            return language
+        span = next((s for s in spans if s[0] <= f.start and f.end <= s[1]), None)
+        if span is None:
+            return language
+        config = self.config
+        norm = document.norm
+        tables = [language_zipf(code, config.normalization) for code in config.languages]
+        inside: list[Token] = []
+        others: list[Token] = []
+        for token in document.tokens:
+            start, end = norm.span(token.start, token.end)
+            if start < f.end and f.start < end:
+                continue
+            others.append(token)
+            if span[0] <= start and end <= span[1] and len(token.text) >= 2 and any(token.text in t for t in tables):
+                inside.append(token)
+        if len(inside) >= SIGN_EVIDENCE:
+            return guess_language(inside, config.languages, config.normalization)
+        if any(token.text in table for token in others for table in tables):
+            return guess_language(others, config.languages, config.normalization)
+        return language
 
     def _local_reading(self, f: Finding, document: ScanDocument, language: str) -> str | None:
         """Why English finding ``f`` reads as a word of the prompt's ``language`` (not English) rather than
