@@ -26,7 +26,7 @@ from safetext.policy.backends import (
 )
 from safetext.policy.confusables import REPEATS, SEPARATORS, step_names
 from safetext.policy.languages import (
-    ENGLISH_ONLY_RULES, KNOWN_ZIPF, MIN_ZIPF, LanguagePack, guess_language, hyphen_joined, known_word, language_words, language_zipf, load_pack,
+    ENGLISH_ONLY_RULES, KNOWN_ZIPF, MIN_ZIPF, LanguagePack, guess_language, hyphen_joined, hyphenated_name, known_word, language_words, language_zipf, load_pack,
     written_known, written_zipf,
 )
 from safetext.policy.lexicon import Lexicon, Match, TermSource, build_lexicon, normalized_forms, read_word_list
@@ -381,7 +381,7 @@ class Policy:
         if findings and (language != "en" or document.rendered_spans):
             kept = []
             for f in findings:
-                reading = self._reading_language(f, document, language)
+                reading = self._reading_language(f.start, f.end, f.rendered, document, language)
                 if reading == "en":
                     kept.append(f)
                     continue
@@ -404,7 +404,6 @@ class Policy:
         ]
         rendered_spans = document.rendered_spans
         check_rendered = config.rendered_text.enabled
-        english = english_words()
         local_zipf = language_zipf(language, config.normalization) if language != "en" else {}
         added: list[Finding] = []
         keys = None  # every pack shares the policy's normalization, hence the same token keys
@@ -437,19 +436,21 @@ class Policy:
                     continue
                 if any(a <= start and end <= b for a, b in own_allowed) and not self._listed_as_written(document.text[start:end], pack):
                     continue
-                if code != language and not match.mask and (
-                    match.term.form in english if language == "en" else local_zipf.get(match.term.form, 0.0) >= MIN_ZIPF
+                rendered = not check_rendered or overlaps(start, end, rendered_spans)
+                if code != language and not match.mask and self._ordinary_word(
+                    match.term.form, self._reading_language(start, end, rendered, document, language), code
                 ):
                     continue  # a list word of another language that is an ordinary word here ("con", "bite", "del")
                 rule = self._rules.get(match.term.rule_id)
                 score = WILDCARD_SCORE if match.wildcard else (OBFUSCATED_SCORE if match.mask else EXACT_SCORE)
                 if rule is None or score < rule.threshold:
                     continue
-                rendered = not check_rendered or overlaps(start, end, rendered_spans)
                 if not rendered and match.term.base in pack.scene_sense:
                     continue  # "une chatte noire sur le canapé": the animal, not text to write
                 if match.mask and self._spelling_of_other_word(match, document, code, language, tables):
                     continue
+                if hyphenated_name(document.text, start, end):
+                    continue  # a place name: "Cons-la-Grandville"
                 joined = hyphen_joined(document.text, start, end, config.normalization) if not match.mask else None
                 if joined and local_zipf.get(joined, 0.0) >= MIN_ZIPF and (pack.compounds is None or joined not in pack.compounds.toxic):
                     continue  # half of a hyphenated ordinary word: "con-fort"
@@ -474,16 +475,16 @@ class Policy:
         findings = [f for f in findings if not (yields(f) and any(a.start < f.end and f.start < a.end for a in added))]
         return sorted(findings + added, key=lambda f: (f.start, f.end))
 
-    def _reading_language(self, f: Finding, document: ScanDocument, language: str) -> str:
-        """The language whose words judge English finding ``f``: the prompt's ``language``, but for text to
+    def _reading_language(self, start: int, end: int, rendered: bool, document: ScanDocument, language: str) -> str:
+        """The language whose words judge the word at ``text[start:end]``: the prompt's ``language``, but for text to
         render the language of the sign's own words when it holds at least :data:`SIGN_EVIDENCE` other words
         a table knows ("Hier kunt u betalen" is Dutch in an English prompt), else of the prompt's words but
         the finding's: the disputed word does not vote on its own reading ("A blue placard reading douche"
         writes the English list word, though "douche", more frequent in French, tips the whole prompt to French)."""
         spans = document.rendered_spans
-        if not f.rendered or not spans:
+        if not rendered or not spans:
             return language
-        span = next((s for s in spans if s[0] <= f.start and f.end <= s[1]), None)
+        span = next((s for s in spans if s[0] <= start and end <= s[1]), None)
         if span is None:
             return language
         config = self.config
@@ -492,17 +493,29 @@ class Policy:
         inside: list[Token] = []
         others: list[Token] = []
         for token in document.tokens:
-            start, end = norm.span(token.start, token.end)
-            if start < f.end and f.start < end:
+            a, b = norm.span(token.start, token.end)
+            if a < end and start < b:
                 continue
             others.append(token)
-            if span[0] <= start and end <= span[1] and len(token.text) >= 2 and any(token.text in t for t in tables):
+            if span[0] <= a and b <= span[1] and len(token.text) >= 2 and any(token.text in t for t in tables):
                 inside.append(token)
         if len(inside) >= SIGN_EVIDENCE:
             return guess_language(inside, config.languages, config.normalization)
         if any(token.text in table for token in others for table in tables):
             return guess_language(others, config.languages, config.normalization)
         return language
+
+    def _ordinary_word(self, form: str, here: str, code: str) -> bool:
+        """Whether list word ``form`` of pack ``code`` is an ordinary word of language ``here`` instead.
+
+        English: a word of the English dictionary that English writers use (``wordfreq`` Zipf >=
+        :data:`KNOWN_ZIPF`: "con", "bite"; not Webster's archaic "hoer"); other languages: Zipf >= :data:`MIN_ZIPF`.
+        """
+        if here == code:
+            return False
+        if here == "en":
+            return form in english_words() and written_zipf(form, "en") >= KNOWN_ZIPF
+        return language_zipf(here, self.config.normalization).get(form, 0.0) >= MIN_ZIPF
 
     def _local_reading(self, f: Finding, document: ScanDocument, language: str) -> str | None:
         """Why English finding ``f`` reads as a word of the prompt's ``language`` (not English) rather than

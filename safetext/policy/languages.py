@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Sequence
 from safetext.errors import PolicyError
 from safetext.policy.confusables import fold_char
 from safetext.policy.lexicon import Lexicon, Term, TermSource, build_lexicon, normalized_forms, read_word_list
-from safetext.policy.morphology import inflected, k_spelled
+from safetext.policy.morphology import chat_spelled, inflected
 from safetext.policy.normalize import Token, normalize_chars, tokenize
 from safetext.policy.replacement import Replacer
 from safetext.policy.schema import NormalizationConfig, ReplacementConfig
@@ -279,13 +279,17 @@ def load_pack(
     for category, entries in by_category.items():
         for entry in entries:
             word = _fold(entry, config)
-            forms = inflected(word, code) + [(form, False) for form in k_spelled(word, code)]
+            forms = inflected(word, code)
+            forms += [(spelled, number) for form, number in [(word, False)] + forms for spelled in chat_spelled(form, code)]
             if " " in word and len(word) >= 9:
                 forms.append((word.replace(" ", ""), False))  # a phrase written as one word or hashtag: "hijodeputa"
             for form, number in forms:
                 folded = _fold(form, config) if not form.isascii() else form
-                if folded in known or folded in excluded or any(table.get(folded, 0.0) >= MIN_ZIPF for table in others):
-                    continue  # an ordinary word of another covered language (German "Neger" -> Dutch "negeren")
+                if folded in known or folded in excluded or any(
+                    table.get(folded, 0.0) >= max(MIN_ZIPF, own.get(folded, 0.0)) for table in others
+                ):
+                    continue  # an ordinary word of another covered language more than of this one (German "Neger" ->
+                    # Dutch "negeren"); French "cons" stays, and a prompt in English reads it as English (engine)
                 if own.get(folded, 0.0) >= MIN_ZIPF and own.get(folded, 0.0) > own.get(word, 0.0) - (0.0 if number else 0.5):
                     continue  # a form the language uses (about) as much as the listed word is another word ("zoccoli", "pollo")
                 known.add(folded)
@@ -353,6 +357,26 @@ def hyphen_joined(text: str, start: int, end: int, config: NormalizationConfig) 
         return None
     joined = (before.group(1) if before else "") + text[start:end] + (after.group(1) if after else "")
     return _fold(joined, config)
+
+
+#: Particles that join the parts of a hyphenated place name ("Cons-la-Grandville", "Châlons-en-Champagne",
+#: "Castelnuovo-di-Porto", "Frankfurt-am-Main", "Bergen-op-Zoom").
+NAME_PARTICLES = frozenset("la le les les sur sous en de du des aux et lez di del della am an im op aan bij".split())
+_NAME_AFTER = re.compile(r"-([^\W\d_]+)-([^\W\d_])")
+_NAME_BEFORE = re.compile(r"([^\W\d_])[^\W\d_]*-([^\W\d_]+)-$")
+
+
+def hyphenated_name(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` is part of a hyphenated name: capitalized (not all capitals) and joined by a
+    lowercase particle of :data:`NAME_PARTICLES` to a capitalized part ("Cons-la-Grandville")."""
+    word = text[start:end]
+    if not word[:1].isupper() or word.isupper():
+        return False
+    after = _NAME_AFTER.match(text, end)
+    if after is not None and after.group(1) in NAME_PARTICLES and after.group(2).isupper():
+        return True
+    before = _NAME_BEFORE.search(text, max(0, start - 40), start)
+    return before is not None and before.group(2) in NAME_PARTICLES and before.group(1).isupper()
 
 
 #: ``wordfreq`` Zipf (full list) from which a word as written is a known word of a language for the
