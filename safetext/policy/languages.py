@@ -323,13 +323,14 @@ def load_pack(
                 # an LDNOOBW entry that is a frequent word is a part only when reviewed: Dutch "poep" in "poepsimpel"
                 toxic[folded] = Term(folded, folded, (folded,), (), source.category, term_rule)
     from safetext.policy.compounds import (
-        COMPOUND_HEADS, COMPOUND_TAILS, COMPOUND_WEAK_HEADS, PLACE_TAILS, CompoundFinder, affix_parts,
+        COMPOUND_HEADS, COMPOUND_TAILS, COMPOUND_WEAK_HEADS, DISEASE_HEADS, PLACE_TAILS, CompoundFinder, affix_parts,
     )
 
     suffixes, prefixes = affix_parts(tuple(toxic), own)
     compounds = CompoundFinder(
         toxic, COMPOUND_HEADS.get(code, frozenset()), COMPOUND_WEAK_HEADS.get(code, frozenset()),
         COMPOUND_TAILS.get(code, frozenset()), own, established_words(config), suffixes, prefixes, PLACE_TAILS.get(code, ()),
+        DISEASE_HEADS.get(code, frozenset()),
     )
     scene_words = [_fold(w, config) for w in read_word_list(pack_path(shipped, f"scene_{code}.txt"))]
     scene = frozenset(scene_words + [form for word in scene_words for form, _ in inflected(word, code)])  # "perrita" too
