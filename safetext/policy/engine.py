@@ -82,7 +82,8 @@ def _located(loc: tuple[str | int, ...], func: Any, *args: Any) -> Any:
 
 
 #: Known words (two letters or more) besides a finding that a rendered span needs for its own language
-#: to judge the finding (:meth:`Policy._reading_language`); one word is too weak a sign ("Verse muntthee").
+#: to judge the finding (:meth:`Policy._reading_language`); one word that several languages know is too
+#: weak a sign ("Verse muntthee": Dutch "fresh", English "verse").
 SIGN_EVIDENCE = 2
 
 _STRETCHED = re.compile(r"(.)\1\1")
@@ -478,7 +479,8 @@ class Policy:
     def _reading_language(self, start: int, end: int, rendered: bool, document: ScanDocument, language: str) -> str:
         """The language whose words judge the word at ``text[start:end]``: the prompt's ``language``, but for text to
         render the language of the sign's own words when it holds at least :data:`SIGN_EVIDENCE` other words
-        a table knows ("Hier kunt u betalen" is Dutch in an English prompt), else of the prompt's words but
+        a table knows ("Hier kunt u betalen" is Dutch in an English prompt) or one word that only one
+        language knows ("BÄCKEREI FICKEL" is German), else of the prompt's words but
         the finding's: the disputed word does not vote on its own reading ("A blue placard reading douche"
         writes the English list word, though "douche", more frequent in French, tips the whole prompt to French)."""
         spans = document.rendered_spans
@@ -499,7 +501,7 @@ class Policy:
             others.append(token)
             if span[0] <= a and b <= span[1] and len(token.text) >= 2 and any(token.text in t for t in tables):
                 inside.append(token)
-        if len(inside) >= SIGN_EVIDENCE:
+        if len(inside) >= SIGN_EVIDENCE or any(sum(token.text in table for table in tables) == 1 for token in inside):
             return guess_language(inside, config.languages, config.normalization)
         if any(token.text in table for token in others for table in tables):
             return guess_language(others, config.languages, config.normalization)
