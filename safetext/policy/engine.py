@@ -439,9 +439,9 @@ class Policy:
                     continue
                 rendered = not check_rendered or overlaps(start, end, rendered_spans)
                 if code != language and not match.mask and self._ordinary_word(
-                    match.term.form, self._reading_language(start, end, rendered, document, language), code
+                    match.term.form, document.text[start:end], self._reading_language(start, end, rendered, document, language), code
                 ):
-                    continue  # a list word of another language that is an ordinary word here ("con", "bite", "del")
+                    continue  # a list word of another language that is a word here ("con", "bite", "del"; Italian "mongolo")
                 rule = self._rules.get(match.term.rule_id)
                 score = WILDCARD_SCORE if match.wildcard else (OBFUSCATED_SCORE if match.mask else EXACT_SCORE)
                 if rule is None or score < rule.threshold:
@@ -507,17 +507,22 @@ class Policy:
             return guess_language(others, config.languages, config.normalization)
         return language
 
-    def _ordinary_word(self, form: str, here: str, code: str) -> bool:
-        """Whether list word ``form`` of pack ``code`` is an ordinary word of language ``here`` instead.
+    def _ordinary_word(self, form: str, written: str, here: str, code: str) -> bool:
+        """Whether list word ``form`` of pack ``code``, written ``written``, is a word of language ``here`` instead.
 
         English: a word of the English dictionary that English writers use (``wordfreq`` Zipf >=
-        :data:`KNOWN_ZIPF`: "con", "bite"; not Webster's archaic "hoer"); other languages: Zipf >= :data:`MIN_ZIPF`.
+        :data:`KNOWN_ZIPF`: "con", "bite"; not Webster's archaic "hoer"); other languages: an ordinary word
+        (Zipf >= :data:`MIN_ZIPF`: "del"), or a rarer one that the language writes more than ``code`` does
+        (Italian "mongolo", Mongolian, is the Spanish insult only in Spanish).
         """
         if here == code:
             return False
         if here == "en":
             return form in english_words() and written_zipf(form, "en") >= KNOWN_ZIPF
-        return language_zipf(here, self.config.normalization).get(form, 0.0) >= MIN_ZIPF
+        if language_zipf(here, self.config.normalization).get(form, 0.0) >= MIN_ZIPF:
+            return True
+        local = written_zipf(written, here)
+        return local >= KNOWN_ZIPF and local > written_zipf(written, code)
 
     def _local_reading(self, f: Finding, document: ScanDocument, language: str) -> str | None:
         """Why English finding ``f`` reads as a word of the prompt's ``language`` (not English) rather than
