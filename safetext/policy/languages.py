@@ -21,7 +21,8 @@ word of one language that is an ordinary word of the prompt's language (English:
 dictionary; others: ``wordfreq`` Zipf >= :data:`MIN_ZIPF`) is not a finding, a finding inside a phrase of
 the prompt language's allow-list is dropped whatever list it came from, and the English-only rules
 (sound-alikes, glued compounds, the English-trained classifier) do not judge words of a non-English
-prompt's language.
+prompt's language. A word of text to render is judged in the language of the sign's own words where they
+tell it, else of the prompt's other words (``Policy._reading_language``).
 """
 
 from __future__ import annotations
