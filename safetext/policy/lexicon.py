@@ -262,8 +262,8 @@ class Lexicon:
             else:
                 found = self._match_at(tokens, keys, i, norm)
             if found is None:
-                stem = self._match_stem(token) if self._stems and not (self._names and _name_shaped(norm, token)) else None
-                if stem is not None:
+                stem = self._match_stem(token) if self._stems else None
+                if stem is not None and not (self._names and _name_shaped(norm, token)):  # the shape only of a hit
                     matches.append(stem)
                 i += 1
                 continue

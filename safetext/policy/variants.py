@@ -94,11 +94,12 @@ _SEQUENCES: dict[str, str] = {
 }
 _SEQUENCE_STARTS = frozenset(s[0] for s in _SEQUENCES)
 _MAX_READINGS = 64
-# A whitespace-delimited chunk holding a digit or a symbol that may stand for a letter.
-_RUN = re.compile(r"\S+")
 # A digit read as a letter is a guess already; a sound-alike of that reading would be a second one.
 _LEET_DIGIT = re.compile(r"[0-9]")
 _CHUNK_MARK = re.compile(r"[0-9@$!|^#+(<>~\\/\[¡]")
+#: a whitespace-delimited chunk holding a digit or a symbol that may stand for a letter (a :data:`_CHUNK_MARK`),
+#: found by one search rather than by testing every chunk of the prompt
+_MARKED_RUN = re.compile(r"\S*[0-9@$!|^#+(<>~\\/\[¡]\S*")
 #: glued words longer than this are no real compound: their entries are found as plain substrings (linear)
 _MAX_COMPOUND_CHARS = 64
 #: the longest clean piece a compound split tries (longer English words are not split out)
@@ -532,9 +533,7 @@ class VariantMatcher:
             covered[hit.start : hit.end] = b"\x01" * max(0, hit.end - hit.start)
 
         text = norm.text
-        for chunk in _RUN.finditer(text) if self._leetspeak else ():
-            if _CHUNK_MARK.search(chunk.group()) is None:
-                continue
+        for chunk in _MARKED_RUN.finditer(text) if self._leetspeak else ():
             start, end = chunk.start(), chunk.end()
             while start < end and text[start] in _EDGE and text[start] not in "(|[<":
                 start += 1
