@@ -248,6 +248,12 @@ class VariantMatcher:
                 by_length.setdefault(len(form), []).append(term)
         # commonest first: "f--k" reads "fuck" before the respelling "fack"
         self._by_length = {n: tuple(sorted(group, key=lambda t: (-zipf(t.form), t.form))) for n, group in by_length.items()}
+        # ... and by length and first letter: a masked word mostly shows its first letter ("s_l_u_t")
+        by_first: dict[tuple[int, str], list[Term]] = {}
+        for n, group in self._by_length.items():
+            for term in group:
+                by_first.setdefault((n, term.form[0]), []).append(term)
+        self._by_length_first = {key: tuple(group) for key, group in by_first.items()}
         # Listed entries (and plurals) with vowels dropped ("btch", "pssy", "fckr", "mthrfcker").
         dropped: dict[str, Term] = {}
         for n in sorted(self._by_length):
@@ -401,7 +407,9 @@ class VariantMatcher:
         widths = [[len(run)] + [w for w in (1, 2, 3) if w != len(run)] if run[0] in _DRAWN_MASKS else [len(run)] for run in runs]
         for combo in itertools.islice(itertools.product(*widths), _MAX_READINGS):
             pattern = pieces[0] + "".join("?" * width + piece for width, piece in zip(combo, pieces[1:]))
-            for term in self._by_length.get(len(pattern), ()):
+            first = pattern[0]
+            candidates = self._by_length.get(len(pattern), ()) if first == "?" else self._by_length_first.get((len(pattern), first), ())
+            for term in candidates:
                 form = term.form
                 if all(p == f or p == "?" for p, f in zip(pattern, form)):
                     return term, f"{chunk!r} masks letters of {form!r}"
