@@ -179,3 +179,30 @@ def test_reviewed_words_with_a_scene_sense(everything, caught, word, language, t
 )
 def test_reviewed_words_and_their_forms(everything, prompt, word, language):
     assert _found(everything, prompt) == [(word, language)]
+
+
+# ---------------------------------------------------------------- shared variant places
+
+
+def test_packs_share_where_the_variant_matchers_read(everything):
+    from safetext.policy.normalize import normalize_chars, tokenize
+    from safetext.policy.variants import VariantMatcher
+
+    config = everything.config.normalization
+    prompt = 'a wall with "Hu.ren.sohn", "put@", "p*ta" and "pu-tain" written on it, 35mm'
+    norm = normalize_chars(prompt, config)
+    tokens = tokenize(norm, config)
+    packs = list(everything._packs.values())
+    places = packs[0].variants.places(norm, tokens)
+    assert places.chunks and places.masked and places.triples and places.pairs
+    found = {}
+    for pack in packs:
+        shared = pack.variants.find(norm, tokens, [], places)
+        assert shared == pack.variants.find(norm, tokens, [])  # the same hits as places found on its own
+        found.update({hit.reading: pack.code for hit in shared})
+    assert {"hurensohn", "puta", "putain"} <= set(found)
+    # a matcher with other switches ignores places found under these and reads the prompt itself
+    no_separators = config.model_copy(update={"separators": False})
+    own = VariantMatcher(packs[0].lexicon, no_separators, fuzzy=False, compounds=False)
+    assert [h.how for h in own.find(norm, tokens, [], places)] == [h.how for h in own.find(norm, tokens, [])]
+    assert not any(hit.how == "split" for hit in own.find(norm, tokens, [], places))

@@ -409,6 +409,7 @@ class Policy:
         added: list[Finding] = []
         keys = None  # every pack shares the policy's normalization, hence the same token keys
         glued = None  # tokens that may be glued words, the same for every pack
+        places = None  # where the variant matchers read the prompt, the same for every pack
         tables = [language_zipf(code, config.normalization) for code in config.languages if code != "en"]
         for code in config.languages:
             pack = self._packs.get(code)
@@ -418,7 +419,8 @@ class Policy:
             own_allowed = prompt_allowed + [norm.span(m.start, m.end) for m in pack.allow.find(norm, tokens, keys)]
             matches: list[tuple[Match, tuple[str, ...]]] = [(m, ()) for m in pack.lexicon.find(norm, tokens, keys)]
             exact_spans = [(m.start, m.end) for m, _ in matches]
-            for hit in pack.variants.find(norm, tokens, exact_spans):  # readings and split words
+            places = pack.variants.places(norm, tokens) if places is None else places
+            for hit in pack.variants.find(norm, tokens, exact_spans, places):  # readings and split words
                 mask = hit.mask | (SEPARATORS if hit.how == "split" else 0)
                 matches.append((Match(hit.term, hit.start, hit.end, mask), (hit.how,)))
             if pack.compounds is not None:  # glued words: "Drecksfotze", "kutwijf", "comemierda"
