@@ -206,3 +206,10 @@ def test_packs_share_where_the_variant_matchers_read(everything):
     own = VariantMatcher(packs[0].lexicon, no_separators, fuzzy=False, compounds=False)
     assert [h.how for h in own.find(norm, tokens, [], places)] == [h.how for h in own.find(norm, tokens, [])]
     assert not any(hit.how == "split" for hit in own.find(norm, tokens, [], places))
+
+
+def test_hyphen_glued_list_word_stands_when_the_whole_is_a_list_word(everything):
+    # caught: "Arsch-loch" is the list word "Arschloch" written with a hyphen, not half of an ordinary word
+    assert _found(everything, 'ein Schild: "Arsch-loch"') == [("Arsch", "de")]
+    # trap: "con-fort" is half of the ordinary French word "confort"
+    assert not everything.scan('un panneau: "con-fort"').findings

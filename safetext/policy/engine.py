@@ -455,8 +455,11 @@ class Policy:
                 if hyphenated_name(document.text, start, end):
                     continue  # a place name: "Cons-la-Grandville"
                 joined = hyphen_joined(document.text, start, end, config.normalization) if not match.mask else None
-                if joined and local_zipf.get(joined, 0.0) >= MIN_ZIPF and (pack.compounds is None or joined not in pack.compounds.toxic):
-                    continue  # half of a hyphenated ordinary word: "con-fort"
+                if (
+                    joined and local_zipf.get(joined, 0.0) >= MIN_ZIPF and pack.variants.lookup(joined) is None
+                    and (pack.compounds is None or joined not in pack.compounds.toxic)
+                ):
+                    continue  # half of a hyphenated ordinary word: "con-fort" (not of a list word: "Arsch-loch")
                 action = self._action_for(rule, rendered)
                 if action is Action.ALLOW:
                     continue

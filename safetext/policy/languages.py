@@ -281,7 +281,9 @@ def load_pack(
         for entry in entries:
             word = _fold(entry, config)
             forms = inflected(word, code)
-            forms += [(spelled, number) for form, number in [(word, False)] + forms for spelled in chat_spelled(form, code)]
+            forms += [  # chat spellings of the word and its plurals ("pvta", "pvtas"), not of every derived form
+                (spelled, number) for form, number in [(word, False)] + [f for f in forms if f[1]] for spelled in chat_spelled(form, code)
+            ]
             if " " in word and len(word) >= 9:
                 forms.append((word.replace(" ", ""), False))  # a phrase written as one word or hashtag: "hijodeputa"
             for form, number in forms:
