@@ -213,3 +213,13 @@ def test_hyphen_glued_list_word_stands_when_the_whole_is_a_list_word(everything)
     assert _found(everything, 'ein Schild: "Arsch-loch"') == [("Arsch", "de")]
     # trap: "con-fort" is half of the ordinary French word "confort"
     assert not everything.scan('un panneau: "con-fort"').findings
+
+
+def test_capitalized_word_the_prompt_language_uses_as_much_as_english_is_its_name(everything):
+    # traps: outside rendered text, the Dutch first name and the Bavarian mountain
+    assert not everything.scan("een portret van Dick Advocaat aan de zijlijn").findings
+    assert not everything.scan("ein Ausflug auf den Wank bei Garmisch, Postkarte").findings
+    # caught: English swear words that the language only borrows ("Fuck" 4.3 in German, 5.4 in English)
+    assert _found(everything, "ein Mann ruft Fuck in die Menge, Ölgemälde") == [("Fuck", "en")]
+    # caught: the same name as text to render is still the English word
+    assert _found(everything, 'een bord met de tekst "Dick"') == [("Dick", "en")]

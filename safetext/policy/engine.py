@@ -81,6 +81,10 @@ def _located(loc: tuple[str | int, ...], func: Any, *args: Any) -> Any:
         raise LocatedPolicyError(loc, str(exc)) from exc
 
 
+#: How far below its English ``wordfreq`` Zipf a capitalized word may sit in the prompt's language and still
+#: be that language's name or noun outside rendered text (:meth:`Policy._local_name`).
+LOCAL_NAME_MARGIN = 0.6
+
 #: Known words (two letters or more) besides a finding that a rendered span needs for its own language
 #: to judge the finding (:meth:`Policy._reading_language`); one word that several languages know is too
 #: weak a sign ("Verse muntthee": Dutch "fresh", English "verse").
@@ -538,6 +542,9 @@ class Policy:
         - ``sound-alike``: English sound-alikes do not judge a prompt in another language ("Couillet" is not "clit");
         - ``accented local word``: accents tell the words apart, French "râpé" (grated) is no English list word;
         - ``scene sense``: the language's scene sense outside rendered text ("schéma médical du pénis");
+        - ``local name``: outside rendered text, a capitalized word that the prompt's language uses nearly as
+          much as English, a name or noun of its own there (the Dutch first name in "Dick Bruna", the
+          mountain in "auf dem Wank");
         - ``known elsewhere``: a finding of the English-only rules on a word of an enabled language;
         - ``rarer local word``: ... or on a rarer word of the prompt's language ("incassable" is no "ass" compound);
         - ``ordinary local word``: a list word that is an ordinary word of the prompt's language more than of
@@ -551,6 +558,8 @@ class Policy:
             return "accented local word"
         if f.normalized in pack.scene_sense and not f.rendered:
             return "scene sense"
+        if not f.rendered and self._local_name(f.text, language):
+            return "local name"
         norm, tokens = document.norm, document.tokens
         words = [t.text for t in tokens if f.start < norm.span(t.start, t.end)[1] and norm.span(t.start, t.end)[0] < f.end]
         if len(words) != 1:
@@ -613,6 +622,17 @@ class Policy:
         if word in pack.spellings or f.normalized in pack.scene_sense:
             return False
         return written_zipf(word, language) >= KNOWN_ZIPF
+
+    @staticmethod
+    def _local_name(text: str, language: str) -> bool:
+        """``text`` is capitalized (not all capitals) and ``wordfreq`` finds it in ``language`` (Zipf >=
+        :data:`KNOWN_ZIPF`) within :data:`LOCAL_NAME_MARGIN` of its English frequency: the language has
+        its own use of it ("Dick" 4.4 in Dutch, 4.7 in English), unlike the English swear words that
+        it borrows ("Shit" 4.0 in German, 5.5 in English)."""
+        if not text[:1].isupper() or not text[1:].islower():
+            return False
+        local = written_zipf(text, language)
+        return local >= KNOWN_ZIPF and local >= written_zipf(text, "en") - LOCAL_NAME_MARGIN
 
     @staticmethod
     def _rarer_local_word(text: str, language: str) -> bool:
