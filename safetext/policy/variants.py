@@ -99,7 +99,7 @@ _LEET_DIGIT = re.compile(r"[0-9]")
 _CHUNK_MARK = re.compile(r"[0-9@$!|^#+(<>~\\/\[¡]")
 #: a whitespace-delimited chunk holding a digit or a symbol that may stand for a letter (a :data:`_CHUNK_MARK`),
 #: found by one search rather than by testing every chunk of the prompt
-_MARKED_RUN = re.compile(r"\S*[0-9@$!|^#+(<>~\\/\[¡]\S*")
+_MARKED_RUN = re.compile(r"(?<!\S)\S*?[0-9@$!|^#+(<>~\\/\[¡]\S*")  # anchored at a chunk's start: linear
 #: glued words longer than this are no real compound: their entries are found as plain substrings (linear)
 _MAX_COMPOUND_CHARS = 64
 #: the longest clean piece a compound split tries (longer English words are not split out)
