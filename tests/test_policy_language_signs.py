@@ -223,3 +223,52 @@ def test_capitalized_word_the_prompt_language_uses_as_much_as_english_is_its_nam
     assert _found(everything, "ein Mann ruft Fuck in die Menge, Ölgemälde") == [("Fuck", "en")]
     # caught: the same name as text to render is still the English word
     assert _found(everything, 'een bord met de tekst "Dick"') == [("Dick", "en")]
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "A blue placard reading douche",
+        'A shop sign reading "Hier kunt u pinnen" next to a bakery',
+        "uma camiseta escrito porra, foto de produto",
+        "een tekening van Nijntje door Dick Bruna, boekomslag",
+        "!!! ???",
+    ],
+)
+def test_language_votes_counted_once_agree_with_guess_language(everything, prompt):
+    from safetext.policy.engine import _LanguageVotes
+    from safetext.policy.languages import guess_language
+    from safetext.policy.normalize import normalize_chars, tokenize
+    from safetext.policy.backends import ScanDocument
+
+    config = everything.config.normalization
+    norm = normalize_chars(prompt, config)
+    tokens = tokenize(norm, config)
+    votes = _LanguageVotes(ScanDocument(prompt, norm, tokens, (), False), ALL, config)
+    known = any(votes.known_by(i) for i in range(len(tokens)))
+    assert votes.guess(range(len(tokens))) == (guess_language(tokens, ALL, config) if known else None)
+    for cut in range(len(tokens)):  # every token left out, and the tokens up to it alone
+        rest = tokens[:cut] + tokens[cut + 1 :]
+        expected = guess_language(rest, ALL, config) if any(votes.known_by(i) for i in range(len(tokens)) if i != cut) else None
+        assert votes.guess([cut], without=True) == expected
+        head = list(range(cut + 1))
+        expected = guess_language(tokens[: cut + 1], ALL, config) if any(votes.known_by(i) for i in head) else None
+        assert votes.guess(head) == expected
+
+
+def test_signs_stay_linear_in_a_long_prompt_of_many_findings(strict):
+    import time
+
+    unit = 'a sign reading "douche shit" and un panneau : "con" et '
+    times = []
+    for n in (2_500, 10_000):
+        text = (unit * (n // len(unit) + 1))[:n]
+        strict.scan(text)
+        best = float("inf")
+        for _ in range(3):
+            started = time.perf_counter()
+            verdict = strict.scan(text)
+            best = min(best, time.perf_counter() - started)
+        times.append(best)
+        assert len(verdict.findings) > n // 40  # every sign's words are findings
+    assert times[1] <= 10.0 * times[0] + 0.03  # linear: 4x; one pass over the tokens per finding: 16x

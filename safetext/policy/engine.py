@@ -7,6 +7,7 @@ A ``Policy`` holds only read-only data after construction, so one instance serve
 
 from __future__ import annotations
 
+import bisect
 import logging
 import re
 from functools import lru_cache
@@ -30,7 +31,7 @@ from safetext.policy.languages import (
     written_known, written_zipf,
 )
 from safetext.policy.lexicon import Lexicon, Match, TermSource, build_lexicon, normalized_forms, read_word_list
-from safetext.policy.normalize import Token, normalize_chars, tokenize
+from safetext.policy.normalize import normalize_chars, tokenize
 from safetext.policy.rendered import SpanSet, find_rendered_spans, overlaps
 from safetext.policy.replacement import Replacer
 from safetext.policy.schema import NormalizationConfig, PolicyConfig, Rule
@@ -106,6 +107,68 @@ def _doubled_spelling(written: str, folded: str, form: str, code: str) -> bool:
             inflection = folded[i] not in "aeiouy" and any(form.endswith(end) for end in _DOUBLING_ENDINGS)
             return not (inflection and folded[i + 2 :] in _DOUBLING_ENDINGS)
     return True
+
+
+class _LanguageVotes:
+    """The :func:`~safetext.policy.languages.guess_language` votes of one prompt's tokens, counted once per
+    scan, so that the language of a part of the prompt (a sign's words, the prompt but one word) costs the
+    size of that part, not of the prompt (a long prompt with many findings stays linear)."""
+
+    def __init__(self, document: ScanDocument, languages: Sequence[str], normalization: NormalizationConfig) -> None:
+        norm = document.norm
+        tables = [language_zipf(code, normalization) for code in languages]
+        self.languages = tuple(languages)
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        self.lengths: list[int] = []
+        self.values: list[list[int]] = []  # Zipf in hundredths (wordfreq's buckets are 0.01 apart): exact sums
+        self.best: list[int] = []
+        self.votes = [0] * len(tables)
+        self.sums = [0] * len(tables)
+        for token in document.tokens:
+            start, end = norm.span(token.start, token.end)
+            values = [round(table.get(token.text, 0.0) * 100) for table in tables]
+            best, best_value = -1, 0
+            for index, value in enumerate(values):
+                if value > best_value:
+                    best, best_value = index, value
+            self.starts.append(start)
+            self.ends.append(end)
+            self.lengths.append(len(token.text))
+            self.values.append(values)
+            self.best.append(best)
+            if best >= 0:
+                self.votes[best] += 1
+            for index, value in enumerate(values):
+                self.sums[index] += value
+
+    def overlapping(self, start: int, end: int) -> range:
+        """Indices of the tokens that overlap ``text[start:end]``."""
+        return range(bisect.bisect_right(self.ends, start), bisect.bisect_left(self.starts, end))
+
+    def within(self, start: int, end: int) -> range:
+        """Indices of the tokens inside ``text[start:end]``."""
+        return range(bisect.bisect_left(self.starts, start), bisect.bisect_right(self.ends, end))
+
+    def known_by(self, index: int) -> int:
+        """How many of the languages know token ``index``."""
+        return sum(value > 0 for value in self.values[index])
+
+    def guess(self, indices: Sequence[int], without: bool = False) -> str | None:
+        """The language of the tokens ``indices`` (or of every token but them, ``without``), as
+        :func:`~safetext.policy.languages.guess_language` decides it; ``None`` when no token is known."""
+        votes, sums = ([*self.votes], [*self.sums]) if without else ([0] * len(self.votes), [0] * len(self.sums))
+        sign = -1 if without else 1
+        for index in indices:
+            if self.best[index] >= 0:
+                votes[self.best[index]] += sign
+            for language, value in enumerate(self.values[index]):
+                sums[language] += sign * value
+        if not any(votes):
+            return None
+        top = max(votes)
+        tied = [i for i, count in enumerate(votes) if count == top]
+        return self.languages[tied[0] if len(tied) == 1 else max(tied, key=lambda i: (sums[i], -i))]
 
 
 class Policy:
@@ -375,6 +438,7 @@ class Policy:
         config = self.config
         norm, tokens = document.norm, document.tokens
         language = guess_language(tokens, config.languages, config.normalization)
+        votes = _LanguageVotes(document, config.languages, config.normalization)
         allow_of: dict[str, list[tuple[int, int]]] = {"en": list(allowed)}
 
         def allowed_in(code: str) -> list[tuple[int, int]]:  # the spans of the prompt that ``code``'s allow-list holds
@@ -386,7 +450,7 @@ class Policy:
         if findings and (language != "en" or document.rendered_spans):
             kept = []
             for f in findings:
-                reading = self._reading_language(f.start, f.end, f.rendered, document, language)
+                reading = self._reading_language(f.start, f.end, f.rendered, document, language, votes)
                 if reading == "en":
                     kept.append(f)
                     continue
@@ -445,7 +509,7 @@ class Policy:
                     continue
                 rendered = not check_rendered or overlaps(start, end, rendered_spans)
                 if code != language and not match.mask and self._ordinary_word(
-                    match.term.form, document.text[start:end], self._reading_language(start, end, rendered, document, language), code
+                    match.term.form, document.text[start:end], self._reading_language(start, end, rendered, document, language, votes), code
                 ):
                     continue  # a list word of another language that is a word here ("con", "bite", "del"; Italian "mongolo")
                 rule = self._rules.get(match.term.rule_id)
@@ -485,7 +549,7 @@ class Policy:
         findings = [f for f in findings if not (yields(f) and any(a.start < f.end and f.start < a.end for a in added))]
         return sorted(findings + added, key=lambda f: (f.start, f.end))
 
-    def _reading_language(self, start: int, end: int, rendered: bool, document: ScanDocument, language: str) -> str:
+    def _reading_language(self, start: int, end: int, rendered: bool, document: ScanDocument, language: str, votes: "_LanguageVotes") -> str:
         """The language whose words judge the word at ``text[start:end]``: the prompt's ``language``, but for text to
         render the language of the sign's own words when it holds at least :data:`SIGN_EVIDENCE` other words
         a table knows ("Hier kunt u betalen" is Dutch in an English prompt) or one word that only one
@@ -498,23 +562,11 @@ class Policy:
         span = next((s for s in spans if s[0] <= start and end <= s[1]), None)
         if span is None:
             return language
-        config = self.config
-        norm = document.norm
-        tables = [language_zipf(code, config.normalization) for code in config.languages]
-        inside: list[Token] = []
-        others: list[Token] = []
-        for token in document.tokens:
-            a, b = norm.span(token.start, token.end)
-            if a < end and start < b:
-                continue
-            others.append(token)
-            if span[0] <= a and b <= span[1] and len(token.text) >= 2 and any(token.text in t for t in tables):
-                inside.append(token)
-        if len(inside) >= SIGN_EVIDENCE or any(sum(token.text in table for table in tables) == 1 for token in inside):
-            return guess_language(inside, config.languages, config.normalization)
-        if any(token.text in table for token in others for table in tables):
-            return guess_language(others, config.languages, config.normalization)
-        return language
+        own = votes.overlapping(start, end)
+        inside = [i for i in votes.within(*span) if i not in own and votes.lengths[i] >= 2 and votes.known_by(i)]
+        if len(inside) >= SIGN_EVIDENCE or any(votes.known_by(i) == 1 for i in inside):
+            return votes.guess(inside) or language
+        return votes.guess(own, without=True) or language
 
     def _ordinary_word(self, form: str, written: str, here: str, code: str) -> bool:
         """Whether list word ``form`` of pack ``code``, written ``written``, is a word of language ``here`` instead.
