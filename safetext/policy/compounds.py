@@ -26,8 +26,25 @@ COMPOUND_HEADS: dict[str, frozenset[str]] = {
 }
 COMPOUND_WEAK_HEADS: dict[str, frozenset[str]] = {
     "de": frozenset("sau arsch mist".split()),
-    "nl": frozenset("kanker kk tering tyfus pleuris rot lul".split()),
+    "nl": frozenset("kanker kk tering tyfus pleuris rot lul zeik".split()),
 }
+#: Weak heads that are diseases, cursed with in Dutch (``kankerfriet``, ``teringweer``, ``tyfusherrie``): glued
+#: to any common word of the language too, when ``wordfreq`` does not know the whole token
+#: (:data:`DISEASE_GLUED_ZIPF`) and the word is not one that names the disease's care or study
+#: (:data:`DISEASE_TAILS`: ``kankerrisico``, ``kankersoort`` are clean though ``wordfreq`` misses them).
+DISEASE_HEADS: dict[str, frozenset[str]] = {
+    "nl": frozenset("kanker kk tering tyfus pleuris".split()),
+}
+DISEASE_TAILS: frozenset[str] = frozenset(
+    "risico risicos soort soorten cel cellen patient patienten patiente onderzoek onderzoeken behandeling behandelingen "
+    "zorg fonds bestrijding centrum centra afdeling preventie screening gezwel gezwellen medicijn medicijnen diagnose "
+    "therapie specialist specialisten kliniek instituut stichting vereniging weefsel gevallen geval vrij verwekkend "
+    "verwekkende achtig achtige vaccin uitzaaiing uitzaaiingen arts artsen dokter ziekenhuis test testen dag week "
+    "wereld overleving sterfte genezing epidemie bacterie bacterien virus vaccinatie".split()
+)
+#: The ``wordfreq`` Zipf (the whole token, as written) from which a disease head glued to a common word is a
+#: word of its own (``kankerfonds`` 1.4, ``kankerzorg`` 1.8).
+DISEASE_GLUED_ZIPF = 1.0
 COMPOUND_TAILS: dict[str, frozenset[str]] = {
     "de": frozenset("loch sau kerl sack stuck gesicht schwein fresse bock kopf lappen".split()),
     "nl": frozenset("lijer lijers leier leiers leijer zooi wijf wijven kop zak hoer hond jood joden mongool homo homos turk turken mof moffen".split()),
@@ -137,6 +154,7 @@ class CompoundFinder:
     suffixes: frozenset[str] = frozenset()
     prefixes: frozenset[str] = frozenset()
     places: tuple[str, ...] = ()
+    disease_heads: frozenset[str] = frozenset()
 
     def candidates(self, tokens: Sequence[Token]) -> list[Token]:
         """Tokens that may be glued words: 6+ letters, no established word of a covered language
@@ -187,6 +205,11 @@ class CompoundFinder:
                         continue
                     strong_tail = tail in toxic or tail in self.tails
                     least = PART_ZIPF if head_term is not None else MIN_ZIPF
+                    if weak and not strong_tail and head in self.disease_heads and not linker:
+                        term = self._any_term(head)
+                        if term is not None and zipf.get(tail, 0.0) >= MIN_ZIPF and tail not in DISEASE_TAILS and not self._known_prefix(word, cut):
+                            return term, DISEASE_GLUED_ZIPF
+                        continue
                     if strong_tail or (not weak and zipf.get(tail, 0.0) >= least):
                         if not strong_tail and self._known_prefix(word, cut):
                             continue

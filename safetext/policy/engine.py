@@ -7,6 +7,7 @@ A ``Policy`` holds only read-only data after construction, so one instance serve
 
 from __future__ import annotations
 
+import bisect
 import logging
 import re
 from functools import lru_cache
@@ -26,7 +27,7 @@ from safetext.policy.backends import (
 )
 from safetext.policy.confusables import REPEATS, SEPARATORS, step_names
 from safetext.policy.languages import (
-    ENGLISH_ONLY_RULES, KNOWN_ZIPF, MIN_ZIPF, LanguagePack, guess_language, hyphen_joined, known_word, language_words, language_zipf, load_pack,
+    ENGLISH_ONLY_RULES, KNOWN_ZIPF, MIN_ZIPF, LanguagePack, guess_language, hyphen_joined, hyphenated_name, known_word, language_words, language_zipf, load_pack,
     written_known, written_zipf,
 )
 from safetext.policy.lexicon import Lexicon, Match, TermSource, build_lexicon, normalized_forms, read_word_list
@@ -85,6 +86,16 @@ def _located(loc: tuple[str | int, ...], func: Any, *args: Any) -> Any:
 #: Normalization steps that only a disguise needs: a word written ``p3n1s`` or ``h*e`` is text meant to be
 #: written past a filter, never a scene description, so it takes the rendered-text action everywhere.
 _DISGUISES = frozenset({"leetspeak", "invisible", "wildcards"})
+
+#: How far below its English ``wordfreq`` Zipf a capitalized word may sit in the prompt's language and still
+#: be that language's name or noun outside rendered text (:meth:`Policy._local_name`).
+LOCAL_NAME_MARGIN = 0.6
+
+#: Known words (two letters or more) besides a finding that a rendered span needs for its own language
+#: to judge the finding (:meth:`Policy._reading_language`); one word that several languages know is too
+#: weak a sign ("Verse muntthee": Dutch "fresh", English "verse").
+SIGN_EVIDENCE = 2
+
 _STRETCHED = re.compile(r"(.)\1\1")
 #: Endings after a doubled final consonant: Dutch and German plurals and inflections (``drol`` ->
 #: ``drollen``, ``smeerlap`` -> ``smeerlappen``), which are the list word, not another word.
@@ -101,6 +112,68 @@ def _doubled_spelling(written: str, folded: str, form: str, code: str) -> bool:
             inflection = folded[i] not in "aeiouy" and any(form.endswith(end) for end in _DOUBLING_ENDINGS)
             return not (inflection and folded[i + 2 :] in _DOUBLING_ENDINGS)
     return True
+
+
+class _LanguageVotes:
+    """The :func:`~safetext.policy.languages.guess_language` votes of one prompt's tokens, counted once per
+    scan, so that the language of a part of the prompt (a sign's words, the prompt but one word) costs the
+    size of that part, not of the prompt (a long prompt with many findings stays linear)."""
+
+    def __init__(self, document: ScanDocument, languages: Sequence[str], normalization: NormalizationConfig) -> None:
+        norm = document.norm
+        tables = [language_zipf(code, normalization) for code in languages]
+        self.languages = tuple(languages)
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        self.lengths: list[int] = []
+        self.values: list[list[int]] = []  # Zipf in hundredths (wordfreq's buckets are 0.01 apart): exact sums
+        self.best: list[int] = []
+        self.votes = [0] * len(tables)
+        self.sums = [0] * len(tables)
+        for token in document.tokens:
+            start, end = norm.span(token.start, token.end)
+            values = [round(table.get(token.text, 0.0) * 100) for table in tables]
+            best, best_value = -1, 0
+            for index, value in enumerate(values):
+                if value > best_value:
+                    best, best_value = index, value
+            self.starts.append(start)
+            self.ends.append(end)
+            self.lengths.append(len(token.text))
+            self.values.append(values)
+            self.best.append(best)
+            if best >= 0:
+                self.votes[best] += 1
+            for index, value in enumerate(values):
+                self.sums[index] += value
+
+    def overlapping(self, start: int, end: int) -> range:
+        """Indices of the tokens that overlap ``text[start:end]``."""
+        return range(bisect.bisect_right(self.ends, start), bisect.bisect_left(self.starts, end))
+
+    def within(self, start: int, end: int) -> range:
+        """Indices of the tokens inside ``text[start:end]``."""
+        return range(bisect.bisect_left(self.starts, start), bisect.bisect_right(self.ends, end))
+
+    def known_by(self, index: int) -> int:
+        """How many of the languages know token ``index``."""
+        return sum(value > 0 for value in self.values[index])
+
+    def guess(self, indices: Sequence[int], without: bool = False) -> str | None:
+        """The language of the tokens ``indices`` (or of every token but them, ``without``), as
+        :func:`~safetext.policy.languages.guess_language` decides it; ``None`` when no token is known."""
+        votes, sums = ([*self.votes], [*self.sums]) if without else ([0] * len(self.votes), [0] * len(self.sums))
+        sign = -1 if without else 1
+        for index in indices:
+            if self.best[index] >= 0:
+                votes[self.best[index]] += sign
+            for language, value in enumerate(self.values[index]):
+                sums[language] += sign * value
+        if not any(votes):
+            return None
+        top = max(votes)
+        tied = [i for i, count in enumerate(votes) if count == top]
+        return self.languages[tied[0] if len(tied) == 1 else max(tied, key=lambda i: (sums[i], -i))]
 
 
 class Policy:
@@ -381,45 +454,30 @@ class Policy:
         config = self.config
         norm, tokens = document.norm, document.tokens
         language = guess_language(tokens, config.languages, config.normalization)
-        prompt_allowed = list(allowed)
-        if language != "en":
-            local = self._packs[language].allow
-            prompt_allowed += [norm.span(m.start, m.end) for m in local.find(norm, tokens)]
-            # English-only rules (sound-alikes, compounds, the English classifier) do not judge a word
-            # that is a word of an enabled language other than English
-            foreign = [language_words(code, config.normalization) for code in self._packs]
-            local_words = language_words(language, config.normalization)
-            local_table = language_zipf(language, config.normalization)
-            english_table = language_zipf("en", config.normalization)
+        votes = _LanguageVotes(document, config.languages, config.normalization)
+        allow_of: dict[str, list[tuple[int, int]]] = {"en": list(allowed)}
+
+        def allowed_in(code: str) -> list[tuple[int, int]]:  # the spans of the prompt that ``code``'s allow-list holds
+            if code not in allow_of:
+                allow_of[code] = allow_of["en"] + [norm.span(m.start, m.end) for m in self._packs[code].allow.find(norm, tokens)]
+            return allow_of[code]
+
+        prompt_allowed = allowed_in(language)
+        if findings and (language != "en" or document.rendered_spans):
             kept = []
             for f in findings:
-                if any(a <= f.start and f.end <= b for a, b in prompt_allowed):
+                reading = self._reading_language(f.start, f.end, f.rendered, document, language, votes)
+                if reading == "en":
+                    kept.append(f)
                     continue
-                if f.backend == "wordlist" and "fuzzy" in f.normalizations:
-                    continue  # English sound-alikes do not judge a prompt in another language ("Couillet" is not "clit")
-                if "confusables" in f.normalizations and self._accented_local_word(f, language):
-                    continue  # accents tell the words apart: French "râpé" (grated) is no English list word
-                if f.normalized in self._packs[language].scene_sense and not f.rendered:
-                    continue  # the prompt language's scene sense: "schéma médical du pénis" (anatomy, not text to write)
-                words = [t.text for t in tokens if f.start < norm.span(t.start, t.end)[1] and norm.span(t.start, t.end)[0] < f.end]
-                if f.backend != "wordlist" or ENGLISH_ONLY_RULES.intersection(f.normalizations):
-                    if len(words) == 1 and any(words[0] in table for table in foreign):
-                        continue
-                    if len(words) == 1 and self._rarer_local_word(f.text, language):
-                        continue  # a rarer word of the prompt's language: French "incassable" is no "ass" compound
-                elif len(words) == 1 and (
-                    "repeats" in f.normalizations and (words[0] in local_words or self._rarer_local_word(f.text, language))
-                    or local_table.get(words[0], 0.0) > max(MIN_ZIPF, english_table.get(words[0], 0.0))
-                ):
-                    continue  # an ordinary word of the prompt's language more than of English: "assez", "douches", "kikker"
+                if any(a <= f.start and f.end <= b for a, b in allowed_in(reading)):
+                    continue
+                if self._local_reading(f, document, reading) is not None:
+                    continue
+                if f.replacement is not None and config.replacement.mode == "auto":  # a benign word of that language
+                    f = f.model_copy(update={"replacement": self._packs[reading].replacer.choose(f.normalized, f.normalized, f.text)})
                 kept.append(f)
             findings = kept
-            replacer = self._packs[language].replacer  # a benign word of the prompt's language
-            findings = [
-                f.model_copy(update={"replacement": replacer.choose(f.normalized, f.normalized, f.text)})
-                if f.replacement is not None and config.replacement.mode == "auto" else f
-                for f in findings
-            ]
         # in another language's prompt a pack's reading of a word wins over that of the English-only rules
         # and backends ("kankerhoer" is Dutch kanker + hoer, not a guess of the English classifier)
         def yields(f: Finding) -> bool:
@@ -431,11 +489,11 @@ class Policy:
         ]
         rendered_spans = document.rendered_spans
         check_rendered = config.rendered_text.enabled
-        english = english_words()
         local_zipf = language_zipf(language, config.normalization) if language != "en" else {}
         added: list[Finding] = []
         keys = None  # every pack shares the policy's normalization, hence the same token keys
         glued = None  # tokens that may be glued words, the same for every pack
+        places = None  # where the variant matchers read the prompt, the same for every pack
         tables = [language_zipf(code, config.normalization) for code in config.languages if code != "en"]
         for code in config.languages:
             pack = self._packs.get(code)
@@ -445,7 +503,8 @@ class Policy:
             own_allowed = prompt_allowed + [norm.span(m.start, m.end) for m in pack.allow.find(norm, tokens, keys)]
             matches: list[tuple[Match, tuple[str, ...]]] = [(m, ()) for m in pack.lexicon.find(norm, tokens, keys)]
             exact_spans = [(m.start, m.end) for m, _ in matches]
-            for hit in pack.variants.find(norm, tokens, exact_spans):  # readings and split words
+            places = pack.variants.places(norm, tokens) if places is None else places
+            for hit in pack.variants.find(norm, tokens, exact_spans, places):  # readings and split words
                 mask = hit.mask | (SEPARATORS if hit.how == "split" else 0)
                 matches.append((Match(hit.term, hit.start, hit.end, mask), (hit.how,)))
             if pack.compounds is not None:  # glued words: "Drecksfotze", "kutwijf", "comemierda"
@@ -464,30 +523,27 @@ class Policy:
                     continue
                 if any(a <= start and end <= b for a, b in own_allowed) and not self._listed_as_written(document.text[start:end], pack):
                     continue
-                if code != language and not match.mask and (
-                    match.term.form in english if language == "en" else local_zipf.get(match.term.form, 0.0) >= MIN_ZIPF
+                rendered = not check_rendered or overlaps(start, end, rendered_spans)
+                if code != language and not match.mask and self._ordinary_word(
+                    match.term.form, document.text[start:end], self._reading_language(start, end, rendered, document, language, votes), code
                 ):
-                    continue  # a list word of another language that is an ordinary word here ("con", "bite", "del")
+                    continue  # a list word of another language that is a word here ("con", "bite", "del"; Italian "mongolo")
                 rule = self._rules.get(match.term.rule_id)
                 score = WILDCARD_SCORE if match.wildcard else (OBFUSCATED_SCORE if match.mask else EXACT_SCORE)
                 if rule is None or score < rule.threshold:
                     continue
-                rendered = not check_rendered or overlaps(start, end, rendered_spans)
                 if not rendered and match.term.base in pack.scene_sense:
                     continue  # "une chatte noire sur le canapé": the animal, not text to write
-                if match.mask and written_known(document.text[start:end], pack.spellings, config.languages, code):
-                    continue  # accents tell the words apart: Portuguese "caça" (hunt) is not "caca", Italian "Mosè" not "Möse"
-                if match.mask & REPEATS and known_word(document.text[start:end], tables, config.normalization):
-                    continue  # a doubled letter of a real word is spelling, not stretching: "piccione", "huur"
-                if match.mask & REPEATS and code != language != "en" and written_zipf(document.text[start:end], language) >= KNOWN_ZIPF:
-                    continue  # ... also a rarer word of the prompt's language: Italian "connota", "boccetta"
-                if match.mask & REPEATS and code == language and _doubled_spelling(
-                    document.text[start:end], norm.text[match.start : match.end], match.term.form, code
-                ):
-                    continue  # ... or of the list's own language: Italian "toppa", "ficca" (not "drollen", plural of "drol")
+                if match.mask and self._spelling_of_other_word(match, document, code, language, tables):
+                    continue
+                if hyphenated_name(document.text, start, end):
+                    continue  # a place name: "Cons-la-Grandville"
                 joined = hyphen_joined(document.text, start, end, config.normalization) if not match.mask else None
-                if joined and local_zipf.get(joined, 0.0) >= MIN_ZIPF and (pack.compounds is None or joined not in pack.compounds.toxic):
-                    continue  # half of a hyphenated ordinary word: "con-fort"
+                if (
+                    joined and local_zipf.get(joined, 0.0) >= MIN_ZIPF and pack.variants.lookup(joined) is None
+                    and (pack.compounds is None or joined not in pack.compounds.toxic)
+                ):
+                    continue  # half of a hyphenated ordinary word: "con-fort" (not of a list word: "Arsch-loch")
                 action = self._action_for(rule, rendered)
                 if action is Action.ALLOW:
                     continue
@@ -509,6 +565,113 @@ class Policy:
         findings = [f for f in findings if not (yields(f) and any(a.start < f.end and f.start < a.end for a in added))]
         return sorted(findings + added, key=lambda f: (f.start, f.end))
 
+    def _reading_language(self, start: int, end: int, rendered: bool, document: ScanDocument, language: str, votes: "_LanguageVotes") -> str:
+        """The language whose words judge the word at ``text[start:end]``: the prompt's ``language``, but for text to
+        render the language of the sign's own words when it holds at least :data:`SIGN_EVIDENCE` other words
+        a table knows ("Hier kunt u betalen" is Dutch in an English prompt) or one word that only one
+        language knows ("BÄCKEREI FICKEL" is German), else of the prompt's words but
+        the finding's: the disputed word does not vote on its own reading ("A blue placard reading douche"
+        writes the English list word, though "douche", more frequent in French, tips the whole prompt to French)."""
+        spans = document.rendered_spans
+        if not rendered or not spans:
+            return language
+        span = next((s for s in spans if s[0] <= start and end <= s[1]), None)
+        if span is None:
+            return language
+        own = votes.overlapping(start, end)
+        inside = [i for i in votes.within(*span) if i not in own and votes.lengths[i] >= 2 and votes.known_by(i)]
+        if len(inside) >= SIGN_EVIDENCE or any(votes.known_by(i) == 1 for i in inside):
+            return votes.guess(inside) or language
+        return votes.guess(own, without=True) or language
+
+    def _ordinary_word(self, form: str, written: str, here: str, code: str) -> bool:
+        """Whether list word ``form`` of pack ``code``, written ``written``, is a word of language ``here`` instead.
+
+        English: a word of the English dictionary that English writers use (``wordfreq`` Zipf >=
+        :data:`KNOWN_ZIPF`: "con", "bite"; not Webster's archaic "hoer"); other languages: an ordinary word
+        (Zipf >= :data:`MIN_ZIPF`: "del"), or a rarer one that the language writes more than ``code`` does
+        (Italian "mongolo", Mongolian, is the Spanish insult only in Spanish).
+        """
+        if here == code:
+            return False
+        if here == "en":
+            return form in english_words() and written_zipf(form, "en") >= KNOWN_ZIPF
+        if language_zipf(here, self.config.normalization).get(form, 0.0) >= MIN_ZIPF:
+            return True
+        local = written_zipf(written, here)
+        return local >= KNOWN_ZIPF and local > written_zipf(written, code)
+
+    def _local_reading(self, f: Finding, document: ScanDocument, language: str) -> str | None:
+        """Why English finding ``f`` reads as a word of the prompt's ``language`` (not English) rather than
+        an English list word, or ``None`` when it stays a finding.
+
+        Reasons (the returned string names the first that holds):
+
+        - ``sound-alike``: English sound-alikes do not judge a prompt in another language ("Couillet" is not "clit");
+        - ``accented local word``: accents tell the words apart, French "râpé" (grated) is no English list word;
+        - ``scene sense``: the language's scene sense outside rendered text ("schéma médical du pénis");
+        - ``local name``: outside rendered text, a capitalized word that the prompt's language uses nearly as
+          much as English, a name or noun of its own there (the Dutch first name in "Dick Bruna", the
+          mountain in "auf dem Wank");
+        - ``known elsewhere``: a finding of the English-only rules on a word of an enabled language;
+        - ``rarer local word``: ... or on a rarer word of the prompt's language ("incassable" is no "ass" compound);
+        - ``ordinary local word``: a list word that is an ordinary word of the prompt's language more than of
+          English ("assez", "douches", "kikker"), or a stretched one of its words.
+        """
+        config = self.config
+        pack = self._packs[language]
+        if f.backend == "wordlist" and "fuzzy" in f.normalizations:
+            return "sound-alike"
+        if "confusables" in f.normalizations and self._accented_local_word(f, language):
+            return "accented local word"
+        if f.normalized in pack.scene_sense and not f.rendered:
+            return "scene sense"
+        if not f.rendered and self._local_name(f.text, language):
+            return "local name"
+        norm, tokens = document.norm, document.tokens
+        words = [t.text for t in tokens if f.start < norm.span(t.start, t.end)[1] and norm.span(t.start, t.end)[0] < f.end]
+        if len(words) != 1:
+            return None
+        word = words[0]
+        if f.backend != "wordlist" or ENGLISH_ONLY_RULES.intersection(f.normalizations):
+            if any(word in language_words(code, config.normalization) for code in self._packs):
+                return "known elsewhere"
+            if self._rarer_local_word(f.text, language):
+                return "rarer local word"
+            return None
+        if "repeats" in f.normalizations and (
+            word in language_words(language, config.normalization) or self._rarer_local_word(f.text, language)
+        ):
+            return "ordinary local word"
+        local = language_zipf(language, config.normalization).get(word, 0.0)
+        if local > max(MIN_ZIPF, language_zipf("en", config.normalization).get(word, 0.0)):
+            return "ordinary local word"
+        return None
+
+    def _spelling_of_other_word(
+        self, match: Match, document: ScanDocument, code: str, language: str, tables: list[dict[str, float]]
+    ) -> bool:
+        """Whether an obfuscated match of pack ``code`` is the ordinary spelling of another word.
+
+        Accents tell the words apart (Portuguese "caça", hunt, is not "caca"; Italian "Mosè" not "Möse"),
+        or a doubled letter is spelling, not stretching: of a real word of an enabled language
+        ("piccione", "huur"), of a rarer word of the prompt's language (Italian "connota", "boccetta"),
+        or of a word of the list's own language (Italian "toppa", "ficca"; not "drollen", plural of "drol").
+        """
+        config = self.config
+        pack = self._packs[code]
+        start, end = document.norm.span(match.start, match.end)
+        written = document.text[start:end]
+        if written_known(written, pack.spellings, config.languages, code):
+            return True
+        if not match.mask & REPEATS:
+            return False
+        if known_word(written, tables, config.normalization):
+            return True
+        if code != language != "en" and written_zipf(written, language) >= KNOWN_ZIPF:
+            return True
+        return code == language and _doubled_spelling(written, document.norm.text[match.start : match.end], match.term.form, code)
+
     @staticmethod
     def _listed_as_written(text: str, pack: LanguagePack) -> bool:
         """``text`` carries accents and is, as written, an entry of ``pack``: French "négro" is not the
@@ -527,6 +690,17 @@ class Policy:
         if word in pack.spellings or f.normalized in pack.scene_sense:
             return False
         return written_zipf(word, language) >= KNOWN_ZIPF
+
+    @staticmethod
+    def _local_name(text: str, language: str) -> bool:
+        """``text`` is capitalized (not all capitals) and ``wordfreq`` finds it in ``language`` (Zipf >=
+        :data:`KNOWN_ZIPF`) within :data:`LOCAL_NAME_MARGIN` of its English frequency: the language has
+        its own use of it ("Dick" 4.4 in Dutch, 4.7 in English), unlike the English swear words that
+        it borrows ("Shit" 4.0 in German, 5.5 in English)."""
+        if not text[:1].isupper() or not text[1:].islower():
+            return False
+        local = written_zipf(text, language)
+        return local >= KNOWN_ZIPF and local >= written_zipf(text, "en") - LOCAL_NAME_MARGIN
 
     @staticmethod
     def _rarer_local_word(text: str, language: str) -> bool:

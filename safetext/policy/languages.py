@@ -21,7 +21,8 @@ word of one language that is an ordinary word of the prompt's language (English:
 dictionary; others: ``wordfreq`` Zipf >= :data:`MIN_ZIPF`) is not a finding, a finding inside a phrase of
 the prompt language's allow-list is dropped whatever list it came from, and the English-only rules
 (sound-alikes, glued compounds, the English-trained classifier) do not judge words of a non-English
-prompt's language.
+prompt's language. A word of text to render is judged in the language of the sign's own words where they
+tell it, else of the prompt's other words (``Policy._reading_language``).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from typing import TYPE_CHECKING, Sequence
 from safetext.errors import PolicyError
 from safetext.policy.confusables import fold_char
 from safetext.policy.lexicon import Lexicon, Term, TermSource, build_lexicon, normalized_forms, read_word_list
-from safetext.policy.morphology import inflected, k_spelled
+from safetext.policy.morphology import chat_spelled, inflected
 from safetext.policy.normalize import Token, normalize_chars, tokenize
 from safetext.policy.replacement import Replacer
 from safetext.policy.schema import NormalizationConfig, ReplacementConfig
@@ -279,13 +280,19 @@ def load_pack(
     for category, entries in by_category.items():
         for entry in entries:
             word = _fold(entry, config)
-            forms = inflected(word, code) + [(form, False) for form in k_spelled(word, code)]
+            forms = inflected(word, code)
+            forms += [  # chat spellings of the word and its plurals ("pvta", "pvtas"), not of every derived form
+                (spelled, number) for form, number in [(word, False)] + [f for f in forms if f[1]] for spelled in chat_spelled(form, code)
+            ]
             if " " in word and len(word) >= 9:
                 forms.append((word.replace(" ", ""), False))  # a phrase written as one word or hashtag: "hijodeputa"
             for form, number in forms:
                 folded = _fold(form, config) if not form.isascii() else form
-                if folded in known or folded in excluded or any(table.get(folded, 0.0) >= MIN_ZIPF for table in others):
-                    continue  # an ordinary word of another covered language (German "Neger" -> Dutch "negeren")
+                if folded in known or folded in excluded or any(
+                    table.get(folded, 0.0) >= max(MIN_ZIPF, own.get(folded, 0.0)) for table in others
+                ):
+                    continue  # an ordinary word of another covered language more than of this one (German "Neger" ->
+                    # Dutch "negeren"); French "cons" stays, and a prompt in English reads it as English (engine)
                 if own.get(folded, 0.0) >= MIN_ZIPF and own.get(folded, 0.0) > own.get(word, 0.0) - (0.0 if number else 0.5):
                     continue  # a form the language uses (about) as much as the listed word is another word ("zoccoli", "pollo")
                 known.add(folded)
@@ -319,13 +326,14 @@ def load_pack(
                 # an LDNOOBW entry that is a frequent word is a part only when reviewed: Dutch "poep" in "poepsimpel"
                 toxic[folded] = Term(folded, folded, (folded,), (), source.category, term_rule)
     from safetext.policy.compounds import (
-        COMPOUND_HEADS, COMPOUND_TAILS, COMPOUND_WEAK_HEADS, PLACE_TAILS, CompoundFinder, affix_parts,
+        COMPOUND_HEADS, COMPOUND_TAILS, COMPOUND_WEAK_HEADS, DISEASE_HEADS, PLACE_TAILS, CompoundFinder, affix_parts,
     )
 
     suffixes, prefixes = affix_parts(tuple(toxic), own)
     compounds = CompoundFinder(
         toxic, COMPOUND_HEADS.get(code, frozenset()), COMPOUND_WEAK_HEADS.get(code, frozenset()),
         COMPOUND_TAILS.get(code, frozenset()), own, established_words(config), suffixes, prefixes, PLACE_TAILS.get(code, ()),
+        DISEASE_HEADS.get(code, frozenset()),
     )
     scene_words = [_fold(w, config) for w in read_word_list(pack_path(shipped, f"scene_{code}.txt"))]
     scene = frozenset(scene_words + [form for word in scene_words for form, _ in inflected(word, code)])  # "perrita" too
@@ -353,6 +361,26 @@ def hyphen_joined(text: str, start: int, end: int, config: NormalizationConfig) 
         return None
     joined = (before.group(1) if before else "") + text[start:end] + (after.group(1) if after else "")
     return _fold(joined, config)
+
+
+#: Particles that join the parts of a hyphenated place name ("Cons-la-Grandville", "Châlons-en-Champagne",
+#: "Castelnuovo-di-Porto", "Frankfurt-am-Main", "Bergen-op-Zoom").
+NAME_PARTICLES = frozenset("la le les les sur sous en de du des aux et lez di del della am an im op aan bij".split())
+_NAME_AFTER = re.compile(r"-([^\W\d_]+)-([^\W\d_])")
+_NAME_BEFORE = re.compile(r"([^\W\d_])[^\W\d_]*-([^\W\d_]+)-$")
+
+
+def hyphenated_name(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` is part of a hyphenated name: capitalized (not all capitals) and joined by a
+    lowercase particle of :data:`NAME_PARTICLES` to a capitalized part ("Cons-la-Grandville")."""
+    word = text[start:end]
+    if not word[:1].isupper() or word.isupper():
+        return False
+    after = _NAME_AFTER.match(text, end)
+    if after is not None and after.group(1) in NAME_PARTICLES and after.group(2).isupper():
+        return True
+    before = _NAME_BEFORE.search(text, max(0, start - 40), start)
+    return before is not None and before.group(2) in NAME_PARTICLES and before.group(1).isupper()
 
 
 #: ``wordfreq`` Zipf (full list) from which a word as written is a known word of a language for the

@@ -219,6 +219,11 @@ class Lexicon:
                 by_length.setdefault(len(term.form), []).append(term)
         self._by_first = {key: tuple(sorted(group, key=lambda t: -len(t.keys))) for key, group in by_first.items()}
         self._by_length = {length: tuple(group) for length, group in by_length.items()}
+        by_start: dict[tuple[int, str], list[Term]] = {}  # wildcard words mostly show their first letter ("f*ck")
+        for length, group in self._by_length.items():
+            for term in group:
+                by_start.setdefault((length, term.form[0]), []).append(term)
+        self._by_length_first = {key: tuple(group) for key, group in by_start.items()}
         self._symbols = tuple(symbols)
         self._stems = tuple(stems)
         self._repeats = repeats
@@ -265,8 +270,8 @@ class Lexicon:
             else:
                 found = self._match_at(tokens, keys, i, norm)
             if found is None:
-                stem = self._match_stem(token) if self._stems and not (self._names and _name_shaped(norm, token)) else None
-                if stem is not None:
+                stem = self._match_stem(token) if self._stems else None
+                if stem is not None and not (self._names and _name_shaped(norm, token)):  # the shape only of a hit
                     matches.append(stem)
                 i += 1
                 continue
@@ -339,7 +344,8 @@ class Lexicon:
 
     def _match_wildcard(self, token: Token) -> Match | None:
         word = token.text
-        for term in self._by_length.get(len(word), ()):
+        candidates = self._by_length.get(len(word), ()) if word[:1] == "*" else self._by_length_first.get((len(word), word[:1]), ())
+        for term in candidates:
             form = term.form
             if all(w == f or (w == "*" and f.isalpha()) for w, f in zip(word, form)):
                 return Match(term, token.start, token.end, token.mask, wildcard=True)

@@ -41,6 +41,8 @@ DERIVED: dict[str, tuple[tuple[str, str], ...]] = {
            ("o", "azzo"), ("a", "azza"), ("e", "azzo"), ("e", "azza"), ("e", "accio")),
     "nl": (("", "je"), ("", "jes"), ("", "tje"), ("", "tjes"), ("en", ""), ("en", "t"), ("en", "te"), ("en", "ten")),
 }
+#: Languages whose plural of a short word is the word and ``s`` (the three-letter list words: French *con* -> *cons*).
+PLAIN_PLURALS = frozenset({"fr", "es", "pt"})
 #: Participle prefixes of verbs (``ficken`` -> ``gefickt``, ``verfickt``; ``neuken`` -> ``geneukt``).
 PARTICIPLES: dict[str, tuple[str, ...]] = {"de": ("ge", "ver"), "nl": ("ge",)}
 #: Back-compatible view: every suffix rule of a language.
@@ -50,6 +52,8 @@ INFLECTIONS: dict[str, tuple[tuple[str, str], ...]] = {code: NUMBER[code] + DERI
 def inflected(word: str, code: str) -> list[tuple[str, bool]]:
     """``(form, is_number_form)`` of a folded single word: plurals, gender/size and verb forms, participles."""
     forms: list[tuple[str, bool]] = []
+    if len(word) == 3 and word.isalpha() and code in PLAIN_PLURALS:
+        return [(word + "s", True)] if word[-1] not in "sxz" else []  # French "cons", "culs"
     if len(word) < 4 or not word.isalpha():
         return forms
     for number, rules in ((True, NUMBER.get(code, ())), (False, DERIVED.get(code, ()))):
@@ -61,12 +65,29 @@ def inflected(word: str, code: str) -> list[tuple[str, bool]]:
             stem = word[: len(word) - len(remove)] if remove else word
             if len(stem) >= 3:
                 forms.append((stem + add, number))
+    if code == "nl" and (plural := _dutch_plural_stem(word)) is not None:
+        forms += [(plural + "en", True), (plural + "e", False)]
     if word.endswith("en") and len(word) >= 6:
         stem = word[:-2]
         for prefix in PARTICIPLES.get(code, ()):
             participle = prefix + stem + "t"
             forms += [(participle + ending, False) for ending in ("", "e", "er", "es", "en")]
     return forms
+
+
+_DUTCH_LONG = re.compile(r"(?<![aeiou])(aa|ee|oo|uu)([bcdfgklmnprstvz])$")
+_DUTCH_SHORT = re.compile(r"(?<![aeiou])([aeiou])([bdfgklmnprt])$")
+
+
+def _dutch_plural_stem(word: str) -> str | None:
+    """The stem a Dutch ending ``-en``/``-e`` takes after Dutch spelling: a long vowel written double in a closed
+    syllable is written single in an open one (``spleetoog`` -> ``spleetogen``, ``aap`` -> ``apen``), a
+    consonant after a short vowel doubles (``klootzak`` -> ``klootzakken``, ``drol`` -> ``drollen``)."""
+    if (long := _DUTCH_LONG.search(word)) is not None:
+        return word[: long.start()] + long.group(1)[0] + long.group(2)
+    if (short := _DUTCH_SHORT.search(word)) is not None and not word.endswith(("er", "el", "en", "em")):  # no schwa: "kankeren"
+        return word + short.group(2)
+    return None
 
 
 #: Languages where chat spelling writes the hard ``c`` (and Spanish/Portuguese/French ``qu``, Italian ``ch``)
@@ -86,3 +107,27 @@ def k_spelled(word: str, code: str) -> list[str]:
         return []
     spelled = _HARD_C[code].sub("k", word)
     return [spelled] if spelled != word else []
+
+
+#: Chat spellings beyond ``k`` per language, ``(pattern, written as)``: Spanish ``x`` for ``ch`` and ``b``
+#: for ``v`` (the two sound alike: ``xinga``, ``berga``, ``huebón``).
+_CHAT = {
+    "es": ((re.compile(r"ch"), "x"), (re.compile(r"v"), "b")),
+}
+#: Letters written the Roman way in every language of the packs: ``v`` for ``u`` (``pvta``, ``cvlo``, ``hvre``).
+_ROMAN_U = re.compile(r"u")
+
+
+def chat_spelled(word: str, code: str) -> list[str]:
+    """Chat spellings of a folded listed word (or phrase): :func:`k_spelled`, the language's own
+    (:data:`_CHAT`), each alone, and, for single words, ``v`` for every ``u`` (Roman inscriptions)."""
+    if len(word) < 4:
+        return []
+    forms = k_spelled(word, code)
+    for pattern, written in _CHAT.get(code, ()):
+        spelled = pattern.sub(written, word)
+        if spelled != word:
+            forms.append(spelled)
+    if " " not in word and "u" in word:
+        forms.append(_ROMAN_U.sub("v", word))
+    return forms

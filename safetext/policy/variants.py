@@ -95,11 +95,12 @@ _SEQUENCES: dict[str, str] = {
 }
 _SEQUENCE_STARTS = frozenset(s[0] for s in _SEQUENCES)
 _MAX_READINGS = 64
-# A whitespace-delimited chunk holding a digit or a symbol that may stand for a letter.
-_RUN = re.compile(r"\S+")
 # A digit read as a letter is a guess already; a sound-alike of that reading would be a second one.
 _LEET_DIGIT = re.compile(r"[0-9]")
 _CHUNK_MARK = re.compile(r"[0-9@$!|^#+(<>~\\/\[¡]")
+#: a whitespace-delimited chunk holding a digit or a symbol that may stand for a letter (a :data:`_CHUNK_MARK`),
+#: found by one search rather than by testing every chunk of the prompt
+_MARKED_RUN = re.compile(r"(?<!\S)\S*?[0-9@$!|^#+(<>~\\/\[¡]\S*")  # anchored at a chunk's start: linear
 #: glued words longer than this are no real compound: their entries are found as plain substrings (linear)
 _MAX_COMPOUND_CHARS = 64
 #: the longest clean piece a compound split tries (longer English words are not split out)
@@ -171,6 +172,24 @@ class VariantHit:
     how: str
     reading: str
     evidence: str
+
+
+@dataclass(frozen=True)
+class VariantPlaces:
+    """Where :meth:`VariantMatcher.find` reads one prompt (from :meth:`VariantMatcher.places`).
+
+    Attributes:
+        settings: the normalization switches the places were found under.
+        chunks: ``(raw, start, end)`` of chunks with digits or symbols.
+        masked: ``(text, start, end)`` of words with masked letters.
+        triples, pairs: tokens cut apart by punctuation (three) or a short gap (two).
+    """
+
+    settings: tuple
+    chunks: list
+    masked: list
+    triples: list
+    pairs: list
 
 
 class VariantMatcher:
@@ -248,6 +267,12 @@ class VariantMatcher:
                 by_length.setdefault(len(form), []).append(term)
         # commonest first: "f--k" reads "fuck" before the respelling "fack"
         self._by_length = {n: tuple(sorted(group, key=lambda t: (-zipf(t.form), t.form))) for n, group in by_length.items()}
+        # ... and by length and first letter: a masked word mostly shows its first letter ("s_l_u_t")
+        by_first: dict[tuple[int, str], list[Term]] = {}
+        for n, group in self._by_length.items():
+            for term in group:
+                by_first.setdefault((n, term.form[0]), []).append(term)
+        self._by_length_first = {key: tuple(group) for key, group in by_first.items()}
         # Listed entries (and plurals) with vowels dropped ("btch", "pssy", "fckr", "mthrfcker").
         dropped: dict[str, Term] = {}
         for n in sorted(self._by_length):
@@ -401,7 +426,9 @@ class VariantMatcher:
         widths = [[len(run)] + [w for w in (1, 2, 3) if w != len(run)] if run[0] in _DRAWN_MASKS else [len(run)] for run in runs]
         for combo in itertools.islice(itertools.product(*widths), _MAX_READINGS):
             pattern = pieces[0] + "".join("?" * width + piece for width, piece in zip(combo, pieces[1:]))
-            for term in self._by_length.get(len(pattern), ()):
+            first = pattern[0]
+            candidates = self._by_length.get(len(pattern), ()) if first == "?" else self._by_length_first.get((len(pattern), first), ())
+            for term in candidates:
                 form = term.form
                 if all(p == f or p == "?" for p, f in zip(pattern, form)):
                     return term, f"{chunk!r} masks letters of {form!r}"
@@ -513,17 +540,58 @@ class VariantMatcher:
         return at_end and piece.endswith("s") and piece[:-1] in self._english
 
     # ------------------------------------------------------------------ whole document
-    def find(self, norm: NormalizedText, tokens: Sequence[Token], taken: list[tuple[int, int]]) -> list[VariantHit]:
+    def places(self, norm: NormalizedText, tokens: Sequence[Token]) -> "VariantPlaces":
+        """Where :meth:`find` reads a prompt, independent of the lexicon: matchers built with the same
+        normalization share them (the language packs compute them once per scan)."""
+        text = norm.text
+        chunks = []
+        for chunk in _MARKED_RUN.finditer(text) if self._leetspeak else ():
+            start, end = chunk.start(), chunk.end()
+            while start < end and text[start] in _EDGE and text[start] not in "(|[<":
+                start += 1
+            while end > start and text[end - 1] in _EDGE and text[end - 1] not in ")|":
+                end -= 1
+            raw = text[start:end]
+            if len(raw) < 2 or raw.isalpha() or not any(c.isalpha() or c in _READINGS for c in raw):
+                continue
+            if _NUMBER.fullmatch(raw):
+                continue
+            chunks.append((raw, start, end))
+        masked = [
+            (m.group(), m.start(), m.end()) for m in (_MASKED.finditer(text) if self._wildcards and _MASK_HINT.search(text) else ())
+        ]
+        gaps = self._split_gaps
+        triples = [
+            (first, second, third)
+            for first, second, third in (zip(tokens, tokens[1:], tokens[2:]) if self._separators else ())
+            # a word cut in three by punctuation, no spaces ("hu.ren.sohn", "mo-ther-fucker")
+            if second.start - first.end == 1 and third.start - second.end == 1 and text[first.end] in gaps
+            and text[second.end] in gaps and third.end - first.start <= 24
+        ]
+        pairs = [
+            (first, second)
+            for first, second in (zip(tokens, tokens[1:]) if self._separators else ())
+            if second.start - first.end <= 3 and second.end - second.start <= 8
+        ]
+        return VariantPlaces((self._leetspeak, self._wildcards, self._separators, gaps), chunks, masked, triples, pairs)
+
+    def find(
+        self, norm: NormalizedText, tokens: Sequence[Token], taken: list[tuple[int, int]], places: "VariantPlaces | None" = None
+    ) -> list[VariantHit]:
         """Matches in normalized coordinates that do not overlap ``taken`` (normalized spans).
 
         Args:
             norm: the normalized prompt.
             tokens: its tokens.
             taken: spans already matched (by the exact lexicon look-up); extended in place.
+            places: :meth:`places` of the prompt from a matcher with the same normalization, when
+                already computed.
 
         Returns:
             The hits, in the order found (readings, split words, then single tokens).
         """
+        if places is None or places.settings != (self._leetspeak, self._wildcards, self._separators, self._split_gaps):
+            places = self.places(norm, tokens)
         hits: list[VariantHit] = []
         # one flag per normalized character: a span is free when none of its characters is taken
         # (linear in the spans' lengths, where comparing with every earlier span was quadratic in findings)
@@ -539,49 +607,27 @@ class VariantMatcher:
             taken.append((hit.start, hit.end))
             covered[hit.start : hit.end] = b"\x01" * max(0, hit.end - hit.start)
 
-        text = norm.text
-        for chunk in _RUN.finditer(text) if self._leetspeak else ():
-            if _CHUNK_MARK.search(chunk.group()) is None:
-                continue
-            start, end = chunk.start(), chunk.end()
-            while start < end and text[start] in _EDGE and text[start] not in "(|[<":
-                start += 1
-            while end > start and text[end - 1] in _EDGE and text[end - 1] not in ")|":
-                end -= 1
-            raw = text[start:end]
-            if len(raw) < 2 or raw.isalpha() or not any(c.isalpha() or c in _READINGS for c in raw):
-                continue
-            if _NUMBER.fullmatch(raw):
-                continue
+        for raw, start, end in places.chunks:
             if not free(start, end):
                 continue
             hit = self._match_chunk(norm, raw, start, end)
             if hit is not None:
                 add(hit)
-        for masked in _MASKED.finditer(text) if self._wildcards and _MASK_HINT.search(text) else ():
-            start, end = masked.start(), masked.end()
+        for group, start, end in places.masked:
             if not free(start, end):
                 continue
-            found = self.masked(masked.group())
+            found = self.masked(group)
             if found is not None:
-                add(VariantHit(found[0], start, end, norm.mask(start, end) | WILDCARD, "masked", masked.group(), found[1]))
-        gaps = self._split_gaps
-        for first, second, third in zip(tokens, tokens[1:], tokens[2:]) if self._separators else ():
-            # a word cut in three by punctuation, no spaces ("hu.ren.sohn", "mo-ther-fucker")
-            if (
-                second.start - first.end != 1
-                or third.start - second.end != 1
-                or text[first.end] not in gaps
-                or text[second.end] not in gaps
-                or third.end - first.start > 24
-                or first.text not in self._prefixes
-            ):
+                add(VariantHit(found[0], start, end, norm.mask(start, end) | WILDCARD, "masked", group, found[1]))
+        prefixes = self._prefixes
+        for first, second, third in places.triples:
+            if first.text not in prefixes:
                 continue
             hit = self._match_split3(norm, first, second, third)
             if hit is not None and free(hit.start, hit.end):
                 add(hit)
-        for first, second in zip(tokens, tokens[1:]) if self._separators else ():
-            if second.start - first.end > 3 or first.text not in self._prefixes or second.end - second.start > 8:
+        for first, second in places.pairs:
+            if first.text not in prefixes:
                 continue
             hit = self._match_split(norm, first, second)
             if hit is not None and free(hit.start, hit.end):
