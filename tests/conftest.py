@@ -57,3 +57,14 @@ def serve():
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def everything():
+    """The shipped ``default`` policy with every language pack enabled (English and the six others)."""
+    from safetext.policy import load_policy
+
+    config = load_policy("default").config.model_copy(
+        update={"languages": ("en", "de", "es", "fr", "pt", "it", "nl"), "name": "all-languages"}
+    )
+    return load_policy(config.model_dump())

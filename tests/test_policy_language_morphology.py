@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from safetext.errors import PolicyError
-from safetext.policy import load_policy
 from safetext.policy.engine import SHIPPED_DIR
 from safetext.policy.languages import PACK_CATEGORIES, PACK_LANGUAGES, guess_language, hyphen_joined, read_sections
 from safetext.policy.morphology import inflected
@@ -16,11 +15,6 @@ from safetext.policy.schema import NormalizationConfig
 ALL = ("en", "de", "es", "fr", "pt", "it", "nl")
 LISTS = SHIPPED_DIR / "lists"
 
-
-@pytest.fixture(scope="module")
-def everything():
-    config = load_policy("default").config.model_copy(update={"languages": ALL, "name": "all-languages"})
-    return load_policy(config.model_dump())
 
 
 def _replacements(code: str) -> set[str]:

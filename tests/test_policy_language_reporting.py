@@ -14,13 +14,7 @@ from safetext.policy import load_policy
 from safetext.policy.languages import MIN_ZIPF_WORD, _fold, language_zipf
 from safetext.telemetry import SafetextMetrics, request_event
 
-ALL = ("en", "de", "es", "fr", "pt", "it", "nl")
 
-
-@pytest.fixture(scope="module")
-def everything():
-    config = load_policy("default").config.model_copy(update={"languages": ALL, "name": "all-languages"})
-    return load_policy(config.model_dump())
 
 
 GERMAN = 'Graffiti an einer Mauer: "Hu.ren.sohn" und ein Schild "shit"'

@@ -14,11 +14,6 @@ from safetext.policy.morphology import chat_spelled, inflected
 ALL = ("en", "de", "es", "fr", "pt", "it", "nl")
 
 
-@pytest.fixture(scope="module")
-def everything():
-    config = load_policy("default").config.model_copy(update={"languages": ALL, "name": "all-languages"})
-    return load_policy(config.model_dump())
-
 
 @pytest.fixture(scope="module")
 def strict():

@@ -8,18 +8,11 @@ from __future__ import annotations
 
 import pytest
 
-from safetext.policy import load_policy
 from safetext.policy.engine import SHIPPED_DIR
 from safetext.policy.languages import read_sections
 
-ALL = ("en", "de", "es", "fr", "pt", "it", "nl")
 LISTS = SHIPPED_DIR / "lists"
 
-
-@pytest.fixture(scope="module")
-def everything():
-    config = load_policy("default").config.model_copy(update={"languages": ALL, "name": "all-languages"})
-    return load_policy(config.model_dump())
 
 
 def _found(policy, prompt: str) -> list[tuple[str, str]]:

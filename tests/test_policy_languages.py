@@ -22,11 +22,6 @@ def default():
     return load_policy("default")
 
 
-@pytest.fixture(scope="module")
-def everything(default):
-    config = default.config.model_copy(update={"languages": ALL, "name": "all-languages"})
-    return load_policy(config.model_dump())
-
 
 def _replacements(code: str) -> set[str]:
     return {line.strip() for line in (LISTS / f"replacements_{code}.txt").read_text(encoding="utf-8").splitlines()
