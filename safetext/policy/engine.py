@@ -472,7 +472,7 @@ class Policy:
                     continue
                 if any(a <= f.start and f.end <= b for a, b in allowed_in(reading)):
                     continue
-                if self._local_reading(f, document, reading) is not None:
+                if self._local_reading(f, document, reading, votes) is not None:
                     continue
                 if f.replacement is not None and config.replacement.mode == "auto":  # a benign word of that language
                     f = f.model_copy(update={"replacement": self._packs[reading].replacer.choose(f.normalized, f.normalized, f.text)})
@@ -601,7 +601,7 @@ class Policy:
         local = written_zipf(written, here)
         return local >= KNOWN_ZIPF and local > written_zipf(written, code)
 
-    def _local_reading(self, f: Finding, document: ScanDocument, language: str) -> str | None:
+    def _local_reading(self, f: Finding, document: ScanDocument, language: str, votes: "_LanguageVotes") -> str | None:
         """Why English finding ``f`` reads as a word of the prompt's ``language`` (not English) rather than
         an English list word, or ``None`` when it stays a finding.
 
@@ -628,11 +628,10 @@ class Policy:
             return "scene sense"
         if not f.rendered and self._local_name(f.text, language):
             return "local name"
-        norm, tokens = document.norm, document.tokens
-        words = [t.text for t in tokens if f.start < norm.span(t.start, t.end)[1] and norm.span(t.start, t.end)[0] < f.end]
+        words = votes.overlapping(f.start, f.end)  # the finding's tokens, found by bisection (the scan stays linear)
         if len(words) != 1:
             return None
-        word = words[0]
+        word = document.tokens[words[0]].text
         if f.backend != "wordlist" or ENGLISH_ONLY_RULES.intersection(f.normalizations):
             if any(word in language_words(code, config.normalization) for code in self._packs):
                 return "known elsewhere"
@@ -703,11 +702,11 @@ class Policy:
         return local >= KNOWN_ZIPF and local >= written_zipf(text, "en") - LOCAL_NAME_MARGIN
 
     @staticmethod
-    def _rarer_local_word(text: str, language: str) -> bool:
-        """A word of the prompt's language rarer than its table (``wordfreq`` full list, :data:`KNOWN_ZIPF`),
-        at least as frequent there as in English."""
+    def _rarer_local_word(text: str, language: str, than: str = "en") -> bool:
+        """A word of ``language`` rarer than its table (``wordfreq`` full list, :data:`KNOWN_ZIPF`), at least as
+        frequent there as in language ``than``."""
         local = written_zipf(text, language)
-        return local >= KNOWN_ZIPF and local >= written_zipf(text, "en")
+        return local >= KNOWN_ZIPF and local >= written_zipf(text, than)
 
     @staticmethod
     def _known_elsewhere(text: str, code: str, language: str, limit: float | None) -> bool:
@@ -720,10 +719,7 @@ class Policy:
         """
         if limit is not None and written_zipf(text, code) >= limit:
             return True
-        if code != language and language != "en":
-            local = written_zipf(text, language)
-            return local >= KNOWN_ZIPF and local >= written_zipf(text, code)
-        return False
+        return code != language != "en" and Policy._rarer_local_word(text, language, than=code)
 
     # ------------------------------------------------------------------ requests with several prompts
     @staticmethod
