@@ -124,3 +124,24 @@ def test_span_of_an_html_obfuscated_word_covers_its_tags(default):
     finding = verdict.findings[0]
     assert finding.text == "f<b>u</b>ck"
     assert verdict.sanitized_prompt == prompt.replace("f<b>u</b>ck", finding.replacement)
+
+
+def test_sound_alike_readings_do_not_depend_on_the_hash_seed():
+    """Replicas (processes with their own salted ``str`` hash) give a prompt the same finding and replacement."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from safetext.policy import load_policy; p = load_policy('default')\n"
+        "for prompt in ('a sign that says pouffiasse', 'a sign that says \"fichi\"'):\n"
+        "    print([(f.normalized, f.rule_id, f.replacement) for f in p.scan(prompt).findings])\n"
+    )
+    outputs = set()
+    for seed in ("1", "3"):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        outputs.add(done.stdout)
+    assert len(outputs) == 1, outputs
+    assert "[]" not in next(iter(outputs)).split("\n")[0]  # the sound-alike is read at all

@@ -358,7 +358,7 @@ class VariantMatcher:
                 candidates.add(shorter)
             candidates.update(self._deletes.get(shorter, ()))
         best: tuple[int, Term, str] | None = None
-        for other in candidates:
+        for other in sorted(candidates):  # set order follows the salted str hash: sorted, ties go the same way in every process
             if other[0] != key[0] or other[-1] != key[-1] or Levenshtein.distance(key, other) > 1:
                 continue  # one edit, never in the first or last sound ("gele" is not "gilf")
             for term in self._skeletons[other]:
