@@ -462,7 +462,8 @@ class SafeTextGenerator:
                 # next_word: the next word of the current order; legible_word: the best word of the length the
                 # model writes better than the span's (the layer map's replacement_legibility)
                 rank = word_rank + 1 if step == "next_word" else 0
-                retry = self._decide(call_kwargs, rank, legible_length or step == "legible_word")
+                legible = legible_length or step == "legible_word"  # once taken, later steps keep the length
+                retry = self._decide(call_kwargs, rank, legible)
                 if retry.target_kwargs == decision.target_kwargs:
                     skipped = (
                         "no other replacement word of the span's length" if step == "next_word"
@@ -470,7 +471,7 @@ class SafeTextGenerator:
                     )
                     escalations.append({"step": step, "skipped": skipped})
                     continue
-                word_rank, legible_length = rank, legible_length or step == "legible_word"
+                word_rank, legible_length = rank, legible
                 decision = retry
                 expected = self._expected_texts(decision, len(images))
                 verdict = verdict.model_copy(
