@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from safetext.errors import PolicyError
 from safetext.policy.confusables import REPEATS
@@ -108,6 +108,16 @@ def read_word_list(path: str | Path) -> tuple[str, ...]:
         raise PolicyError(f"word list '{target}' does not exist; fix the path (relative to the policy file)") from exc
     except UnicodeDecodeError as exc:
         raise PolicyError(f"word list '{target}' is not UTF-8 text ({exc.reason}); re-save it as UTF-8") from exc
+
+
+def by_length_and_first(by_length: Mapping[int, Sequence[Term]]) -> dict[tuple[int, str], tuple[Term, ...]]:
+    """``by_length`` (terms per form length) regrouped by length and first letter, each group in its order:
+    the candidates for a masked word that shows its first letter."""
+    grouped: dict[tuple[int, str], list[Term]] = {}
+    for length, group in by_length.items():
+        for term in group:
+            grouped.setdefault((length, term.form[0]), []).append(term)
+    return {key: tuple(group) for key, group in grouped.items()}
 
 
 def _word_keys(tokens: Sequence[Token], repeats: bool) -> tuple[tuple[str, ...], tuple[tuple[int, ...], ...]]:
@@ -219,11 +229,7 @@ class Lexicon:
                 by_length.setdefault(len(term.form), []).append(term)
         self._by_first = {key: tuple(sorted(group, key=lambda t: -len(t.keys))) for key, group in by_first.items()}
         self._by_length = {length: tuple(group) for length, group in by_length.items()}
-        by_start: dict[tuple[int, str], list[Term]] = {}  # wildcard words mostly show their first letter ("f*ck")
-        for length, group in self._by_length.items():
-            for term in group:
-                by_start.setdefault((length, term.form[0]), []).append(term)
-        self._by_length_first = {key: tuple(group) for key, group in by_start.items()}
+        self._by_length_first = by_length_and_first(self._by_length)  # wildcard words mostly show their first letter ("f*ck")
         self._symbols = tuple(symbols)
         self._stems = tuple(stems)
         self._repeats = repeats

@@ -42,7 +42,7 @@ from typing import Iterator, Sequence
 from rapidfuzz.distance import Levenshtein
 
 from safetext.policy.confusables import WILDCARD
-from safetext.policy.lexicon import Lexicon, Term
+from safetext.policy.lexicon import Lexicon, Term, by_length_and_first
 from safetext.policy.normalize import NormalizedText, Token, run_lengths
 from safetext.policy.schema import NormalizationConfig
 from safetext.policy.vocabulary import (
@@ -268,11 +268,7 @@ class VariantMatcher:
         # commonest first: "f--k" reads "fuck" before the respelling "fack"
         self._by_length = {n: tuple(sorted(group, key=lambda t: (-zipf(t.form), t.form))) for n, group in by_length.items()}
         # ... and by length and first letter: a masked word mostly shows its first letter ("s_l_u_t")
-        by_first: dict[tuple[int, str], list[Term]] = {}
-        for n, group in self._by_length.items():
-            for term in group:
-                by_first.setdefault((n, term.form[0]), []).append(term)
-        self._by_length_first = {key: tuple(group) for key, group in by_first.items()}
+        self._by_length_first = by_length_and_first(self._by_length)
         # Listed entries (and plurals) with vowels dropped ("btch", "pssy", "fckr", "mthrfcker").
         dropped: dict[str, Term] = {}
         for n in sorted(self._by_length):
