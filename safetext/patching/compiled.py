@@ -204,7 +204,6 @@ def attention_bias(bias: torch.Tensor, layer: torch.Tensor) -> torch.Tensor:
 
 
 @functools.cache
-@functools.lru_cache(maxsize=None)
 def _index(index: int) -> torch.Tensor:
     """The operators' ``layer`` argument for layer ``index`` (one shared, never written tensor per index)."""
     return torch.tensor(index)
